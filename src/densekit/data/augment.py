@@ -1,6 +1,8 @@
 """Batched augmentation on tensors, on the training device; same generator seed, same batches.
 
-Each op takes a float batch (N, C, H, W) and a ``torch.Generator`` on the batch's device.
+Each op takes a float batch (N, C, H, W) and a ``torch.Generator`` on the batch's device and
+returns the new batch. ``Augment`` runs a preset's ops; ops that mix images (mixup, cutmix)
+also turn the int labels into soft targets (N, num_classes), which cross-entropy accepts as is.
 """
 from __future__ import annotations
 
@@ -44,11 +46,12 @@ class Augment:
         self.preset, self.ops, self.seed = preset, PRESETS[preset], seed
         self._generators: dict = {}
 
-    def __call__(self, x: torch.Tensor, epoch: int = 0, step: int = 0) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0, step: int = 0):
+        """Augment a float batch; returns (images, labels or soft targets)."""
         if not self.ops:
-            return x
+            return x, y
         g = self._generators.setdefault(x.device, torch.Generator(device=x.device))
         g.manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + step)
         for op in self.ops:
             x = op(x, g)
-        return x
+        return x, y

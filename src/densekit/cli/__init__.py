@@ -1,0 +1,51 @@
+"""The ``densekit`` command: a thin layer over the Python API, one module per verb group.
+
+Each module in ``COMMANDS`` has ``add_parser(subparsers)``, which registers its verbs and sets
+``func`` on them; ``func(args)`` returns an exit code. Errors a user can cause raise
+``DensekitError`` and are printed here as one line.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from ..errors import DensekitError
+
+# Verb modules, in the order `densekit --help` lists them.
+COMMANDS = ["train", "evaluate", "predict", "models"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+    parser = argparse.ArgumentParser(prog="densekit", description="Train, evaluate, predict with and "
+                                     "benchmark DenseNets (Huang et al., arXiv 1608.06993).")
+    parser.add_argument("--version", action="version", version=f"densekit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f".{name}", __name__).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DensekitError as err:
+        print(f"densekit: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("densekit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

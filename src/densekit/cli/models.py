@@ -1,0 +1,31 @@
+"""`densekit models [PATTERN]`: the registry, with parameter counts."""
+from __future__ import annotations
+
+import json
+
+from .. import models as M
+
+
+def add_parser(sub):
+    p = sub.add_parser("models", help="list the named models and their parameter counts")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'densenet-bc*'")
+    p.add_argument("--json", action="store_true", help="print one JSON list")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    rows = []
+    for name in M.list_models(args.pattern):
+        entry = M.get_entry(name)
+        model = M.create_model(name)
+        params = sum(p.numel() for p in model.parameters())
+        rows.append({"name": name, "params": params, "source": entry.meta.get("source", ""),
+                     "paper": entry.meta.get("paper", "")})
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    width = max((len(r["name"]) for r in rows), default=4)
+    print(f"{'model':<{width}}  {'params':>12}  source")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['params']:>12,}  {r['source']}" + (f" ({r['paper']})" if r["paper"] else ""))
+    return 0
