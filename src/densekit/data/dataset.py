@@ -12,6 +12,10 @@ import torch
 from ..errors import DensekitError
 
 
+class MissingSplit(DensekitError):
+    """The source has no such split (a flat folder has only ``train``): callers may carve one."""
+
+
 class ImageDataset(torch.utils.data.Dataset):
     """Base class: subclasses set ``classes``, ``labels`` and either ``images`` or ``load_item``."""
 
@@ -19,6 +23,7 @@ class ImageDataset(torch.utils.data.Dataset):
     classes: list[str]
     labels: torch.Tensor            # int64, shape (N,)
     images: torch.Tensor | None = None  # uint8 (N, C, H, W) when resident in memory
+    skip_bad: bool = False              # streamed sets: loaders skip unreadable items with a warning
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -69,12 +74,16 @@ class Subset(ImageDataset):
 
     def __init__(self, base: ImageDataset, indices: torch.Tensor):
         self.base, self.indices = base, torch.as_tensor(indices, dtype=torch.int64)
-        self.classes, self.name = base.classes, base.name
+        self.classes, self.name, self.skip_bad = base.classes, base.name, base.skip_bad
         self.labels = base.labels[self.indices]
         self.images = base.images[self.indices] if base.images is not None else None
 
     def load_item(self, i: int) -> torch.Tensor:
         return self.base.load_item(int(self.indices[i]))
+
+    @property
+    def shape(self):
+        return self.base.shape
 
 
 def check_labels(labels: torch.Tensor, num_classes: int, name: str):

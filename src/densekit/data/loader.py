@@ -9,11 +9,47 @@ worker pool with prefetching.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Iterator
 
 import torch
 
+from ..errors import DensekitError
 from .dataset import ImageDataset
+
+
+class DataWarning(UserWarning):
+    """Items skipped because they could not be read (only with ``skip_bad``)."""
+
+
+class _Bad:
+    """What a worker returns for an item it could not decode: the one-line reason."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+class _Guarded(torch.utils.data.Dataset):
+    # Errors raised inside a worker process come back wrapped in a multi-line traceback; returning
+    # the message instead lets the main process raise it as one line, or count and skip it.
+    def __init__(self, dataset: ImageDataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        try:
+            return self.dataset[i]
+        except DensekitError as err:
+            return _Bad(str(err))
+
+
+def _collate(items):
+    good = [it for it in items if not isinstance(it, _Bad)]
+    bad = [it.message for it in items if isinstance(it, _Bad)]
+    x = torch.stack([g[0] for g in good]) if good else None
+    return x, torch.tensor([g[1] for g in good], dtype=torch.int64), bad
 
 
 class Loader:
@@ -52,8 +88,16 @@ class Loader:
                        labels[idx].to(self.device, non_blocking=non_blocking))
             return
         loader = torch.utils.data.DataLoader(
-            self.dataset, batch_sampler=[b.tolist() for b in batches], num_workers=self.workers,
-            pin_memory=non_blocking, persistent_workers=False,
+            _Guarded(self.dataset), batch_sampler=[b.tolist() for b in batches], num_workers=self.workers,
+            collate_fn=_collate, pin_memory=non_blocking, persistent_workers=False,
             prefetch_factor=4 if self.workers else None)
-        for x, y in loader:
-            yield x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
+        skipped, first = 0, None
+        for x, y, bad in loader:
+            if bad and not self.dataset.skip_bad:
+                raise DensekitError(bad[0])
+            skipped, first = skipped + len(bad), first or (bad[0] if bad else None)
+            if x is not None:
+                yield x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)
+        if skipped:
+            warnings.warn(f"skipped {skipped} unreadable item(s) of {self.dataset.name} this epoch; first: {first}",
+                          DataWarning, stacklevel=2)

@@ -5,18 +5,24 @@ from __future__ import annotations
 import torch
 
 from .dataset import ImageDataset
+from .images import conform
 
 
-def channel_stats(ds: ImageDataset, max_items: int = 20_000) -> tuple[list[float], list[float]]:
-    """Mean and std of each channel in [0, 1] units, over up to ``max_items`` evenly spaced items."""
+def channel_stats(ds: ImageDataset, max_items: int | None = None) -> tuple[list[float], list[float]]:
+    """Mean and std of each channel in [0, 1] units, over up to ``max_items`` evenly spaced items
+    (default 20,000 resident, 2,000 streamed: each streamed item is a decode)."""
+    from .loader import Loader
+    max_items = max_items or (20_000 if ds.images is not None else 2_000)
     step = max(1, len(ds) // max_items)
-    idx = torch.arange(0, len(ds), step)
-    if ds.images is not None:
-        x = ds.images[idx]
-    else:
-        x = torch.stack([ds[int(i)][0] for i in idx])
-    x = x.double().div_(255).transpose(0, 1).flatten(1)
-    return x.mean(1).tolist(), x.std(1).clamp_min(1e-3).tolist()
+    sample = ds.subset(torch.arange(0, len(ds), step))
+    # Running sums in float64, a chunk at a time, so big images never sit in memory all at once.
+    total = total_sq = count = 0
+    for x, _ in Loader(sample, batch_size=256).epoch(0):
+        x = x.double().div_(255).transpose(0, 1).flatten(1)
+        total, total_sq, count = total + x.sum(1), total_sq + (x * x).sum(1), count + x.shape[1]
+    mean = total / count
+    std = ((total_sq / count - mean * mean).clamp_min(0) * count / max(count - 1, 1)).sqrt()
+    return mean.tolist(), std.clamp_min(1e-3).tolist()
 
 
 class Normalize:
@@ -36,3 +42,32 @@ class Normalize:
             self._cache[key] = (1 / (255 * std), mean / std)
         scale, shift = self._cache[key]
         return (x.to(dtype) * scale - shift).to(dtype)
+
+
+RESIDENT_LIMIT = 2 << 30  # bytes of resized images kept in memory; above it, resize per item instead
+
+
+class _ConformedView(ImageDataset):
+    """A resident set seen at other channels/size, converted item by item (for sets too big to copy)."""
+
+    def __init__(self, base: ImageDataset, channels, size):
+        self.base, self.channels, self.size = base, channels, size
+        self.classes, self.labels, self.name = base.classes, base.labels, base.name
+
+    def load_item(self, i: int) -> torch.Tensor:
+        return conform(self.base.images[i:i + 1], self.channels, self.size)[0]
+
+
+def fit_dataset(ds: ImageDataset, channels: int | None = None, image_size=None) -> ImageDataset:
+    """Give a resident set the configured channels and size (streamed sets decode to them already)."""
+    if ds.images is None or (channels is None and image_size is None):
+        return ds
+    n, c, h, w = ds.images.shape
+    hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size or (h, w))
+    c2 = channels or c
+    if (c2, *hw) == (c, h, w):
+        return ds
+    if n * c2 * hw[0] * hw[1] > RESIDENT_LIMIT:
+        return _ConformedView(ds, c2, hw)
+    ds.images = torch.cat([conform(ds.images[i:i + 4096], c2, hw) for i in range(0, n, 4096)])
+    return ds

@@ -1,0 +1,116 @@
+"""CIFAR-10 and CIFAR-100 from the official "python version" folders (Krizhevsky, 2009).
+
+Format (https://www.cs.toronto.edu/~kriz/cifar.html): each batch is a Python-2 pickle of a dict
+whose ``data`` is a 10000 x 3072 uint8 array, each row the 1024 red, then green, then blue
+pixels of a 32 x 32 image in row-major order, plus ``labels`` (CIFAR-10) or ``fine_labels`` and
+``coarse_labels`` (CIFAR-100). ``batches.meta`` / ``meta`` hold the class names.
+Looked for in ``data_dir/<folder>`` (default ``~/.cache/densekit``), else the official tar.gz is
+downloaded (MD5-checked) and extracted there.
+"""
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DensekitError
+from .dataset import MissingSplit, TensorImageDataset, check_labels
+from .download import download
+from .idx import default_data_dir
+from .pickles import load_pickle
+
+CIFAR_SETS = {
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "splits": {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]},
+        "meta": "batches.meta",
+        "archive": "cifar-10-python.tar.gz",
+        "mirrors": ["https://www.cs.toronto.edu/~kriz/"],
+        "md5": "c58f30108f718f92721af3b95e74349a",
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "splits": {"train": ["train"], "test": ["test"]},
+        "meta": "meta",
+        "archive": "cifar-100-python.tar.gz",
+        "mirrors": ["https://www.cs.toronto.edu/~kriz/"],
+        "md5": "eb9058c3a382ffc7106e4002c42a8d85",
+    },
+}
+
+
+def find_cifar(name: str, data_dir: Path | None = None) -> Path:
+    """The extracted folder of ``name``, downloading and extracting the archive if needed."""
+    spec = CIFAR_SETS[name]
+    root = Path(data_dir) if data_dir else default_data_dir()
+    folder = root / spec["folder"]
+    if (folder / spec["meta"]).is_file():
+        return folder
+    if os.environ.get("DENSEKIT_OFFLINE") == "1":
+        raise DensekitError(f"{folder} not found and downloads are off (DENSEKIT_OFFLINE=1): extract "
+                            f"{spec['archive']} into {root} or point --data-dir at its parent folder")
+    mirror = os.environ.get(f"DENSEKIT_{name.upper()}_MIRROR")
+    archive = download([m + spec["archive"] for m in ([mirror] if mirror else spec["mirrors"])],
+                       root / spec["archive"], md5=spec["md5"])
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")  # "data" refuses absolute paths, links out, devices
+    except (tarfile.TarError, OSError) as err:
+        raise DensekitError(f"{archive}: cannot extract ({err}); delete it and run again") from None
+    if not (folder / spec["meta"]).is_file():
+        raise DensekitError(f"{archive} did not contain {spec['folder']}/{spec['meta']}; it is not the official archive")
+    return folder
+
+
+def _read_batch(path: Path, label_keys: list[str], num_classes: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
+    if not path.is_file():
+        raise DensekitError(f"{path} is missing; re-extract the CIFAR archive")
+    batch = load_pickle(path)
+    if not isinstance(batch, dict) or "data" not in batch or any(k not in batch for k in label_keys):
+        raise DensekitError(f"{path}: not a CIFAR batch (needs keys data and {', '.join(label_keys)}); "
+                            "re-extract the CIFAR archive")
+    data = np.asarray(batch["data"])
+    labels = [np.asarray(batch[k], dtype=np.int64).reshape(-1) for k in label_keys]
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DensekitError(f"{path}: data is {data.dtype} {data.shape}, CIFAR batches are uint8 N x 3072; "
+                            "the file is damaged or not from the python-version archive")
+    if any(len(lab) != len(data) for lab in labels):
+        raise DensekitError(f"{path}: {len(data)} images but {len(labels[0])} labels; re-extract the archive")
+    for lab, k in zip(labels, num_classes):
+        check_labels(torch.from_numpy(lab), k, str(path))
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def load_cifar(name: str, split: str, data_dir: Path | None = None, label: str = "fine") -> TensorImageDataset:
+    """CIFAR-10, or CIFAR-100 with its 100 ``fine`` or 20 ``coarse`` labels (both kept on the set)."""
+    spec = CIFAR_SETS[name]
+    if split not in spec["splits"]:
+        raise MissingSplit(f"{name} has splits train and test, not {split!r} (carve a validation split "
+                           "with --val-split)")
+    if label not in ("fine", "coarse"):
+        raise DensekitError(f"{name} labels are 'fine' or 'coarse', not {label!r}")
+    folder = find_cifar(name, data_dir)
+    meta = load_pickle(folder / spec["meta"])
+    try:
+        if name == "cifar10":
+            classes, coarse = list(meta["label_names"]), None
+        else:
+            classes, coarse = list(meta["fine_label_names"]), list(meta["coarse_label_names"])
+    except (TypeError, KeyError) as err:
+        raise DensekitError(f"{folder / spec['meta']}: no class names ({err}); re-extract the archive") from None
+    keys = ["labels"] if name == "cifar10" else ["fine_labels", "coarse_labels"]
+    counts = [len(classes)] if coarse is None else [len(classes), len(coarse)]
+    parts = [_read_batch(folder / f, keys, counts) for f in spec["splits"][split]]
+    images = torch.from_numpy(np.concatenate([p[0] for p in parts]))
+    labels = [torch.from_numpy(np.concatenate([p[1][k] for p in parts])) for k in range(len(keys))]
+    if label == "coarse" and coarse is not None:
+        ds = TensorImageDataset(images, labels[1], coarse, name=f"{name}:coarse")
+        ds.fine_labels, ds.fine_classes = labels[0], classes
+    else:
+        ds = TensorImageDataset(images, labels[0], classes, name=name)
+        if coarse is not None:
+            ds.coarse_labels, ds.coarse_classes = labels[1], coarse
+    return ds
