@@ -53,6 +53,20 @@ def load_dataset(source: str, split: str = "train", data_dir: str | Path | None 
     return fit_dataset(ds, channels, image_size)
 
 
+def load_splits(source: str, data_dir=None, splits=("train", "val", "test"), **options) -> dict[str, ImageDataset]:
+    """{split: dataset} of every split the source has (a flat folder: only train)."""
+    from .dataset import MissingSplit
+    found = {}
+    for split in splits:
+        try:
+            found[split] = load_dataset(source, split, data_dir, **options)
+        except MissingSplit:
+            continue
+    if not found:
+        raise DensekitError(f"{source} has none of the splits {', '.join(splits)}")
+    return found
+
+
 @register_source("fashion-mnist", "Zalando's 28x28 grayscale clothing, 10 classes, 60k/10k (IDX files)")
 def _fashion_mnist(split, data_dir, **_):
     from .idx import load_idx

@@ -12,7 +12,7 @@ def carve_val(train: ImageDataset, val_size: int | float, seed: int = 0) -> tupl
     n = len(train)
     k = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 < k < n:
-        raise DensekitError(f"--val-split {val_size} leaves no training or no validation data "
+        raise DensekitError(f"--val-split {val_size:g} leaves no training or no validation data "
                             f"({n} training items); use a count below {n} or a fraction below 1")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return train.subset(order[k:].sort().values), train.subset(order[:k].sort().values)
