@@ -50,16 +50,25 @@ def _convert(img: Image.Image, channels: int) -> Image.Image:
     return img.convert("L" if channels == 1 else "RGB")
 
 
-def decode_image(source: str | Path | bytes, channels: int | None = None, size=None,
+def decode_image(source: str | Path | bytes | Image.Image | torch.Tensor, channels: int | None = None, size=None,
                  name: str | None = None) -> torch.Tensor:
-    """Decode a file path or encoded bytes into uint8 (C, H, W).
+    """Decode a file path, encoded bytes or a PIL image into uint8 (C, H, W); a uint8 tensor
+    (C, H, W) is converted to ``channels`` and ``size`` the same way.
 
     ``channels`` None keeps grayscale images at 1 channel and makes everything else RGB.
     Any unreadable, truncated or non-image input raises ``DensekitError`` naming ``name`` (or the path)."""
-    label = name or (str(source) if not isinstance(source, bytes) else "image bytes")
+    if torch.is_tensor(source):
+        if source.dtype != torch.uint8 or source.dim() != 3:
+            raise DensekitError(f"{name or 'image tensor'}: expected uint8 C x H x W, got {source.dtype} "
+                                f"{tuple(source.shape)}")
+        return conform(source[None], channels, size)[0]
+    label = name or (str(source) if isinstance(source, (str, Path)) else "image bytes")
     hw = _to_size(size)
     try:
-        img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        if isinstance(source, Image.Image):
+            img = source
+        else:
+            img = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
         if channels is None:
             channels = 1 if img.mode in _GRAY_MODES or (img.mode == "P" and _gray_palette(img)) else 3
         if hw is not None and img.format == "JPEG":
