@@ -54,10 +54,11 @@ def model_args(name: str, **overrides) -> dict:
 
 
 def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None,
-                 weights: str | None = None, **overrides) -> nn.Module:
+                 weights: str | None = None, features_only: bool = False, **overrides) -> nn.Module:
     """Build a registered model; ``overrides`` replace any constructor argument.
 
-    ``weights`` loads a state_dict file (densekit, torchvision or safetensors format)."""
+    ``weights`` loads a state_dict file (densekit, torchvision or safetensors format);
+    ``features_only`` returns a backbone whose forward gives every stage's output."""
     entry = get_entry(name)
     args = model_args(name, num_classes=num_classes, in_channels=in_channels, **overrides)
     try:
@@ -70,4 +71,7 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     if weights is not None:
         from .weights import load_weights
         load_weights(model, weights)
+    if features_only:
+        from .features import FeatureExtractor
+        return FeatureExtractor(model)
     return model
