@@ -1,7 +1,11 @@
 """densekit: DenseNets (Huang et al., arXiv 1608.06993) to define, train, evaluate, predict and benchmark."""
 __version__ = "0.1.0"
 
+from .config import TrainConfig
+from .data import list_sources, load_dataset
+from .engine import Run, evaluate, predict, train
 from .errors import DensekitError
 from .models import DenseNet, create_model, list_models
 
-__all__ = ["DensekitError", "DenseNet", "create_model", "list_models", "__version__"]
+__all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "create_model", "evaluate", "list_models",
+           "list_sources", "load_dataset", "predict", "train", "__version__"]

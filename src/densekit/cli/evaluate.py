@@ -1,0 +1,31 @@
+"""`densekit eval RUN_OR_CHECKPOINT`: top-1, top-5, loss and per-class accuracy on a split."""
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub):
+    p = sub.add_parser("eval", help="evaluate a run or checkpoint on a dataset split")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--dataset", help="default: the dataset the model was trained on")
+    p.add_argument("--split", default="test")
+    p.add_argument("--data-dir")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..engine import evaluate
+    m = evaluate(args.checkpoint, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
+                 batch_size=args.batch_size, device=args.device)
+    if args.json:
+        print(json.dumps({k: v for k, v in m.items() if k != "confusion"}))
+        return 0
+    print(f"{m['dataset']} {m['split']}: top-1 {100 * m['top1']:.2f}%  top-5 {100 * m['top5']:.2f}%  "
+          f"loss {m['loss']:.4f}  ({m['count']:,} images, {m['checkpoint']})")
+    width = max(len(c) for c in m["per_class"])
+    for name, acc in m["per_class"].items():
+        print(f"  {name:<{width}}  {100 * acc:6.2f}%")
+    return 0
