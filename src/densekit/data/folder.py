@@ -85,8 +85,11 @@ class FolderDataset(ImageDataset):
         self.root, self.split, self.name, self.skip_bad = base, split, f"folder:{root}", skip_bad
         self.paths = np.array([p.encode("utf-8", "surrogateescape") for p in paths])
         self.labels = torch.tensor(labels, dtype=torch.int64)
-        # The first image fixes what was not configured, so every item stacks into one batch.
-        first = self.root / self.paths[0].decode("utf-8", "surrogateescape")
+        # The training split's first image fixes what was not configured, so every item of every
+        # split stacks into one batch of the shape the model was built for.
+        first = self.path(0)
+        if base != train_dir:
+            first = next((train_dir / cls / f for cls in self.classes for f in _images_under(train_dir / cls)), first)
         self.channels = channels or image_mode_channels(first)
         self.image_size = image_size
         if image_size is None:

@@ -48,8 +48,11 @@ class _Guarded(torch.utils.data.Dataset):
 def _collate(items):
     good = [it for it in items if not isinstance(it, _Bad)]
     bad = [it.message for it in items if isinstance(it, _Bad)]
-    x = torch.stack([g[0] for g in good]) if good else None
-    return x, torch.tensor([g[1] for g in good], dtype=torch.int64), bad
+    if not good:
+        return None, torch.zeros(0, dtype=torch.int64), bad
+    # default_collate stacks straight into shared memory when run in a worker: no extra copy.
+    x, y = torch.utils.data.default_collate(good)
+    return x, y, bad
 
 
 class Loader:
