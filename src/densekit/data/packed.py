@@ -116,7 +116,7 @@ def write_packed(splits: dict[str, ImageDataset], out: str | Path, source: str, 
             full = np.load(path, mmap_mode="r")
             short = np.lib.format.open_memmap(out / f".{split}-images.npy", mode="w+", dtype=np.uint8, shape=(n, *shape))
             for i in range(0, n, 4096):
-                short[i:i + 4096] = full[i:i + 4096]
+                short[i:i + 4096] = full[i:min(i + 4096, n)]
             short.flush()
             del short, full
             os.replace(out / f".{split}-images.npy", path)
