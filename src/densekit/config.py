@@ -66,6 +66,8 @@ class TrainConfig:
     name: str | None = None
     checkpoint_every: float = 300.0    # also checkpoint mid-epoch every this many seconds
     tensorboard: bool = True
+    histograms: bool = False           # TensorBoard: weight histograms every epoch (large event files)
+    embeddings: int = 256              # TensorBoard projector: penultimate features of this many test images; 0: off
     plots: bool = True
 
     def validate(self) -> "TrainConfig":
