@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from .. import models as M
 
 
@@ -17,7 +19,8 @@ def run(args):
     rows = []
     for name in M.list_models(args.pattern):
         entry = M.get_entry(name)
-        model = M.create_model(name)
+        with torch.device("meta"):   # counting needs shapes only: no memory, no init time
+            model = M.create_model(name)
         params = sum(p.numel() for p in model.parameters())
         rows.append({"name": name, "params": params, "source": entry.meta.get("source", ""),
                      "paper": entry.meta.get("paper", "")})
