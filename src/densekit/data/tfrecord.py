@@ -139,7 +139,7 @@ def _files(pattern: str, split: str) -> list[Path]:
         if found:
             return [Path(p) for p in found]
     if "{split}" in pattern:
-        raise MissingSplit(f"no files match {' or '.join(candidates)}")
+        raise MissingSplit(f"no {split} split: no files match {' or '.join(candidates)}")
     raise DensekitError(f"no files match {pattern}; check the path and quote the pattern in the shell")
 
 
