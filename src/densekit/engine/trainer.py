@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .. import data as D
 from ..data import augment as A
+from ..data.dataset import MissingSplit
 from ..data.splits import carve_val
 from ..config import TrainConfig
 from ..errors import DensekitError
@@ -100,7 +101,7 @@ class Trainer:
         else:
             mean, std = D.channel_stats(train_ds)
         self.normalize = D.Normalize(mean, std)
-        self.augment = A.Augment(self._augment_preset(), seed=cfg.seed)
+        self.augment = A.Augment(self._augment_preset(), seed=cfg.seed, num_classes=len(train_ds.classes))
         self.loader = D.Loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=len(train_ds) > cfg.batch_size,
                                device=self.device, workers=cfg.workers, rank=self.rank, world_size=self.world_size)
         self.data_info = {"classes": self.classes, "mean": list(mean), "std": list(std),
@@ -151,16 +152,13 @@ class Trainer:
     def _optional_split(self, split, opts):
         try:
             return D.load_dataset(self.cfg.dataset, split, self.cfg.data_dir, **opts)
-        except DensekitError as err:
-            if "split" in str(err):   # the source simply has no such split
-                return None
-            raise
+        except MissingSplit:   # the source simply has no such split
+            return None
 
     def _augment_preset(self) -> str:
         if self.cfg.augment != "auto":
             return self.cfg.augment
-        default = getattr(A, "default_augment", None)
-        return default(self.cfg.dataset) if default else "crop"
+        return A.default_augment(self.cfg.dataset)
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def _payload(self, kind: str = "training") -> dict:
