@@ -97,6 +97,9 @@ def run(args) -> int:
     if args.resume:
         resume = Path(args.resume) if args.resume is not True else _latest_run(cfg)
     result = train(cfg, resume=resume, verbose=not args.quiet and not args.json)
+    from ..engine.distributed import world
+    if world()[0] != 0:   # under torchrun, rank 0 reports
+        return 0
     if args.json:
         print(json.dumps(result.summary))
     elif "test_top1" in result.summary:

@@ -23,3 +23,18 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t)
     return t
+
+
+def same_on_all_ranks(value):
+    """Rank 0's ``value`` everywhere (e.g. a run name made from the clock)."""
+    if dist.is_available() and dist.is_initialized():
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    return value
+
+
+def barrier():
+    """Wait for every rank (e.g. until rank 0 has written a checkpoint the others will read)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

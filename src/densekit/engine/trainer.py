@@ -139,7 +139,8 @@ class Trainer:
             self.run = RunFolder(Path(resume), main=self.rank == 0)
             self.run.truncate_metrics(self.epoch)
         else:
-            name = cfg.name or f"{cfg.model}-{cfg.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+            name = distributed.same_on_all_ranks(
+                cfg.name or f"{cfg.model}-{cfg.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
             self.run = RunFolder.create(cfg.out, name, main=self.rank == 0)
         self.run.write_config({**cfg.to_dict(), "resolved": {"model": self.model_spec, "data": self.data_info,
                                                              "device": str(self.device),
@@ -196,6 +197,7 @@ class Trainer:
     def save(self, which: str = "last"):
         if self.rank == 0:
             save_checkpoint(self._payload(), self.run.checkpoint(which))
+        distributed.barrier()
 
     # -- the loop -------------------------------------------------------------------------------------
     def _clock(self) -> float:
