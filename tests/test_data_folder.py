@@ -107,3 +107,12 @@ def test_ten_thousand_images_stream_with_flat_memory(tmp_path):
     print(f"RSS (main + workers) after 1,100 images {samples[0] / 1024:.0f} MiB, after 10,000 "
           f"{samples[1] / 1024:.0f} MiB; holding them decoded would add {held / 1024:.0f} MiB")
     assert growth < held / 4
+
+
+def test_skip_bad_also_passes_over_a_bad_first_image(tmp_path):
+    write_folder(tmp_path, per_class=2, size=(9, 7))
+    (tmp_path / "cat" / "000.png").write_bytes(b"")
+    with pytest.raises(DensekitError, match="cat/000.png: not a readable image"):
+        load_dataset(f"folder:{tmp_path}")
+    ds = load_dataset(f"folder:{tmp_path}", skip_bad=True)
+    assert ds.shape == (3, 7, 9)

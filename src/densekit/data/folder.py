@@ -87,13 +87,24 @@ class FolderDataset(ImageDataset):
         self.labels = torch.tensor(labels, dtype=torch.int64)
         # The training split's first image fixes what was not configured, so every item of every
         # split stacks into one batch of the shape the model was built for.
-        first = self.path(0)
-        if base != train_dir:
-            first = next((train_dir / cls / f for cls in self.classes for f in _images_under(train_dir / cls)), first)
-        self.channels = channels or image_mode_channels(first)
-        self.image_size = image_size
-        if image_size is None:
-            self.image_size = tuple(decode_image(first, self.channels).shape[1:])
+        probe = train_dir if base != train_dir else base
+        candidates = (probe / cls / f for cls in self.classes if (probe / cls).is_dir() for f in _images_under(probe / cls))
+        self.channels, self.image_size = channels, image_size
+        if channels is None or image_size is None:
+            self._probe(candidates, tries=100 if skip_bad else 1)
+
+    def _probe(self, candidates, tries: int):
+        """Channels and size of the first readable image (with skip_bad, a few bad ones are passed over)."""
+        for k, path in enumerate(candidates):
+            try:
+                self.channels = self.channels or image_mode_channels(path)
+                if self.image_size is None:
+                    self.image_size = tuple(decode_image(path, self.channels).shape[1:])
+                return
+            except DensekitError:
+                if k + 1 >= tries:
+                    raise
+        raise DensekitError(f"{self.root}: no readable image among the first files; check the folder")
 
     def path(self, i: int) -> Path:
         return self.root / self.paths[i].decode("utf-8", "surrogateescape")

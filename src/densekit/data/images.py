@@ -82,8 +82,7 @@ def decode_image(source: str | Path | bytes | Image.Image | torch.Tensor, channe
         raise DensekitError(f"{label}: no such file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
             Image.DecompressionBombError) as err:
-        raise DensekitError(f"{label}: not a readable image ({err}); replace or delete the file "
-                            "(or pass --skip-bad to skip unreadable files)") from None
+        raise DensekitError(f"{label}: not a readable image ({err}); replace or delete the file") from None
     a = np.array(img)  # a writable copy: torch refuses to wrap Pillow's read-only buffer
     a = a[:, :, None] if a.ndim == 2 else a
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))

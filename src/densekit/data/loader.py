@@ -97,7 +97,7 @@ class Loader:
         skipped, first = 0, None
         for x, y, bad in loader:
             if bad and not self.dataset.skip_bad:
-                raise DensekitError(bad[0])
+                raise DensekitError(f"{bad[0]} (or pass --skip-bad to skip unreadable items)")
             skipped, first = skipped + len(bad), first or (bad[0] if bad else None)
             if x is not None:
                 yield x.to(self.device, non_blocking=non_blocking), y.to(self.device, non_blocking=non_blocking)

@@ -8,7 +8,7 @@ from .dataset import ImageDataset
 from .images import conform
 
 
-def channel_stats(ds: ImageDataset, max_items: int | None = None) -> tuple[list[float], list[float]]:
+def channel_stats(ds: ImageDataset, max_items: int | None = None, workers: int = 0) -> tuple[list[float], list[float]]:
     """Mean and std of each channel in [0, 1] units, over up to ``max_items`` evenly spaced items
     (default 20,000 resident, 2,000 streamed: each streamed item is a decode)."""
     from .loader import Loader
@@ -17,7 +17,7 @@ def channel_stats(ds: ImageDataset, max_items: int | None = None) -> tuple[list[
     sample = ds.subset(torch.arange(0, len(ds), step))
     # Running sums in float64, a chunk at a time, so big images never sit in memory all at once.
     total = total_sq = count = 0
-    for x, _ in Loader(sample, batch_size=256).epoch(0):
+    for x, _ in Loader(sample, batch_size=256, workers=workers if ds.images is None else 0).epoch(0):
         x = x.double().div_(255).transpose(0, 1).flatten(1)
         total, total_sq, count = total + x.sum(1), total_sq + (x * x).sum(1), count + x.shape[1]
     mean = total / count
