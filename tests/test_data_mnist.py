@@ -54,6 +54,13 @@ def test_idx_count_disagreeing_with_labels_names_both_files(tmp_path):
         load_dataset("mnist", "test", data_dir=tmp_path)
 
 
+def test_idx_label_out_of_range_names_the_label_file(tmp_path):
+    write_idx_set(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.array([1, 2, 3, 4, 12], np.uint8)))
+    with pytest.raises(DensekitError, match="t10k-labels-idx1-ubyte: label 12 is outside the 10 classes"):
+        load_dataset("mnist", "test", data_dir=tmp_path)
+
+
 def test_idx_truncated_body(tmp_path):
     write_idx_set(tmp_path)
     path = tmp_path / "t10k-images-idx3-ubyte"

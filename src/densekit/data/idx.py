@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import DensekitError
-from .dataset import MissingSplit, TensorImageDataset
+from .dataset import MissingSplit, TensorImageDataset, check_labels
 from .download import download
 from .mnist_pickle import hub_pickle_path, read_mnist_pickle
 
@@ -134,5 +134,6 @@ def load_idx(name: str, split: str, data_dir: Path | None = None, use_hub: bool 
     if len(images) != len(labels):
         raise DensekitError(f"{img_path} holds {len(images)} images but {lbl_path} holds {len(labels)} labels; "
                             "the two files belong to different sets, fetch them again")
-    return TensorImageDataset(torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype(np.int64)),
-                              IDX_SETS[name]["classes"], name=name)
+    labels = torch.from_numpy(labels.astype(np.int64))
+    check_labels(labels, len(IDX_SETS[name]["classes"]), str(lbl_path))
+    return TensorImageDataset(torch.from_numpy(images.copy()).unsqueeze(1), labels, IDX_SETS[name]["classes"], name=name)
