@@ -1,6 +1,5 @@
 """folder:PATH: class sub-folders, optional split folders, streamed through the loader's worker pool."""
 import os
-import warnings
 
 import pytest
 import torch
