@@ -1,4 +1,5 @@
-"""Run tracking: the callbacks a training run gets from its config (TensorBoard, plots)."""
+"""Run tracking: the callbacks a training run gets from its config (TensorBoard, plots), and the
+readers over finished run folders (``runs`` table, HTML ``report``)."""
 from __future__ import annotations
 
 
@@ -6,4 +7,11 @@ def callbacks_for(cfg, trainer) -> list:
     """The tracking callbacks ``cfg`` asks for, for rank 0 only."""
     if trainer.rank != 0:
         return []
-    return []
+    callbacks = []
+    if cfg.tensorboard:
+        from .tensorboard import TensorBoardCallback
+        callbacks.append(TensorBoardCallback())
+    if cfg.plots:
+        from .plots import PlotsCallback
+        callbacks.append(PlotsCallback())
+    return callbacks

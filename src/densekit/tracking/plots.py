@@ -1,0 +1,116 @@
+"""PNG plots in ``RUN/plots/``, readable without TensorBoard:
+
+    curves.png      loss and accuracy, train and val, rewritten at the end of every epoch (the Keras seed's plot)
+    confusion.png   the test confusion matrix (rows: true class, columns: predicted), at the end
+    worst.png       the test images the model got most confidently wrong, true and predicted labels, at the end
+    samples.png     the first test images with their predictions (``predictions.json`` holds both lists)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+matplotlib.use("Agg")   # files only; never a display, also on a desktop
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import torch  # noqa: E402
+
+from ..engine.trainer import Callback  # noqa: E402
+from .predictions import image_batch, test_outputs  # noqa: E402
+
+WORST = 24
+SAMPLES = 16
+
+
+def plot_curves(metrics: list[dict], path: Path):
+    epochs = [m["epoch"] for m in metrics]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "top1", "accuracy")):
+        ax.plot(epochs, [m[f"train_{key}"] for m in metrics], "o-", label="train")
+        if any(f"val_{key}" in m for m in metrics):
+            ax.plot(epochs, [m.get(f"val_{key}") for m in metrics], "o-", label="val")
+        ax.set(xlabel="epoch", title=title)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path):
+    m = torch.tensor(confusion, dtype=torch.float64)
+    rates = m / m.sum(1, keepdim=True).clamp_min(1)     # row-normalised: per-class recall on the diagonal
+    n = len(classes)
+    size = min(4 + 0.35 * n, 30)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    if n <= 30:   # beyond that the labels overlap; the colours still show the pattern
+        ax.set_xticks(range(n), classes, rotation=90)
+        ax.set_yticks(range(n), classes)
+        for i in range(n):
+            for j in range(n):
+                if m[i, j]:
+                    ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=7,
+                            color="white" if rates[i, j] > 0.5 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=f"test confusion matrix ({int(m.sum()):,} images)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def worst_indices(logits: torch.Tensor, labels: torch.Tensor, k: int = WORST) -> list[int]:
+    """Misclassified test items, most confident wrong answer first."""
+    probs = logits.softmax(1)
+    wrong = (logits.argmax(1) != labels).nonzero().flatten()
+    confidence = probs[wrong].max(1).values
+    return wrong[confidence.argsort(descending=True)[:k]].tolist()
+
+
+def plot_predictions(images: torch.Tensor, true: list[str], pred: list[str], probs: list[float], path: Path,
+                     title: str = "worst-classified test images"):
+    cols = min(8, max(len(images), 1))
+    rows = max(1, -(-len(images) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, t, p, q in zip(axes.flat, images, true, pred, probs):
+        ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray" if img.shape[0] == 1 else None,
+                  vmin=0, vmax=255)
+        ax.set_title(f"true {t}\npred {p} {100 * q:.0f}%", fontsize=7)
+    if not len(images):
+        axes[0, 0].text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)    # a reader (report, browser) never sees half a PNG
+
+
+class PlotsCallback(Callback):
+    def on_epoch_end(self, trainer, record):
+        plot_curves(trainer.run.read_metrics(), trainer.run.path / "plots" / "curves.png")
+
+    def on_train_end(self, trainer, summary):
+        test = getattr(trainer, "test_result", None)
+        out = test_outputs(trainer) if test is not None else None
+        if out is None:
+            return
+        plots = trainer.run.path / "plots"
+        plot_confusion(test["confusion"], trainer.classes, plots / "confusion.png")
+        cls, labels = trainer.classes, out["labels"]
+        probs = out["logits"].softmax(1)
+        listed = {}
+        for kind, picks, title in (("worst", worst_indices(out["logits"], labels), "worst-classified test images"),
+                                   ("samples", list(range(min(SAMPLES, len(labels)))), "sample test predictions")):
+            rows = [{"index": i, "true": cls[labels[i]], "pred": cls[int(probs[i].argmax())],
+                     "prob": float(probs[i].max())} for i in picks]
+            plot_predictions(image_batch(trainer.test_ds, picks), [r["true"] for r in rows], [r["pred"] for r in rows],
+                             [r["prob"] for r in rows], plots / f"{kind}.png", title)
+            listed[kind] = rows
+        # The report lists these without re-running the model.
+        trainer.run.write_json("plots/predictions.json", listed)
