@@ -87,8 +87,7 @@ class FolderDataset(ImageDataset):
         self.labels = torch.tensor(labels, dtype=torch.int64)
         # The training split's first image fixes what was not configured, so every item of every
         # split stacks into one batch of the shape the model was built for.
-        probe = train_dir if base != train_dir else base
-        candidates = (probe / cls / f for cls in self.classes if (probe / cls).is_dir() for f in _images_under(probe / cls))
+        candidates = (train_dir / cls / f for cls in self.classes for f in _images_under(train_dir / cls))
         self.channels, self.image_size = channels, image_size
         if channels is None or image_size is None:
             self._probe(candidates, tries=100 if skip_bad else 1)
