@@ -107,3 +107,39 @@ def test_curves_are_rewritten_every_epoch(tmp_path):
     run = densekit.train(cfg, callbacks=[Watch()], verbose=False)
     assert seen[0] is None and seen[1] is not None     # written after epoch 1
     assert (run.dir / "plots" / "curves.png").stat().st_mtime_ns > seen[1]
+
+
+def test_runs_table_lists_finished_and_diverged_runs(run, capsys):
+    root = run.dir.parent
+    bad = densekit.TrainConfig(model="densenet-bc-40-k12", model_args=TINY, dataset="digits", epochs=2, batch_size=32,
+                               optimizer="rmsprop", lr=0.1, momentum=0.0, schedule="constant", weight_decay=0.0,
+                               val_split=200, out=str(root), name="blown", workers=0, tensorboard=False, plots=False)
+    with pytest.raises(densekit.DensekitError, match="diverged"):
+        densekit.train(bad, verbose=False)
+    from densekit.cli import main
+    assert main(["runs", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["NAME", "MODEL", "DATASET", "STATUS", "EPOCHS", "BEST", "VAL", "TEST", "DURATION"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    best_val = max(m["val_top1"] for m in run.metrics)
+    assert rows["tracked"][:5] == ["tracked", "densenet-bc-40-k12", "digits", "finished", "3/3"]
+    assert rows["tracked"][5:7] == [f"{100 * best_val:.2f}%", f"{100 * run.summary['test_top1']:.2f}%"]
+    assert rows["blown"][3:5] == ["diverged", "0/2"] and rows["blown"][6] == "-"
+
+    assert main(["runs", str(root), "--json"]) == 0
+    listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["tracked"]["test_top1"] == pytest.approx(run.summary["test_top1"])
+    assert listed["blown"]["status"] == "diverged"
+
+
+def test_runs_show_prints_settings_metrics_and_artefacts(run, capsys):
+    from densekit.cli import main
+    assert main(["runs", "show", str(run.dir)]) == 0
+    out = capsys.readouterr().out
+    assert "status finished" in out and "  optimizer: sgd" in out and "  lr: 0.1" in out
+    epoch_lines = [line.split() for line in out.split("metrics:")[1].split("results:")[0].splitlines()[2:] if line.strip()]
+    assert [int(line[0]) for line in epoch_lines] == [1, 2, 3]
+    assert [line[5] for line in epoch_lines] == [f"{100 * m['val_top1']:.2f}%" for m in run.metrics]
+    assert f"test top-1 {100 * run.summary['test_top1']:.2f}%" in out
+    for artefact in ("checkpoints/best.pt", "metrics.jsonl", "plots/curves.png", "plots/confusion.png"):
+        assert f"  {artefact}  (" in out, artefact

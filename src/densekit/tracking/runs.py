@@ -1,0 +1,123 @@
+"""Reading run folders back: the rows of `densekit runs` and the details of `densekit runs show`."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..engine.run import RunFolder
+from ..errors import DensekitError
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Run folders under ``root`` (any depth, so sweeps nested in a folder show too), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DensekitError(f"{root} is not a folder; give the folder your runs are in (train's --out, default runs)")
+    found = [p.parent for p in root.rglob("config.yaml") if (p.parent / "status.json").is_file()]
+    if (root / "config.yaml").is_file() and root not in found:
+        found.append(root)
+    return sorted(found, key=lambda p: (RunFolder(p).read_status().get("started", ""), str(p)))
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status_of(run: RunFolder) -> str:
+    """The recorded status, except that a "running" run whose process is gone was killed: "failed"."""
+    status = run.read_status()
+    state = status.get("status", "unknown")
+    if state == "running" and "pid" in status and not _alive(status["pid"]):
+        return "failed"
+    return state
+
+
+def run_row(path: str | Path, root: str | Path | None = None) -> dict:
+    """One run's line in the table: name, model, dataset, status, epochs, best val and test accuracy, duration."""
+    run = RunFolder(path)
+    cfg, metrics = run.read_config(), run.read_metrics()
+    summary_file = run.path / "summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    vals = [m["val_top1"] for m in metrics if "val_top1" in m]
+    name = str(run.path.relative_to(root)) if root and run.path != Path(root) else run.path.name
+    return {"name": name, "path": str(run.path), "model": cfg.get("model"), "dataset": cfg.get("dataset"),
+            "status": status_of(run), "epochs": len(metrics), "planned_epochs": cfg.get("epochs"),
+            "best_val_top1": max(vals) if vals else None, "test_top1": summary.get("test_top1"),
+            "duration_s": summary.get("duration_s", metrics[-1]["elapsed_s"] if metrics else None)}
+
+
+def fmt_pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def fmt_duration(seconds) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    """A plain-text table; ``columns`` are (header, key) and cells are already strings."""
+    widths = [max(len(h), *(len(r[k]) for r in rows)) if rows else len(h) for h, k in columns]
+    lines = ["  ".join(h.ljust(w) for (h, _), w in zip(columns, widths))]
+    lines += ["  ".join(r[k].ljust(w) for (_, k), w in zip(columns, widths)) for r in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+RUN_COLUMNS = [("NAME", "name"), ("MODEL", "model"), ("DATASET", "dataset"), ("STATUS", "status"),
+               ("EPOCHS", "epochs"), ("BEST VAL", "best_val"), ("TEST", "test"), ("DURATION", "duration")]
+
+
+def runs_table(rows: list[dict]) -> str:
+    cells = [{"name": r["name"], "model": str(r["model"]), "dataset": str(r["dataset"]), "status": r["status"],
+              "epochs": f"{r['epochs']}/{r['planned_epochs']}", "best_val": fmt_pct(r["best_val_top1"]),
+              "test": fmt_pct(r["test_top1"]), "duration": fmt_duration(r["duration_s"])} for r in rows]
+    return table(cells, RUN_COLUMNS)
+
+
+def artefacts(path: str | Path) -> list[tuple[str, int]]:
+    """Every file in a run folder, relative path and size."""
+    path = Path(path)
+    return sorted((str(f.relative_to(path)), f.stat().st_size) for f in path.rglob("*") if f.is_file())
+
+
+def describe_run(path: str | Path) -> str:
+    """`densekit runs show`: settings, per-epoch metrics, final results and artefacts, as text."""
+    run = RunFolder(path)
+    cfg, row = run.read_config(), run_row(path)
+    resolved = cfg.pop("resolved", {})
+    out = [f"run {run.path}", f"status {row['status']}", "", "settings:"]
+    out += [f"  {k}: {v}" for k, v in cfg.items()]
+    if resolved:
+        data = resolved.get("data", {})
+        out += [f"  resolved: model args {resolved.get('model', {}).get('args')}",
+                f"            {len(data.get('classes', []))} classes, {data.get('channels')} channel(s), "
+                f"{data.get('image_size')} px; {resolved.get('device')} {resolved.get('precision')}"]
+    metrics = run.read_metrics()
+    out += ["", "metrics:"]
+    cells = [{"epoch": str(m["epoch"]), "lr": f"{m['lr']:.4g}", "train_loss": f"{m['train_loss']:.4f}",
+              "train_top1": fmt_pct(m["train_top1"]), "val_loss": f"{m['val_loss']:.4f}" if "val_loss" in m else "-",
+              "val_top1": fmt_pct(m.get("val_top1")), "img_s": f"{m['images_per_s']:.0f}",
+              "elapsed": fmt_duration(m["elapsed_s"])} for m in metrics]
+    cols = [("EPOCH", "epoch"), ("LR", "lr"), ("TRAIN LOSS", "train_loss"), ("TRAIN ACC", "train_top1"),
+            ("VAL LOSS", "val_loss"), ("VAL ACC", "val_top1"), ("IMG/S", "img_s"), ("ELAPSED", "elapsed")]
+    out += ["  " + line for line in table(cells, cols).splitlines()] if metrics else ["  (no epoch finished yet)"]
+    summary_file = run.path / "summary.json"
+    if summary_file.is_file():
+        s = json.loads(summary_file.read_text())
+        out += ["", "results:"]
+        if "test_top1" in s:
+            out.append(f"  test top-1 {fmt_pct(s['test_top1'])}  top-5 {fmt_pct(s['test_top5'])}  "
+                       f"loss {s['test_loss']:.4f}  ({s['test_count']:,} images)")
+        out.append(f"  duration {fmt_duration(s.get('duration_s'))}, {s.get('params', 0):,} params, "
+                   f"{s.get('train_images_per_s', 0):.0f} train img/s")
+    out += ["", "artefacts:"] + [f"  {name}  ({size:,} bytes)" for name, size in artefacts(run.path)]
+    return "\n".join(out)

@@ -1,0 +1,75 @@
+"""`densekit report`: a self-contained HTML page, checked by rendering it in headless Chromium."""
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+import densekit
+from densekit.cli import main
+
+TINY = {"block_config": [3, 3], "growth_rate": 8}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    cfg = densekit.TrainConfig(model="densenet-bc-40-k12", model_args=TINY, dataset="digits", epochs=2, batch_size=32,
+                               lr=0.1, val_split=200, out=str(tmp_path_factory.mktemp("runs")), name="reported",
+                               workers=0, tensorboard=False, plots=True)
+    return densekit.train(cfg, verbose=False)
+
+
+def chromium_dom(html_file, tmp_path) -> str:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser, "headless Chromium is needed for this test: run scripts/setup-system.sh (apt-get install chromium)"
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+           "--dump-dom", html_file.resolve().as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_report_renders_in_chromium_with_every_section(run, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", str(run.dir), "--out", str(out)]) == 0
+    assert str(out) in capsys.readouterr().out
+    text = out.read_text()
+    # self-contained: no file or network references, every image inline
+    srcs = re.findall(r"src='([^']*)'", text)
+    assert len(srcs) == 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in text and "https://" not in text and "<link" not in text
+
+    dom = chromium_dom(out, tmp_path)
+    body = re.search(r"<body([^>]*)>", dom).group(1)
+    assert 'data-images-loaded="4"' in body and 'data-images="4"' in body   # every embedded PNG decoded
+    for heading in ("Results", "Loss and accuracy", "Confusion matrix (test)", "Per-class accuracy (test)",
+                    "Sample predictions (test)", "Worst-classified test images", "Settings"):
+        assert f"<h2>{heading}</h2>" in dom, heading
+    summary = run.summary
+    assert f"{100 * summary['test_top1']:.2f}%" in dom
+    per_class = re.search(r"<table id=\"per-class\">(.*?)</table>", dom, re.S).group(1)
+    for name, acc in summary["per_class"].items():
+        assert re.search(rf"<td>{name}</td><td class=\"num\">{100 * acc:.2f}%</td>", per_class), name
+    samples = re.search(r"<table id=\"samples\">(.*?)</table>", dom, re.S).group(1)
+    assert samples.count("<tr>") == 1 + 16
+    settings = re.search(r"<table id=\"settings\">(.*?)</table>", dom, re.S).group(1)
+    assert "<th>optimizer</th><td>sgd</td>" in settings and "<th>lr</th><td>0.1</td>" in settings
+    assert '<span class="status" id="status">finished</span>' in dom
+
+
+def test_report_of_a_run_without_plots_still_draws_its_curves(tmp_path):
+    run = densekit.train(densekit.TrainConfig(model="densenet-bc-40-k12", model_args=TINY, dataset="digits", epochs=1,
+                                              batch_size=64, val_split=200, out=str(tmp_path), name="bare", workers=0,
+                                              tensorboard=False, plots=False), verbose=False)
+    assert main(["report", str(run.dir)]) == 0
+    text = (run.dir / "report.html").read_text()
+    assert len(re.findall(r"src='data:image/png;base64,", text)) == 1       # the curves, from metrics.jsonl
+    assert "trained with --no-plots" in text
+    assert json.loads((run.dir / "status.json").read_text())["status"] == "finished"
+
+
+def test_report_of_a_folder_that_is_no_run_says_so(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    assert "not a densekit run folder" in capsys.readouterr().err
