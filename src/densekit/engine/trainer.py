@@ -99,7 +99,7 @@ class Trainer:
         if payload is not None:
             mean, std = payload["data"]["mean"], payload["data"]["std"]
         else:
-            mean, std = D.channel_stats(train_ds)
+            mean, std = D.channel_stats(train_ds, workers=cfg.workers)
         self.normalize = D.Normalize(mean, std)
         self.augment = A.Augment(self._augment_preset(), seed=cfg.seed, num_classes=len(train_ds.classes))
         self.loader = D.Loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=len(train_ds) > cfg.batch_size,
