@@ -14,7 +14,7 @@ import sys
 from ..errors import DensekitError
 
 # Verb modules, in the order `densekit --help` lists them.
-COMMANDS = ["train", "evaluate", "predict", "models", "data", "summary", "compare", "recipes", "runs", "report"]
+COMMANDS = ["train", "evaluate", "predict", "models", "data", "summary", "compare", "recipes", "runs", "report", "sweep"]
 
 
 def build_parser() -> argparse.ArgumentParser:

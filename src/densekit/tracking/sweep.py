@@ -1,0 +1,109 @@
+"""Hyper-parameter sweeps (the seed notes' TensorBoard sweep): every combination of a grid trains
+into its own named run folder under one sweep folder, then the runs are ranked.
+
+    runs/SWEEP/lr0.1-growth_rate12/ ...   one ordinary run folder per combination
+
+so `densekit runs runs/SWEEP` lists them and `tensorboard --logdir runs/SWEEP` compares their
+curves and, in the HPARAMS tab, their settings against their final metrics.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import itertools
+import re
+import time
+
+import yaml
+
+from ..config import TrainConfig
+from ..errors import DensekitError
+from .runs import fmt_duration, fmt_pct, run_row, table
+
+_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """``["lr=0.1,0.05", "block_config=[3,3],[6,6]"]`` -> ``{"lr": [0.1, 0.05], "block_config": [[3, 3], [6, 6]]}``."""
+    grid = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key or not values.strip():
+            raise DensekitError(f"--grid {item!r}: write KEY=V1,V2,..., e.g. --grid lr=0.1,0.05")
+        if key in grid:
+            raise DensekitError(f"--grid {key} is given twice; list all its values in one --grid")
+        parts = re.split(r",(?![^\[]*\])", values)     # commas inside [..] belong to a list value
+        grid[key] = [yaml.safe_load(p.strip()) for p in parts]
+    return grid
+
+
+def _check_keys(base: TrainConfig, grid: dict):
+    """A key that is neither a config field nor an argument of the model fails now, not after hours."""
+    from ..models import get_entry
+    builder = get_entry(base.model).builder
+    params = inspect.signature(builder).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    for key in grid:
+        if key not in _FIELDS and key not in params and not takes_any:
+            raise DensekitError(f"--grid {key}: not a training setting nor an argument of model {base.model}; "
+                                f"see `densekit train --help` and `densekit models {base.model}`")
+        if key in ("name", "out"):
+            raise DensekitError(f"--grid {key}: a sweep names its run folders itself; give --name for the sweep")
+
+
+def _label(value) -> str:
+    text = "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return re.sub(r"[^A-Za-z0-9._x-]", "", text)
+
+
+def combinations(base: TrainConfig, grid: dict) -> list[tuple[dict, TrainConfig]]:
+    """One (values, config) per combination, in grid order; model arguments go into ``model_args``."""
+    _check_keys(base, grid)
+    sweep = base.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = []
+    for values in itertools.product(*grid.values()):
+        chosen = dict(zip(grid, values))
+        fields = {k: v for k, v in chosen.items() if k in _FIELDS}
+        model_args = {**base.model_args, **{k: v for k, v in chosen.items() if k not in _FIELDS}}
+        name = "-".join(f"{k}{_label(v)}" for k, v in chosen.items())
+        cfg = base.replace(**fields, model_args=model_args, out=f"{base.out}/{sweep}", name=name)
+        out.append((chosen, cfg.validate()))
+    return out
+
+
+def run_sweep(base: TrainConfig, grid: dict, verbose: bool = True) -> list[dict]:
+    """Train every combination; a combination that fails or diverges is recorded and the sweep goes on."""
+    from ..engine import train
+    rows = []
+    plan = combinations(base, grid)
+    for i, (chosen, cfg) in enumerate(plan, 1):
+        if verbose:
+            print(f"sweep {i}/{len(plan)}: {', '.join(f'{k}={v}' for k, v in chosen.items())}", flush=True)
+        error = None
+        try:
+            train(cfg, verbose=verbose)
+        except DensekitError as err:
+            error = str(err)
+            if verbose:
+                print(f"  {error}", flush=True)
+        row = run_row(f"{cfg.out}/{cfg.name}")
+        rows.append({**row, "values": chosen, "error": error})
+    return rank(rows)
+
+
+def rank(rows: list[dict]) -> list[dict]:
+    """Best first: by test accuracy when the runs have one, else by best validation accuracy."""
+    key = "test_top1" if any(r["test_top1"] is not None for r in rows) else "best_val_top1"
+    ordered = sorted(rows, key=lambda r: (r[key] is None, -(r[key] or 0.0)))
+    return [{**r, "rank": i} for i, r in enumerate(ordered, 1)]
+
+
+def sweep_table(rows: list[dict]) -> str:
+    keys = list(rows[0]["values"]) if rows else []
+    cells = [{"rank": str(r["rank"]), "run": r["name"], **{k: str(r["values"][k]) for k in keys},
+              "status": r["status"], "best_val": fmt_pct(r["best_val_top1"]), "test": fmt_pct(r["test_top1"]),
+              "duration": fmt_duration(r["duration_s"])} for r in rows]
+    columns = [("RANK", "rank"), ("RUN", "run"), *[(k.upper(), k) for k in keys], ("STATUS", "status"),
+               ("BEST VAL", "best_val"), ("TEST", "test"), ("DURATION", "duration")]
+    return table(cells, columns)
