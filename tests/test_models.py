@@ -78,3 +78,7 @@ def test_create_model_overrides_defaults_and_rejects_unknown_names_and_arguments
         create_model("densenet12")
     with pytest.raises(DensekitError, match="does not take"):
         create_model("densenet-bc-40-k12", wings=2)
+    with pytest.raises(DensekitError, match="stem must be one of"):
+        create_model("densenet-bc-40-k12", stem="fancy")
+    with pytest.raises(DensekitError, match="compression"):
+        create_model("densenet-bc-40-k12", compression=0)

@@ -66,6 +66,8 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
     except TypeError as err:
         raise DensekitError(f"model {name!r} does not take these arguments ({err}); "
                             "see `densekit summary` for its knobs") from None
+    except ValueError as err:          # the constructors' own checks: a bad stem, compression ...
+        raise DensekitError(f"model {name!r}: {err}") from None
     model.model_name = name
     model.model_args = args
     if weights is not None:
