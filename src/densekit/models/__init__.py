@@ -4,6 +4,10 @@ from . import baselines, resnet, vgg  # noqa: F401  (register the baselines)
 from .densenet import DenseNet
 from .layers import DenseBlock, DenseLayer, Transition
 from .registry import create_model, get_entry, list_models, register_model
+from .resnet import ResNet
+from .summary import summarize
+from .vgg import VGG
+from .weights import load_weights, save_weights
 
-__all__ = ["DenseNet", "DenseBlock", "DenseLayer", "Transition", "create_model", "get_entry",
-           "list_models", "register_model"]
+__all__ = ["DenseNet", "DenseBlock", "DenseLayer", "ResNet", "Transition", "VGG", "create_model", "get_entry",
+           "list_models", "load_weights", "register_model", "save_weights", "summarize"]
