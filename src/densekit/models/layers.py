@@ -1,16 +1,50 @@
 """The paper's building blocks: dense layer, dense block, transition (Huang et al., arXiv 1608.06993).
 
 Module and parameter names follow torchvision (``norm1``, ``conv1``, ``denselayer1`` ...) so
-its state_dicts load unchanged.
+its state_dicts load unchanged. The forward passes compute the same function as torchvision's
+but take the cheaper route where one exists (see ``conv1x1``); ``reference.py`` holds the plain
+version they are tested against.
 """
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+
+def conv1x1(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """A bias-free 1x1 convolution; on channels-last input, as one matrix product.
+
+    Channels-last (NHWC) memory already is the (N*H*W, C) matrix a 1x1 convolution multiplies,
+    and on small maps (DenseNet's late blocks are 4x4 or 2x2 at 64x64 input) the CPU matmul
+    kernels run forward and backward faster than the convolution kernels, with fewer reorders.
+    """
+    nhwc = x.permute(0, 2, 3, 1)
+    if not nhwc.is_contiguous() or x.device.type != "cpu":
+        return conv(x)
+    return F.linear(nhwc, conv.weight.flatten(1)).permute(0, 3, 1, 2)
+
+
+def _clone(t):
+    return None if t is None else t.clone()
+
+
+def bn_relu(x: torch.Tensor, norm: nn.Module, update_stats: bool = True) -> torch.Tensor:
+    """BatchNorm then ReLU, the ReLU in place on BN's fresh output (BN's backward needs its
+    input, not its output). ``update_stats=False`` normalises with the batch statistics but
+    leaves the running averages alone, for recomputation in the memory-efficient mode."""
+    if norm.training and not update_stats and isinstance(norm, nn.BatchNorm2d):
+        # Throw-away copies of the running stats: the recomputation must save the same
+        # tensors as the first pass did, which checkpoint verifies.
+        out = F.batch_norm(x, _clone(norm.running_mean), _clone(norm.running_var), norm.weight,
+                           norm.bias, True, 0.0, norm.eps)
+    else:
+        out = norm(x)
+    return out.relu_()
 
 
 class DenseLayer(nn.Module):
@@ -36,21 +70,34 @@ class DenseLayer(nn.Module):
             self.conv1 = nn.Conv2d(in_channels, growth_rate, 3, padding=1, bias=False)
         self.drop_rate = float(drop_rate)
         self.memory_efficient = memory_efficient
+        self._recomputing = False
 
-    def _bottleneck(self, *features: torch.Tensor) -> torch.Tensor:
-        x = torch.cat(features, 1)
-        return self.conv1(self.relu1(self.norm1(x)))
+    def _concat_bn_relu_conv1(self, *features: torch.Tensor) -> torch.Tensor:
+        x = torch.cat(features, 1) if len(features) > 1 else features[0]
+        x = bn_relu(x, self.norm1, update_stats=not self._recomputing)
+        return conv1x1(x, self.conv1) if self.bottleneck else self.conv1(x)
+
+    @contextlib.contextmanager
+    def _recompute(self):
+        # Backward replays the forward; BN must see the same batch but not count it twice.
+        self._recomputing = True
+        try:
+            yield
+        finally:
+            self._recomputing = False
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         if self.memory_efficient and self.training and any(f.requires_grad for f in features):
-            # Recompute concat-BN-ReLU-conv1x1 in backward instead of storing it (Pleiss et al. 2017).
-            out = checkpoint(self._bottleneck, *features, use_reentrant=False)
+            # Keep only the k-channel outputs; recompute concat-BN-ReLU-conv1 in backward
+            # instead of storing the O(L^2) concatenations (Pleiss et al. 2017).
+            out = checkpoint(self._concat_bn_relu_conv1, *features, use_reentrant=False,
+                             context_fn=lambda: (contextlib.nullcontext(), self._recompute()))
         else:
-            out = self._bottleneck(*features)
+            out = self._concat_bn_relu_conv1(*features)
         if self.bottleneck:
             if self.drop_rate > 0:
                 out = F.dropout(out, self.drop_rate, self.training)
-            out = self.conv2(self.relu2(self.norm2(out)))
+            out = self.conv2(bn_relu(out, self.norm2))
         if self.drop_rate > 0:
             out = F.dropout(out, self.drop_rate, self.training)
         return out
@@ -86,6 +133,14 @@ class Transition(nn.Sequential):
         if drop_rate > 0:
             self.add_module("drop", nn.Dropout(drop_rate))
         self.add_module("pool", nn.AvgPool2d(2, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = bn_relu(x, self.norm)
+        if hasattr(self, "drop"):
+            return self.pool(self.drop(conv1x1(x, self.conv)))
+        # A 1x1 convolution and average pooling are both linear and act on different axes,
+        # so they commute: pooling first does the convolution on a quarter of the pixels.
+        return conv1x1(self.pool(x), self.conv)
 
 
 def batch_norm(eps: float = 1e-5, momentum: float = 0.1):
