@@ -22,7 +22,7 @@ SOURCE = {
                         lr=0.1, schedule="multistep", milestones=[0.5, 0.75], gamma=0.1, augment="standard"),
     "seed-keras-cifar10": dict(model="seed-keras-cifar10", optimizer="adam", lr=1e-3, batch_size=128, epochs=200,
                                val_split=5000, augment="keras", early_stop_patience=4, early_stop_metric="train_loss",
-                               best_metric="val_loss"),
+                               best_metric="val_loss", model_args={"bn_momentum": 0.01}),
     "seed-d2l-fashion": dict(model="seed-d2l-fashion", dataset="fashion-mnist", image_size=96, optimizer="sgd",
                              lr=0.1, momentum=0.0, batch_size=256, epochs=10),
     "seed-tf-mnist": dict(model="seed-tf-mnist", dataset="mnist", optimizer="adam", lr=1e-4, batch_size=100,
@@ -57,7 +57,7 @@ def test_recipe_trains_and_its_fields_reach_the_run_folder(name, runs_dir):
     for key, value in recipe.items():
         if key not in overridden:
             assert saved[key] == value, key
-    assert saved["model_args"] == model_args
+    assert saved["model_args"] == {**recipe.get("model_args", {}), **model_args}   # flags add to the recipe's
     assert saved["resolved"]["model"]["name"] == recipe["model"]
     status = json.loads((runs_dir / name / "status.json").read_text())
     assert status["status"] == "finished"
