@@ -143,3 +143,27 @@ def test_runs_show_prints_settings_metrics_and_artefacts(run, capsys):
     assert f"test top-1 {100 * run.summary['test_top1']:.2f}%" in out
     for artefact in ("checkpoints/best.pt", "metrics.jsonl", "plots/curves.png", "plots/confusion.png"):
         assert f"  {artefact}  (" in out, artefact
+
+
+def test_metrics_csv_matches_metrics_jsonl(run):
+    import csv
+    rows = list(csv.DictReader((run.dir / "metrics.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [float(r["val_top1"]) for r in rows] == pytest.approx([m["val_top1"] for m in run.metrics])
+
+
+def test_a_run_whose_process_died_is_listed_as_failed(tmp_path, capsys):
+    import subprocess
+    import sys
+    cfg = dict(model="densenet-bc-40-k12", model_args=TINY, dataset="digits", epochs=3, batch_size=64, val_split=200,
+               out=str(tmp_path), name="died", workers=0, tensorboard=False, plots=False)
+    # the process dies hard after its first epoch, as under `kill -9` or an out-of-memory kill
+    script = ("import os, densekit\n"
+              "class Die(densekit.engine.Callback):\n"
+              "    def on_epoch_end(self, trainer, record): os._exit(9)\n"
+              f"densekit.train(densekit.TrainConfig(**{cfg!r}), callbacks=[Die()], verbose=False)\n")
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 9
+    assert json.loads((tmp_path / "died" / "status.json").read_text())["status"] == "running"
+    from densekit.cli import main
+    assert main(["runs", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[3:5] == ["failed", "1/3"]

@@ -7,7 +7,8 @@ def callbacks_for(cfg, trainer) -> list:
     """The tracking callbacks ``cfg`` asks for, for rank 0 only."""
     if trainer.rank != 0:
         return []
-    callbacks = []
+    from .metrics_csv import MetricsCSVCallback
+    callbacks = [MetricsCSVCallback()]     # cheap, and readable without any of the packages below
     if cfg.tensorboard:
         from .tensorboard import TensorBoardCallback
         callbacks.append(TensorBoardCallback())
