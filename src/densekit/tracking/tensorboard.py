@@ -9,8 +9,6 @@
 """
 from __future__ import annotations
 
-import torch
-
 from ..engine.trainer import Callback
 from ..errors import DensekitError
 from .predictions import image_batch, test_outputs
