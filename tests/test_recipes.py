@@ -74,6 +74,10 @@ def test_seed_slim_quiz_at_its_own_lr_diverges_with_one_line_saying_what_to_try(
     assert "diverged" in err[0] and "lower the learning rate" in err[0] and "rmsprop lr 0.1" in err[0]
     status = json.loads((runs_dir / "quiz" / "status.json").read_text())
     assert status["status"] == "diverged"
+    saved = yaml.safe_load((runs_dir / "quiz" / "config.yaml").read_text())
+    recipe = load_recipe("seed-slim-quiz")
+    assert {k: saved[k] for k in recipe if k not in ("dataset", "image_size")} == \
+        {k: v for k, v in recipe.items() if k not in ("dataset", "image_size")}
 
 
 def test_recipes_command_lists_each_recipe_with_its_source(capsys):
