@@ -1,65 +1,57 @@
-"""Peak training memory with and without memory-efficient mode (Pleiss et al., arXiv 1707.06990).
+"""Peak training memory and step time, plain vs memory-efficient mode (Pleiss et al., arXiv 1707.06990).
 
-One training step (forward + backward, float32, batch 64, 32x32 input) per configuration; on CUDA
-the peak is ``torch.cuda.max_memory_allocated`` and "activations" is that peak minus what the
-weights and gradients hold. Prints one JSON line per configuration.
+Each (depth, mode) is one fresh process running ``densekit.bench.measure``: SGD training steps,
+batch 64, 32x32 input; peak memory is the process's peak RSS on CPU and
+``torch.cuda.max_memory_allocated`` on CUDA. Depth grows the concatenations quadratically, so
+the plain mode's memory grows much faster with depth than the memory-efficient mode's.
 
-    python benchmarks/memory_efficient.py [--device cuda] [--batch 64]
+    python benchmarks/memory_efficient.py [--device cuda] [--precision fp32] [--depths 100,190]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import time
 
-import torch
-
-from densekit.models import create_model
-
-
-def step_memory(model, x, y, device):
-    model.zero_grad(set_to_none=True)
-    torch.nn.functional.cross_entropy(model(x), y).backward()      # warm-up: allocates .grad
-    torch.cuda.synchronize(device)
-    held = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    torch.nn.functional.cross_entropy(model(x), y).backward()
-    torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated(device)
-    return peak / 2**20, (peak - held) / 2**20, seconds
+from densekit.bench import measure_in_fresh_process, resolve_device
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    ap.add_argument("--growth-rate", type=int, default=40)
+    ap.add_argument("--depths", default="100,190", help="DenseNet-BC depths, 6n+4")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=5)
     args = ap.parse_args()
-    device = torch.device(args.device)
-    torch.backends.cudnn.benchmark = False
-    configs = [("densenet-bc-190-k40", {})] + [
-        (f"densenet-bc-{6 * n + 4}-k12", {"block_config": (n,) * 3}) for n in (6, 16, 26, 36, 46)]
-    for name, overrides in configs:
-        base = name if not overrides else "densenet-bc-100-k12"
+    device = resolve_device(args.device)
+    dtype = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}[args.precision]
+    rows = []
+    for depth in (int(d) for d in args.depths.split(",")):
+        n = (depth - 4) // 6
+        overrides = {"growth_rate": args.growth_rate, "num_init_features": 2 * args.growth_rate,
+                     "block_config": [n, n, n]}
+        result = {}
         for efficient in (False, True):
-            torch.manual_seed(0)
-            model = create_model(base, memory_efficient=efficient, **overrides).to(device).train()
-            x = torch.randn(args.batch, 3, 32, 32, device=device)
-            y = torch.randint(0, 10, (args.batch,), device=device)
-            try:
-                peak, activations, seconds = step_memory(model, x, y, device)
-            except Exception as err:  # report and go on: one broken configuration must not hide the rest
-                print(json.dumps({"model": name, "memory_efficient": efficient,
-                                  "error": str(err).splitlines()[0]}), flush=True)
-                continue
-            print(json.dumps({"model": name, "batch": args.batch, "memory_efficient": efficient,
-                              "params": sum(p.numel() for p in model.parameters()),
-                              "peak_mb": round(peak, 1), "activations_mb": round(activations, 1),
-                              "step_s": round(seconds, 4), "device": torch.cuda.get_device_name(device)}),
-                  flush=True)
-            del model, x, y
-            torch.cuda.empty_cache()
+            spec = {"model": "densenet-bc-190-k40", "overrides": overrides, "input_size": [3, 32, 32],
+                    "batch_size": args.batch, "mode": "train", "device": str(device), "dtype": dtype,
+                    "channels_last": device.type == "cpu", "compile": False,
+                    "memory_efficient": efficient, "steps": args.steps, "warmup": 1, "reference": False}
+            result[efficient] = measure_in_fresh_process(spec)
+        plain, eff = result[False], result[True]
+        row = {"model": f"densenet-bc-{depth}-k{args.growth_rate}", "device": str(device),
+               "precision": args.precision, "batch": args.batch,
+               "plain_peak_mb": round(plain["peak_memory_mb"], 1), "efficient_peak_mb": round(eff["peak_memory_mb"], 1),
+               "memory_ratio": round(eff["peak_memory_mb"] / plain["peak_memory_mb"], 3),
+               "plain_ms": round(plain["ms_per_step"], 1), "efficient_ms": round(eff["ms_per_step"], 1),
+               "time_cost": round(eff["ms_per_step"] / plain["ms_per_step"] - 1, 3),
+               "memory_kind": plain["memory_kind"]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print(f"{'model':24} {'plain MB':>9} {'efficient MB':>13} {'ratio':>6} {'plain ms':>9} {'eff. ms':>8} {'time +':>7}")
+    for r in rows:
+        print(f"{r['model']:24} {r['plain_peak_mb']:9.0f} {r['efficient_peak_mb']:13.0f} {r['memory_ratio']:6.2f} "
+              f"{r['plain_ms']:9.1f} {r['efficient_ms']:8.1f} {100 * r['time_cost']:6.0f}%")
 
 
 if __name__ == "__main__":

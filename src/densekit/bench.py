@@ -57,7 +57,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 def _build(spec: dict, device: torch.device) -> torch.nn.Module:
     from .models import create_model
     from .models.reference import reference_model
-    model = create_model(spec["model"], in_channels=spec["input_size"][0])
+    model = create_model(spec["model"], in_channels=spec["input_size"][0], **spec.get("overrides", {}))
     if spec["memory_efficient"]:
         model.memory_efficient = True
     if spec["reference"]:
@@ -148,7 +148,8 @@ def _count_flops(model, x, train, device, dtype) -> int:
     return counter.get_total_flops()
 
 
-def _in_fresh_process(spec: dict) -> dict:
+def measure_in_fresh_process(spec: dict) -> dict:
+    """``measure(spec)`` in a new Python process, so that its peak RSS is its own."""
     proc = subprocess.run([sys.executable, "-m", "densekit.bench", json.dumps(spec)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -192,8 +193,8 @@ def run_bench(model: str, input_size: tuple[int, int, int] | None = None, batch_
         ref_spec.update(dtype=None, channels_last=False, compile=False)
     runs = {"densekit": [], "reference": []}
     for _ in range(rounds):
-        runs["densekit"].append(_in_fresh_process(spec))
-        runs["reference"].append(_in_fresh_process(ref_spec))
+        runs["densekit"].append(measure_in_fresh_process(spec))
+        runs["reference"].append(measure_in_fresh_process(ref_spec))
     best = {k: max(v, key=lambda r: r["images_per_s"]) for k, v in runs.items()}
     for k, v in runs.items():  # memory does not depend on the noise: report the largest peak
         best[k]["peak_memory_mb"] = max(r["peak_memory_mb"] for r in v)
