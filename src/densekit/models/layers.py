@@ -7,13 +7,11 @@ version they are tested against.
 """
 from __future__ import annotations
 
-import contextlib
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 
 def conv1x1(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
@@ -29,19 +27,12 @@ def conv1x1(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     return F.linear(nhwc, conv.weight.flatten(1)).permute(0, 3, 1, 2)
 
 
-def _clone(t):
-    return None if t is None else t.clone()
-
-
 def bn_relu(x: torch.Tensor, norm: nn.Module, update_stats: bool = True) -> torch.Tensor:
     """BatchNorm then ReLU, the ReLU in place on BN's fresh output (BN's backward needs its
     input, not its output). ``update_stats=False`` normalises with the batch statistics but
     leaves the running averages alone, for recomputation in the memory-efficient mode."""
     if norm.training and not update_stats and isinstance(norm, nn.BatchNorm2d):
-        # Throw-away copies of the running stats: the recomputation must save the same
-        # tensors as the first pass did, which checkpoint verifies.
-        out = F.batch_norm(x, _clone(norm.running_mean), _clone(norm.running_var), norm.weight,
-                           norm.bias, True, 0.0, norm.eps)
+        out = F.batch_norm(x, None, None, norm.weight, norm.bias, True, 0.0, norm.eps)
     else:
         out = norm(x)
     return out.relu_()
@@ -70,28 +61,16 @@ class DenseLayer(nn.Module):
             self.conv1 = nn.Conv2d(in_channels, growth_rate, 3, padding=1, bias=False)
         self.drop_rate = float(drop_rate)
         self.memory_efficient = memory_efficient
-        self._recomputing = False
 
     def _concat_bn_relu_conv1(self, *features: torch.Tensor) -> torch.Tensor:
         x = torch.cat(features, 1) if len(features) > 1 else features[0]
-        x = bn_relu(x, self.norm1, update_stats=not self._recomputing)
+        x = bn_relu(x, self.norm1)
         return conv1x1(x, self.conv1) if self.bottleneck else self.conv1(x)
 
-    @contextlib.contextmanager
-    def _recompute(self):
-        # Backward replays the forward; BN must see the same batch but not count it twice.
-        self._recomputing = True
-        try:
-            yield
-        finally:
-            self._recomputing = False
-
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        if self.memory_efficient and self.training and any(f.requires_grad for f in features):
-            # Keep only the k-channel outputs; recompute concat-BN-ReLU-conv1 in backward
-            # instead of storing the O(L^2) concatenations (Pleiss et al. 2017).
-            out = checkpoint(self._concat_bn_relu_conv1, *features, use_reentrant=False,
-                             context_fn=lambda: (contextlib.nullcontext(), self._recompute()))
+        if self.memory_efficient and self.training and torch.is_grad_enabled():
+            out = _RecomputedConcatBNReLU.apply(self, self.norm1.weight, self.norm1.bias,
+                                                self.conv1.weight, *features)
         else:
             out = self._concat_bn_relu_conv1(*features)
         if self.bottleneck:
@@ -101,6 +80,53 @@ class DenseLayer(nn.Module):
         if self.drop_rate > 0:
             out = F.dropout(out, self.drop_rate, self.training)
         return out
+
+
+class _RecomputedConcatBNReLU(torch.autograd.Function):
+    """conv1(ReLU(BN(cat(features)))) that keeps no concatenation for backward (Pleiss et al.,
+    arXiv 1707.06990): backward rebuilds the concatenation and its BN-ReLU, which are cheap
+    elementwise passes, and takes conv1's gradients from them directly, without re-running
+    conv1 as a checkpoint would. Only the layer's inputs are kept, and later layers keep
+    those anyway, so the O(L^2) memory of a block becomes O(L).
+    """
+
+    @staticmethod
+    def forward(ctx, layer, norm_weight, norm_bias, conv_weight, *features):
+        ctx.layer = layer
+        ctx.device_type = features[0].device.type
+        ctx.autocast = torch.is_autocast_enabled(ctx.device_type)
+        ctx.dtype = torch.get_autocast_dtype(ctx.device_type)
+        ctx.save_for_backward(*features)
+        return layer._concat_bn_relu_conv1(*features)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        layer, features = ctx.layer, ctx.saved_tensors
+        conv = layer.conv1
+        with torch.enable_grad(), torch.autocast(ctx.device_type, ctx.dtype, enabled=ctx.autocast):
+            inputs = [f.detach().requires_grad_(f.requires_grad) for f in features]
+            x = torch.cat(inputs, 1) if len(inputs) > 1 else inputs[0]
+            # Batch statistics again, but the running averages were updated in forward already.
+            a = bn_relu(x, layer.norm1, update_stats=False)
+        weight = conv.weight.to(a.dtype)
+        grad_out = grad_out.to(a.dtype)
+        if layer.bottleneck:  # 1x1: two matrix products over the (N*H*W, C) view
+            a2 = a.detach().permute(0, 2, 3, 1).reshape(-1, a.shape[1])
+            g2 = grad_out.permute(0, 2, 3, 1).reshape(-1, grad_out.shape[1])
+            grad_w = (g2.t() @ a2).view_as(conv.weight)
+            n, _, h, w = a.shape
+            grad_a = (g2 @ weight.flatten(1)).view(n, h, w, -1).permute(0, 3, 1, 2)
+        else:
+            grad_a, grad_w, _ = torch.ops.aten.convolution_backward(
+                grad_out, a.detach(), weight, None, conv.stride, conv.padding, conv.dilation,
+                False, [0, 0], 1, [True, True, False])
+        norm_params = [layer.norm1.weight, layer.norm1.bias]
+        wanted = [t for t in inputs + norm_params if t is not None and t.requires_grad]
+        grads = iter(torch.autograd.grad(a, wanted, grad_a, allow_unused=True) if wanted else ())
+        grad_inputs, grad_nw, grad_nb = [[next(grads) if t is not None and t.requires_grad else None
+                                          for t in group] for group in (inputs, norm_params[:1], norm_params[1:])]
+        grad_w = grad_w.to(conv.weight.dtype) if ctx.needs_input_grad[3] else None
+        return (None, grad_nw[0], grad_nb[0], grad_w, *grad_inputs)
 
 
 class DenseBlock(nn.ModuleDict):
