@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh test
 scripts/fetch-data.sh
+scripts/setup-system.sh
 exec .venv/bin/python -m pytest "$@"
