@@ -110,12 +110,12 @@ class _RecomputedConcatBNReLU(torch.autograd.Function):
             a = bn_relu(x, layer.norm1, update_stats=False)
         weight = conv.weight.to(a.dtype)
         grad_out = grad_out.to(a.dtype)
-        if layer.bottleneck:  # 1x1: two matrix products over the (N*H*W, C) view
-            a2 = a.detach().permute(0, 2, 3, 1).reshape(-1, a.shape[1])
-            g2 = grad_out.permute(0, 2, 3, 1).reshape(-1, grad_out.shape[1])
+        a_nhwc, g_nhwc = a.detach().permute(0, 2, 3, 1), grad_out.permute(0, 2, 3, 1)
+        if layer.bottleneck and a_nhwc.is_contiguous() and g_nhwc.is_contiguous():
+            # 1x1 on channels-last: two matrix products over the (N*H*W, C) views, no copies.
+            a2, g2 = a_nhwc.flatten(0, 2), g_nhwc.flatten(0, 2)
             grad_w = (g2.t() @ a2).view_as(conv.weight)
-            n, _, h, w = a.shape
-            grad_a = (g2 @ weight.flatten(1)).view(n, h, w, -1).permute(0, 3, 1, 2)
+            grad_a = (g2 @ weight.flatten(1)).view(a_nhwc.shape).permute(0, 3, 1, 2)
         else:
             grad_a, grad_w, _ = torch.ops.aten.convolution_backward(
                 grad_out, a.detach(), weight, None, conv.stride, conv.padding, conv.dilation,
