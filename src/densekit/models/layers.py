@@ -2,7 +2,7 @@
 
 Module and parameter names follow torchvision (``norm1``, ``conv1``, ``denselayer1`` ...) so
 its state_dicts load unchanged. The forward passes compute the same function as torchvision's
-but take the cheaper route where one exists (see ``conv1x1``); ``reference.py`` holds the plain
+but take the cheaper route where one exists (docs/speed.md); ``reference.py`` holds the plain
 version they are tested against.
 """
 from __future__ import annotations
@@ -12,19 +12,6 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-def conv1x1(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    """A bias-free 1x1 convolution; on channels-last input, as one matrix product.
-
-    Channels-last (NHWC) memory already is the (N*H*W, C) matrix a 1x1 convolution multiplies,
-    and on small maps (DenseNet's late blocks are 4x4 or 2x2 at 64x64 input) the CPU matmul
-    kernels run forward and backward faster than the convolution kernels, with fewer reorders.
-    """
-    nhwc = x.permute(0, 2, 3, 1)
-    if not nhwc.is_contiguous() or x.device.type != "cpu":
-        return conv(x)
-    return F.linear(nhwc, conv.weight.flatten(1)).permute(0, 3, 1, 2)
 
 
 def bn_relu(x: torch.Tensor, norm: nn.Module, update_stats: bool = True) -> torch.Tensor:
@@ -64,8 +51,7 @@ class DenseLayer(nn.Module):
 
     def _concat_bn_relu_conv1(self, *features: torch.Tensor) -> torch.Tensor:
         x = torch.cat(features, 1) if len(features) > 1 else features[0]
-        x = bn_relu(x, self.norm1)
-        return conv1x1(x, self.conv1) if self.bottleneck else self.conv1(x)
+        return self.conv1(bn_relu(x, self.norm1))
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         if self.memory_efficient and self.training and torch.is_grad_enabled():
@@ -163,10 +149,10 @@ class Transition(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = bn_relu(x, self.norm)
         if hasattr(self, "drop"):
-            return self.pool(self.drop(conv1x1(x, self.conv)))
+            return self.pool(self.drop(self.conv(x)))
         # A 1x1 convolution and average pooling are both linear and act on different axes,
         # so they commute: pooling first does the convolution on a quarter of the pixels.
-        return conv1x1(self.pool(x), self.conv)
+        return self.conv(self.pool(x))
 
 
 def batch_norm(eps: float = 1e-5, momentum: float = 0.1):
