@@ -126,3 +126,13 @@ def test_evaluate_and_predict_api_agree_with_training(runs_dir):
     # predict applies the stored normalisation: its accuracy is exactly evaluate's
     hits = sum(p["top_k"][0]["index"] == ds[i][1] for i, p in enumerate(preds))
     assert hits / len(ds) == pytest.approx(m["top1"])
+
+
+def test_time_budget_anneals_the_schedule_and_stops_on_time(runs_dir):
+    cfg = tiny_config(runs_dir, "budget", time_budget=4.0, epochs=1)   # epochs are ignored under a budget
+    run = densekit.train(cfg, verbose=False)
+    assert run.summary["time_budget_s"] == 4.0
+    assert 4.0 <= run.summary["duration_s"] < 4.0 + 3.0   # the last step and epoch-end evaluation overrun a little
+    assert len(run.metrics) > 1                            # more than the one epoch the config names
+    assert run.metrics[-1]["lr"] < 0.01 * cfg.lr            # one-cycle reached its end with the budget
+    assert run.summary["test_top1"] > 0.3

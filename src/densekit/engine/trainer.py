@@ -172,7 +172,7 @@ class Trainer:
                 progress={"epoch": self.epoch, "step": self.step_in_epoch, "global_step": self.global_step,
                           "elapsed": self.elapsed + self._clock(), "best": self.best, "bad_epochs": self.bad_epochs,
                           "early_best": self.early_best, "partial": dict(self.partial),
-                          "initial_loss": self.initial_loss, "planned_steps": self.planned_steps},
+                          "initial_loss": self.initial_loss},
                 rng={"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                      "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []})
         return payload
@@ -187,8 +187,6 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = p["epoch"], p["step"], p["global_step"]
         self.elapsed, self.best, self.bad_epochs = p["elapsed"], p["best"], p["bad_epochs"]
         self.early_best, self.partial, self.initial_loss = p["early_best"], p["partial"], p["initial_loss"]
-        if self.cfg.time_budget:
-            self.planned_steps = p["planned_steps"]
         torch.set_rng_state(payload["rng"]["torch"])
         random.setstate((3, tuple(payload["rng"]["python"]), None))
         if payload["rng"]["cuda"] and self.device.type == "cuda":
@@ -203,16 +201,14 @@ class Trainer:
     def _clock(self) -> float:
         return time.perf_counter() - self.t0 if hasattr(self, "t0") else 0.0
 
-    def _time_left(self) -> float:
-        return self.cfg.time_budget - self.elapsed - self._clock() if self.cfg.time_budget else math.inf
-
-    def _replan(self):
-        """Time budget: spread the steps the remaining time affords over the schedule."""
-        steps_here = self.global_step - self.steps_at_start
-        if not self.cfg.time_budget or steps_here < 5:
-            return
-        per_step = self._clock() / steps_here   # includes data, evaluation and checkpoint overheads
-        self.planned_steps = max(self.global_step + 1, int(self.global_step + self._time_left() / per_step))
+    def progress(self) -> float:
+        """Fraction of training done, which drives the LR schedule. Under a time budget it is the
+        fraction of the budget spent: the measured step time is only a forecast on a shared or
+        throttled machine, while the clock guarantees the schedule completes (the LR anneals)
+        exactly when the budget ends, however the speed changes on the way."""
+        if self.cfg.time_budget:
+            return (self.elapsed + self._clock()) / self.cfg.time_budget
+        return self.global_step / max(self.planned_steps, 1)
 
     def log(self, text: str):
         if self.verbose and self.rank == 0:
@@ -221,7 +217,6 @@ class Trainer:
     def fit(self) -> Run:
         cfg = self.cfg
         self.t0 = time.perf_counter()
-        self.steps_at_start = self.global_step
         self.run.write_status("running", started=self.run.read_status().get("started", now()), pid=__import__("os").getpid())
         for cb in self.callbacks:
             cb.on_train_start(self)
@@ -232,8 +227,7 @@ class Trainer:
                  f"{str(self.dtype or torch.float32).replace('torch.', '')}{budget} -> {self.run.path}")
         max_epochs = 10**6 if cfg.time_budget else cfg.epochs
         try:
-            while self.epoch < max_epochs and not self.stop and self._time_left() > 0 \
-                    and self.global_step < self.planned_steps:
+            while self.epoch < max_epochs and not self.stop and self.progress() < 1:
                 self._train_epoch()
                 if self.stop and self.step_in_epoch:   # stopped mid-epoch: last.pt already saved
                     break
@@ -265,7 +259,7 @@ class Trainer:
             t_compute = time.perf_counter()
             part["data_time"] += t_compute - t_data
 
-            lr = self.base_lr * lr_factor(self.global_step / max(self.planned_steps, 1), cfg.schedule, cfg.warmup,
+            lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, cfg.warmup,
                                           cfg.milestones, cfg.step_size, cfg.gamma)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -292,8 +286,6 @@ class Trainer:
             part["correct"] += (logits.detach().argmax(1) == hard).sum()
             part["seen"] += len(y)
             part["compute_time"] += time.perf_counter() - t_compute
-            if self.global_step - self.steps_at_start == 20:
-                self._replan()
             seen = max(part["seen"], 1)
             bar.update(self.step_in_epoch, loss=f"{float(part['loss']) / seen:.4f}",
                        acc=f"{100 * float(part['correct']) / seen:.1f}%",
@@ -301,11 +293,11 @@ class Trainer:
             if time.perf_counter() - last_save > cfg.checkpoint_every and self.step_in_epoch % cfg.accumulate == 0:
                 self.save("last")
                 last_save = time.perf_counter()
-            if self.stop or self._time_left() <= 0 or self.global_step >= self.planned_steps:
+            if self.stop or self.progress() >= 1:
                 break
             t_data = time.perf_counter()
         bar.close()
-        if self.step_in_epoch < n_steps and (self.stop and self._time_left() > 0):
+        if self.step_in_epoch < n_steps and self.stop and self.progress() < 1:
             self.save("last")
 
     def _guard(self, loss: float):
@@ -340,7 +332,6 @@ class Trainer:
         self.partial = {"loss": 0.0, "correct": 0.0, "seen": 0, "data_time": 0.0, "compute_time": 0.0}
         record["elapsed_s"] = self.elapsed + self._clock()
         improved = self._track_best(record)
-        self._replan()
         self.run.append_metrics(record)
         self.save("last")
         if improved:
