@@ -46,6 +46,8 @@ class DenseLayer(nn.Module):
             self.norm1 = norm_layer(in_channels)
             self.relu1 = nn.ReLU(inplace=True)
             self.conv1 = nn.Conv2d(in_channels, growth_rate, 3, padding=1, bias=False)
+        # relu1/relu2 hold no state; they keep torchvision's module tree (for printing and
+        # hooks), while forward applies ReLU in place through bn_relu.
         self.drop_rate = float(drop_rate)
         self.memory_efficient = memory_efficient
 
@@ -106,13 +108,14 @@ class _RecomputedConcatBNReLU(torch.autograd.Function):
             grad_a, grad_w, _ = torch.ops.aten.convolution_backward(
                 grad_out, a.detach(), weight, None, conv.stride, conv.padding, conv.dilation,
                 False, [0, 0], 1, [True, True, False])
-        norm_params = [layer.norm1.weight, layer.norm1.bias]
-        wanted = [t for t in inputs + norm_params if t is not None and t.requires_grad]
-        grads = iter(torch.autograd.grad(a, wanted, grad_a, allow_unused=True) if wanted else ())
-        grad_inputs, grad_nw, grad_nb = [[next(grads) if t is not None and t.requires_grad else None
-                                          for t in group] for group in (inputs, norm_params[:1], norm_params[1:])]
+        norm = layer.norm1
+        wanted = [t for t in (*inputs, norm.weight, norm.bias) if t is not None and t.requires_grad]
+        found = dict(zip(map(id, wanted), torch.autograd.grad(a, wanted, grad_a, allow_unused=True))) if wanted else {}
+
+        def grad(t):
+            return None if t is None else found.get(id(t))
         grad_w = grad_w.to(conv.weight.dtype) if ctx.needs_input_grad[3] else None
-        return (None, grad_nw[0], grad_nb[0], grad_w, *grad_inputs)
+        return (None, grad(norm.weight), grad(norm.bias), grad_w, *map(grad, inputs))
 
 
 class DenseBlock(nn.ModuleDict):
