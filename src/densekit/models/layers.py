@@ -90,15 +90,16 @@ class _RecomputedConcatBNReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         layer, features = ctx.layer, ctx.saved_tensors
-        conv = layer.conv1
-        with torch.enable_grad(), torch.autocast(ctx.device_type, ctx.dtype, enabled=ctx.autocast):
-            inputs = [f.detach().requires_grad_(f.requires_grad) for f in features]
-            x = torch.cat(inputs, 1) if len(inputs) > 1 else inputs[0]
-            # Batch statistics again, but the running averages were updated in forward already.
-            a = bn_relu(x, layer.norm1, update_stats=False)
+        conv, norm = layer.conv1, layer.norm1
+        with torch.autocast(ctx.device_type, ctx.dtype, enabled=ctx.autocast):
+            x = torch.cat(features, 1) if len(features) > 1 else features[0]
+        # Batch statistics again (the running averages were updated in forward already), and
+        # ATen's own kernels for the backward, without building an autograd graph.
+        out, mean, invstd = torch.native_batch_norm(x, norm.weight, norm.bias, None, None, True, 0.0, norm.eps)
+        a = out.relu_()
         weight = conv.weight.to(a.dtype)
         grad_out = grad_out.to(a.dtype)
-        a_nhwc, g_nhwc = a.detach().permute(0, 2, 3, 1), grad_out.permute(0, 2, 3, 1)
+        a_nhwc, g_nhwc = a.permute(0, 2, 3, 1), grad_out.permute(0, 2, 3, 1)
         if layer.bottleneck and a_nhwc.is_contiguous() and g_nhwc.is_contiguous():
             # 1x1 on channels-last: two matrix products over the (N*H*W, C) views, no copies.
             a2, g2 = a_nhwc.flatten(0, 2), g_nhwc.flatten(0, 2)
@@ -106,16 +107,14 @@ class _RecomputedConcatBNReLU(torch.autograd.Function):
             grad_a = (g2 @ weight.flatten(1)).view(a_nhwc.shape).permute(0, 3, 1, 2)
         else:
             grad_a, grad_w, _ = torch.ops.aten.convolution_backward(
-                grad_out, a.detach(), weight, None, conv.stride, conv.padding, conv.dilation,
+                grad_out, a, weight, None, conv.stride, conv.padding, conv.dilation,
                 False, [0, 0], 1, [True, True, False])
-        norm = layer.norm1
-        wanted = [t for t in (*inputs, norm.weight, norm.bias) if t is not None and t.requires_grad]
-        found = dict(zip(map(id, wanted), torch.autograd.grad(a, wanted, grad_a, allow_unused=True))) if wanted else {}
-
-        def grad(t):
-            return None if t is None else found.get(id(t))
+        grad_a = torch.ops.aten.threshold_backward(grad_a, a, 0)
+        grad_x, grad_nw, grad_nb = torch.ops.aten.native_batch_norm_backward(
+            grad_a, x, norm.weight, None, None, mean, invstd, True, norm.eps, [True, True, True])
+        grad_inputs = grad_x.split([f.shape[1] for f in features], 1)
         grad_w = grad_w.to(conv.weight.dtype) if ctx.needs_input_grad[3] else None
-        return (None, grad(norm.weight), grad(norm.bias), grad_w, *map(grad, inputs))
+        return (None, grad_nw, grad_nb, grad_w, *grad_inputs)
 
 
 class DenseBlock(nn.ModuleDict):
