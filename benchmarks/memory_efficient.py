@@ -6,13 +6,53 @@ batch 64, 32x32 input; peak memory is the process's peak RSS on CPU and
 the plain mode's memory grows much faster with depth than the memory-efficient mode's.
 
     python benchmarks/memory_efficient.py [--device cuda] [--precision fp32] [--depths 100,190]
+
+``--interleaved`` measures only the time cost, on CPU, robustly on a shared machine: one process,
+one thread, plain and memory-efficient steps alternated, thread CPU time.
 """
 from __future__ import annotations
 
 import argparse
 import json
 
+import copy
+import statistics
+import time
+
+import torch
+
 from densekit.bench import measure_in_fresh_process, resolve_device
+from densekit.models import create_model
+
+
+def interleaved_cost(name: str, overrides: dict, batch: int, size: int, steps: int, dtype) -> tuple[float, float]:
+    """Median thread-CPU seconds per step of (plain, memory-efficient), steps alternated."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    plain = create_model(name, **overrides).to(memory_format=torch.channels_last)
+    efficient = copy.deepcopy(plain)
+    efficient.memory_efficient = True
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    times = {}
+    for model in (plain, efficient):
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        times[model] = []
+
+        def step(model=model, opt=opt):
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+        model.step = step
+    for i in range(steps + 1):
+        for model in (plain, efficient):
+            t = time.thread_time()
+            model.step()
+            if i:  # the first step of each warms up
+                times[model].append(time.thread_time() - t)
+    return statistics.median(times[plain]), statistics.median(times[efficient])
 
 
 def main():
@@ -23,9 +63,25 @@ def main():
     ap.add_argument("--depths", default="100,190", help="DenseNet-BC depths, 6n+4")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--interleaved", action="store_true", help="CPU time cost only, see above")
+    ap.add_argument("--model", default=None, help="with --interleaved: a registered model instead of --depths")
+    ap.add_argument("--size", type=int, default=32, help="with --interleaved: input side")
     args = ap.parse_args()
     device = resolve_device(args.device)
     dtype = {"fp32": None, "bf16": "bfloat16", "fp16": "float16"}[args.precision]
+    if args.interleaved:
+        configs = [(args.model, {})] if args.model else [
+            (f"densenet-bc-{d}-k{args.growth_rate}",
+             {"growth_rate": args.growth_rate, "num_init_features": 2 * args.growth_rate,
+              "block_config": [(d - 4) // 6] * 3}) for d in (int(d) for d in args.depths.split(","))]
+        for name, overrides in configs:
+            base = args.model or "densenet-bc-190-k40"
+            plain, eff = interleaved_cost(base, overrides, args.batch, args.size, args.steps,
+                                          dtype and getattr(torch, dtype))
+            print(json.dumps({"model": name, "precision": args.precision, "size": args.size,
+                              "batch": args.batch, "plain_cpu_s": round(plain, 3), "efficient_cpu_s": round(eff, 3),
+                              "time_cost": round(eff / plain - 1, 3), "clock": "thread CPU time, 1 thread"}))
+        return
     rows = []
     for depth in (int(d) for d in args.depths.split(",")):
         n = (depth - 4) // 6
