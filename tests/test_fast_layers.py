@@ -93,3 +93,26 @@ def test_bf16_autocast_channels_last_stays_close_to_float32_reference():
         out = fast(x.contiguous(memory_format=torch.channels_last)).float()
     expected = ref(x)
     assert (out - expected).norm() / expected.norm() < 5e-2
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_memory_efficient_under_bf16_autocast_matches_the_plain_mode(channels_last):
+    # Backward replays BN-ReLU under the forward's autocast state and casts conv1's gradients
+    # back to the float32 parameters.
+    torch.manual_seed(4)
+    plain = tiny_densenet(True)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    plain = plain.to(memory_format=fmt)
+    efficient = tiny_densenet(True).to(memory_format=fmt)
+    efficient.load_state_dict(plain.state_dict())
+    efficient.memory_efficient = True
+    x = torch.randn(8, 3, 16, 16).contiguous(memory_format=fmt)
+    grads = []
+    for model in (plain, efficient):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        out.float().square().sum().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters()})
+    for name, g in grads[0].items():
+        assert grads[1][name].dtype == torch.float32
+        assert (grads[1][name] - g).norm() <= 1e-2 * g.norm() + 1e-6, name
