@@ -91,7 +91,7 @@ def test_unknown_preset_lists_the_choices():
         Augment("rotate")
 
 
-@pytest.mark.parametrize("name, preset", [("mnist", "crop"), ("digits", "crop"), ("fashion-mnist", "standard"),
+@pytest.mark.parametrize("name, preset", [("mnist", "crop"), ("digits", "crop"), ("fashion-mnist", "flip"),
                                           ("cifar10", "standard"), ("folder:/data/flowers", "standard"),
                                           ("folder:/data/hwdb1.1", "crop")])
 def test_auto_preset_never_flips_digits_or_characters(name, preset):
