@@ -10,6 +10,7 @@ exactly where the interrupted one stood.
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -217,7 +218,7 @@ class Trainer:
     def fit(self) -> Run:
         cfg = self.cfg
         self.t0 = time.perf_counter()
-        self.run.write_status("running", started=self.run.read_status().get("started", now()), pid=__import__("os").getpid())
+        self.run.write_status("running", started=self.run.read_status().get("started", now()), pid=os.getpid())
         for cb in self.callbacks:
             cb.on_train_start(self)
         budget = f", time budget {fmt_time(cfg.time_budget)}" if cfg.time_budget else ""
@@ -232,17 +233,14 @@ class Trainer:
                 if self.stop and self.step_in_epoch:   # stopped mid-epoch: last.pt already saved
                     break
                 self._end_epoch()
-        except DensekitError:
+        except KeyboardInterrupt:
+            self.run.write_status("stopped")
             raise
-        except BaseException:
-            self.run.write_status("failed" if not isinstance(self._exc(), KeyboardInterrupt) else "stopped")
+        except Exception:
+            if self.run.read_status().get("status") != "diverged":   # the guard writes its own
+                self.run.write_status("failed")
             raise
         return self._finish()
-
-    @staticmethod
-    def _exc():
-        import sys
-        return sys.exc_info()[1]
 
     def _train_epoch(self):
         cfg, model, net = self.cfg, self.model, self.net
