@@ -136,3 +136,17 @@ def test_time_budget_anneals_the_schedule_and_stops_on_time(runs_dir):
     assert len(run.metrics) > 1                            # more than the one epoch the config names
     assert run.metrics[-1]["lr"] < 0.01 * cfg.lr            # one-cycle reached its end with the budget
     assert run.summary["test_top1"] > 0.3
+
+
+def test_ema_weights_are_evaluated_saved_and_good_on_a_short_run(runs_dir):
+    run = densekit.train(tiny_config(runs_dir, "ema", epochs=6, ema=0.999), verbose=False)
+    payload = load_checkpoint(run.dir / "checkpoints" / "best.pt")
+    assert payload["ema_state_dict"] is not None
+    assert run.summary["test_top1"] > 0.8   # a warmed-up decay: no random-init weights left in the average
+
+
+def test_a_model_arg_of_none_removes_the_bottleneck():
+    from densekit.cli.train import _value
+    plain = densekit.create_model("densenet-bc-40-k12", bn_size=_value("None"))
+    assert not hasattr(plain.features.denseblock1.denselayer1, "conv2")
+    assert densekit.create_model("densenet-bc-40-k12", num_classes=None).classifier.out_features == 10

@@ -19,8 +19,10 @@ _HELP = {"model": "registered model name (see `densekit models`)", "dataset": "d
 
 
 def _value(text: str):
-    """A YAML scalar: 3 -> int, 0.1 -> float, true -> bool, [6,12] -> list, else the string."""
+    """A YAML scalar: 3 -> int, 0.1 -> float, true -> bool, [6,12] -> list, none -> None, else the string."""
     import yaml
+    if text.strip().lower() in ("none", "null", "~"):
+        return None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:

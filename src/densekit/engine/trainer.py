@@ -173,7 +173,7 @@ class Trainer:
                 progress={"epoch": self.epoch, "step": self.step_in_epoch, "global_step": self.global_step,
                           "elapsed": self.elapsed + self._clock(), "best": self.best, "bad_epochs": self.bad_epochs,
                           "early_best": self.early_best, "partial": dict(self.partial),
-                          "initial_loss": self.initial_loss},
+                          "initial_loss": self.initial_loss, "ema_updates": self.ema.updates if self.ema else 0},
                 rng={"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                      "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []})
         return payload
@@ -182,6 +182,7 @@ class Trainer:
         self.model.load_state_dict(payload["state_dict"])
         if self.ema and payload.get("ema_state_dict"):
             self.ema.load_state_dict(payload["ema_state_dict"])
+            self.ema.updates = payload["progress"].get("ema_updates", 0)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
         p = payload["progress"]

@@ -43,11 +43,13 @@ def list_models(pattern: str = "*") -> list[str]:
     return [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)]
 
 
-def model_args(name: str, **overrides) -> dict:
-    """The full constructor arguments of a named model with ``overrides`` applied."""
-    entry = get_entry(name)
-    args = dict(entry.defaults)
-    for key, value in overrides.items():
+def model_args(name: str, num_classes: int | None = None, in_channels: int | None = None, **overrides) -> dict:
+    """The full constructor arguments of a named model with ``overrides`` applied.
+
+    ``num_classes``/``in_channels`` of None keep the named config's; any other override is taken
+    as given, None included (``bn_size=None`` removes the bottleneck)."""
+    args = {**get_entry(name).defaults, **overrides}
+    for key, value in (("num_classes", num_classes), ("in_channels", in_channels)):
         if value is not None:
             args[key] = value
     return args
