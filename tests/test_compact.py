@@ -3,13 +3,13 @@ import torch
 
 import densekit
 from densekit.config import load_recipe
-from densekit.models.compact import CompactDenseNet
+from densekit.models import DenseNet
 
 
 def test_default_model_is_registered_with_exact_parameter_count():
     assert densekit.TrainConfig().model == "densenet-c-fmnist"
     model = densekit.create_model("densenet-c-fmnist")
-    assert isinstance(model, CompactDenseNet)
+    assert isinstance(model, DenseNet) and model.model_args["stem_stride"] == 2
     assert sum(p.numel() for p in model.parameters()) == 271_050
     rgb = densekit.create_model("densenet-c-fmnist", in_channels=3, num_classes=100)
     assert sum(p.numel() for p in rgb.parameters()) == 272_202 + 90 * 161

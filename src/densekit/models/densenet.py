@@ -34,24 +34,28 @@ class DenseNet(nn.Module):
         transition_channels: a fixed transition width instead of ``compression`` (Densenet-Tensorflow
             uses k channels for every transition).
         memory_efficient: recompute concat-BN-ReLU-conv1x1 in backward (Pleiss et al. 2017).
+        stem_stride: stride of the "cifar" stem's 3x3 convolution (2 for small inputs on a CPU:
+            no dense layer then runs at the input's full resolution; see models/compact.py).
     """
 
     def __init__(self, growth_rate: int = 32, block_config=(6, 12, 24, 16), num_init_features: int = 64,
                  bn_size: int | None = 4, compression: float = 0.5, drop_rate: float = 0.0,
                  stem: str = "imagenet", in_channels: int = 3, num_classes: int = 1000,
                  bn_eps: float = 1e-5, bn_momentum: float = 0.1, transition_after_last: bool = False,
-                 transition_channels: int | None = None, memory_efficient: bool = False):
+                 transition_channels: int | None = None, memory_efficient: bool = False, stem_stride: int = 1):
         super().__init__()
         if not 0 < compression <= 1:
             raise ValueError(f"compression must be in (0, 1], got {compression}")
         if stem not in STEMS:
             raise ValueError(f"stem must be one of {', '.join(STEMS)}, got {stem!r}")
+        if stem_stride != 1 and stem != "cifar":
+            raise ValueError(f"stem_stride applies to the 'cifar' stem only, not {stem!r}")
         norm = batch_norm(bn_eps, bn_momentum)
-        self.features = nn.Sequential(OrderedDict(_stem(stem, in_channels, num_init_features, norm)))
+        self.features = nn.Sequential(OrderedDict(_stem(stem, in_channels, num_init_features, norm, stem_stride)))
 
         channels = num_init_features
         self.feature_info = []  # (module name, channels, reduction) after each dense block
-        reduction = STEMS[stem]
+        reduction = STEMS[stem] * stem_stride
         for i, num_layers in enumerate(block_config):
             block = DenseBlock(num_layers, channels, growth_rate, bn_size=bn_size, drop_rate=drop_rate,
                                memory_efficient=memory_efficient, norm_layer=norm)
@@ -132,9 +136,9 @@ class DenseNet(nn.Module):
 STEMS = {"cifar": 1, "imagenet": 4, "conv-pool": 4, "keras": 1}
 
 
-def _stem(kind: str, in_channels: int, width: int, norm) -> list[tuple[str, nn.Module]]:
+def _stem(kind: str, in_channels: int, width: int, norm, stride: int = 1) -> list[tuple[str, nn.Module]]:
     if kind == "cifar":
-        return [("conv0", nn.Conv2d(in_channels, width, 3, 1, 1, bias=False))]
+        return [("conv0", nn.Conv2d(in_channels, width, 3, stride, 1, bias=False))]
     if kind == "keras":
         # Keras Conv2D(16, 3, activation="relu") keeps its bias, and BN comes after the ReLU.
         return [("conv0", nn.Conv2d(in_channels, width, 3, 1, 1)), ("relu0", nn.ReLU(inplace=True)),
