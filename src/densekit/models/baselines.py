@@ -11,6 +11,19 @@ from torch import nn
 from .registry import register_model
 
 
+
+def pool_stages(features) -> list:
+    """``summary`` rows of a conv stack: one per resolution, each up to and including its max pool."""
+    stages, current = [], []
+    for m in features:
+        current.append(m)
+        if isinstance(m, nn.MaxPool2d):
+            stages.append((f"stage{len(stages) + 1}", current))
+            current = []
+    if current:
+        stages.append((f"stage{len(stages) + 1}", current))
+    return stages
+
 class _Classifier(nn.Module):
     """The shared surface: ``features`` then ``classifier`` after global average pooling."""
 
@@ -29,15 +42,7 @@ class _Classifier(nn.Module):
         self.classifier[-1] = nn.Linear(last.in_features, num_classes)
 
     def summary_stages(self):
-        stages, current = [], []
-        for m in self.features:
-            current.append(m)
-            if isinstance(m, nn.MaxPool2d):
-                stages.append((f"stage{len(stages) + 1}", current))
-                current = []
-        if current:
-            stages.append((f"stage{len(stages) + 1}", current))
-        return stages + [("head", [self.pool, self.classifier])]
+        return pool_stages(self.features) + [("head", [self.pool, self.classifier])]
 
 
 class PlainCNN(_Classifier):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .baselines import pool_stages
 from .registry import register_model
 
 # Channels of each 3x3 conv; "M" is a 2x2 max pool. (Table 1 of the paper, columns A and D.)
@@ -66,14 +67,7 @@ class VGG(nn.Module):
         return self.forward_head(self.forward_features(x))
 
     def summary_stages(self):
-        """One row per resolution: the convs up to and including each max pool."""
-        stages, current = [], []
-        for m in self.features:
-            current.append(m)
-            if isinstance(m, nn.MaxPool2d):
-                stages.append((f"stage{len(stages) + 1}", current))
-                current = []
-        return stages + [("head", [self.avgpool, self.classifier])]
+        return pool_stages(self.features) + [("head", [self.avgpool, self.classifier])]
 
 
 for _depth in CONFIGS:
