@@ -115,3 +115,15 @@ def test_user_errors_print_one_line_and_exit_nonzero(tmp_path, args, message):
 def test_models_lists_exact_parameter_counts(capsys):
     assert main(["models", "densenet121", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["params"] == 7_978_856
+
+
+def test_resume_keeps_the_runs_own_settings_unless_told_to_extend(tmp_path, capsys):
+    import yaml
+    args = ["train", *TINY, "--epochs", "2", "--out", str(tmp_path), "--name", "r", "--quiet"]
+    assert main(args) == 0
+    run = tmp_path / "r"
+    assert main(["train", "--resume", str(run), "--quiet"]) == 0      # nothing left to do: still 2 epochs
+    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0
+    assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert yaml.safe_load((run / "config.yaml").read_text())["dataset"] == "digits"

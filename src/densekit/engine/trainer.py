@@ -75,10 +75,8 @@ class Trainer:
         payload = None
         if resume is not None:
             payload = load_checkpoint(Path(resume) / "checkpoints" / "last.pt")
-            saved = TrainConfig.from_dict(payload["config"])
             # Only how long to train may change on resume; everything else is the run's own.
-            cfg = saved.replace(epochs=cfg.epochs if cfg.epochs != saved.epochs else saved.epochs,
-                                time_budget=cfg.time_budget if cfg.time_budget is not None else saved.time_budget)
+            cfg = TrainConfig.from_dict(payload["config"]).replace(epochs=cfg.epochs, time_budget=cfg.time_budget)
         self.cfg = cfg = cfg.validate()
         get_entry(cfg.model)  # an unknown model fails before any data is read
         self.device = pick_device(cfg.device)
@@ -410,7 +408,10 @@ def peak_memory_mb(device: torch.device) -> float:
 def train(config: TrainConfig | dict | None = None, resume: str | Path | None = None, callbacks=(),
           verbose: bool = True, **overrides) -> Run:
     """Train per ``config`` (fields of ``TrainConfig``, ``overrides`` on top) into a new run folder;
-    ``resume=RUN_DIR`` continues that run from its last checkpoint instead."""
+    ``resume=RUN_DIR`` continues that run from its last checkpoint instead, with its own settings
+    (``config`` may be omitted then; only ``epochs`` and ``time_budget`` may differ)."""
+    if config is None and resume is not None:   # the run's own settings
+        config = {k: v for k, v in RunFolder(resume).read_config().items() if k != "resolved"}
     if config is None:
         config = TrainConfig()
     elif isinstance(config, dict):
