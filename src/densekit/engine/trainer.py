@@ -71,7 +71,7 @@ def resolve_precision(cfg: TrainConfig, device: torch.device) -> torch.dtype | N
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: str | Path | None = None, callbacks=(), verbose: bool = True):
-        self.verbose, self.stop = verbose, False
+        self.verbose, self.stop, self.early_stopped = verbose, False, False
         payload = None
         if resume is not None:
             payload = load_checkpoint(Path(resume) / "checkpoints" / "last.pt")
@@ -360,12 +360,12 @@ class Trainer:
                 self.bad_epochs += 1
                 if self.bad_epochs >= cfg.early_stop_patience:
                     self.log(f"early stopping: {cfg.early_stop_metric} has not improved for {self.bad_epochs} epochs")
-                    self.stop = True
+                    self.stop = self.early_stopped = True
         return improved
 
     def _finish(self) -> Run:
         """Evaluate the best checkpoint (by validation) on the test split and write the summary."""
-        finished = not self.stop or self.bad_epochs >= max(self.cfg.early_stop_patience, 1)
+        finished = not self.stop or self.early_stopped
         metrics = self.run.read_metrics()
         summary = {"model": self.cfg.model, "dataset": self.cfg.dataset, "epochs": self.epoch,
                    "global_step": self.global_step, "duration_s": self.elapsed + self._clock(),
