@@ -3,7 +3,8 @@ __version__ = "0.1.0"
 
 from .config import TrainConfig
 from .data import list_sources, load_dataset
-from .engine import Run, evaluate, predict, train
+from .api import train
+from .engine import Run, evaluate, predict
 from .errors import DensekitError
 from .models import DenseNet, create_model, list_models
 

@@ -44,7 +44,8 @@ def compare(models: list[str], dataset: str, epochs: int = 1, isolate: bool = Tr
 def measure(config: dict, verbose: bool = False) -> dict:
     """Train one model and return its row; FLOPs come from ``summarize`` on the trained model's
     exact architecture at the dataset's image size (one image, 2 FLOPs per multiply-add)."""
-    from .engine import load_checkpoint, train
+    from .api import train
+    from .engine import load_checkpoint
     from .engine.checkpoint import resolve_checkpoint
     run = train(TrainConfig.from_dict(config), verbose=verbose)
     payload = load_checkpoint(resolve_checkpoint(run.dir, prefer="last"))

@@ -93,7 +93,7 @@ def config_from_args(args) -> TrainConfig:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..engine import train
+    from ..api import train
     cfg = config_from_args(args)
     resume = None
     if args.resume:

@@ -2,7 +2,7 @@
 from .checkpoint import load_checkpoint, save_checkpoint
 from .evaluate import evaluate, predict
 from .run import RunFolder
-from .trainer import Callback, Run, Trainer, train
+from .trainer import Callback, Run, Trainer
 
 __all__ = ["Callback", "Run", "RunFolder", "Trainer", "evaluate", "load_checkpoint", "predict",
-           "save_checkpoint", "train"]
+           "save_checkpoint"]

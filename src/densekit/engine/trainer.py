@@ -146,8 +146,6 @@ class Trainer:
                                                              "precision": str(self.dtype or torch.float32).replace("torch.", ""),
                                                              "channels_last": self.channels_last}})
         self.callbacks = list(callbacks)
-        from ..tracking import callbacks_for
-        self.callbacks += callbacks_for(cfg, self)
 
     def _optional_split(self, split, opts):
         try:
@@ -403,19 +401,3 @@ def peak_memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def train(config: TrainConfig | dict | None = None, resume: str | Path | None = None, callbacks=(),
-          verbose: bool = True, **overrides) -> Run:
-    """Train per ``config`` (fields of ``TrainConfig``, ``overrides`` on top) into a new run folder;
-    ``resume=RUN_DIR`` continues that run from its last checkpoint instead, with its own settings
-    (``config`` may be omitted then; only ``epochs`` and ``time_budget`` may differ)."""
-    if config is None and resume is not None:   # the run's own settings
-        config = {k: v for k, v in RunFolder(resume).read_config().items() if k != "resolved"}
-    if config is None:
-        config = TrainConfig()
-    elif isinstance(config, dict):
-        config = TrainConfig.from_dict(config)
-    if overrides:
-        config = config.replace(**overrides)
-    return Trainer(config, resume=resume, callbacks=callbacks, verbose=verbose).fit()

@@ -74,7 +74,7 @@ def combinations(base: TrainConfig, grid: dict) -> list[tuple[dict, TrainConfig]
 
 def run_sweep(base: TrainConfig, grid: dict, verbose: bool = True) -> list[dict]:
     """Train every combination; a combination that fails or diverges is recorded and the sweep goes on."""
-    from ..engine import train
+    from ..api import train
     rows = []
     plan = combinations(base, grid)
     for i, (chosen, cfg) in enumerate(plan, 1):

@@ -1,0 +1,30 @@
+"""``densekit.train``: the engine's Trainer plus the tracking the config asks for.
+
+The engine knows nothing of TensorBoard or plots; this is the one place that joins them, so the
+CLI, sweeps and Python users all get the same run folder.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import TrainConfig
+from .engine import Run, RunFolder, Trainer
+from .tracking import callbacks_for
+
+
+def train(config: TrainConfig | dict | None = None, resume: str | Path | None = None, callbacks=(),
+          verbose: bool = True, **overrides) -> Run:
+    """Train per ``config`` (fields of ``TrainConfig``, ``overrides`` on top) into a new run folder;
+    ``resume=RUN_DIR`` continues that run from its last checkpoint instead, with its own settings
+    (``config`` may be omitted then; only ``epochs`` and ``time_budget`` may differ)."""
+    if config is None and resume is not None:   # the run's own settings
+        config = {k: v for k, v in RunFolder(resume).read_config().items() if k != "resolved"}
+    if config is None:
+        config = TrainConfig()
+    elif isinstance(config, dict):
+        config = TrainConfig.from_dict(config)
+    if overrides:
+        config = config.replace(**overrides)
+    trainer = Trainer(config, resume=resume, callbacks=callbacks, verbose=verbose)
+    trainer.callbacks += callbacks_for(config, trainer)
+    return trainer.fit()
