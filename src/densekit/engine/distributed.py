@@ -12,11 +12,28 @@ def world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
+_cpu_group = None   # gloo beside NCCL, for small host-side values: no GPU synchronisation
+
+
 def init(device: torch.device) -> tuple[int, int]:
+    global _cpu_group
     rank, size = world()
     if size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if size > 1 and device.type == "cuda" and _cpu_group is None:
+        _cpu_group = dist.new_group(backend="gloo")
     return rank, size
+
+
+def from_rank0(value: float) -> float:
+    """Rank 0's ``value`` on every rank. Decisions taken on a clock (a time budget, mid-epoch
+    checkpoints) must agree across ranks, or one rank enters a barrier or stops while another
+    waits in DDP's all-reduce."""
+    if dist.is_available() and dist.is_initialized():
+        box = torch.tensor([value], dtype=torch.float64)
+        dist.broadcast(box, 0, group=_cpu_group)
+        return float(box)
+    return value
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:

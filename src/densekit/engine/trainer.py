@@ -128,6 +128,7 @@ class Trainer:
         # -- progress -----------------------------------------------------------------------------
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.elapsed = 0.0                    # training seconds before this process started
+        self.now = 0.0                        # seconds since fit() started, as of the last _tick()
         self.best, self.bad_epochs = None, 0
         self.early_best = None
         self.partial = {"loss": 0.0, "correct": 0.0, "seen": 0, "data_time": 0.0, "compute_time": 0.0}
@@ -199,13 +200,19 @@ class Trainer:
     def _clock(self) -> float:
         return time.perf_counter() - self.t0 if hasattr(self, "t0") else 0.0
 
+    def _tick(self) -> float:
+        """Read the clock for this step's time-based decisions: rank 0's reading on every rank
+        (``distributed.from_rank0``), taken at points all ranks pass in step."""
+        self.now = distributed.from_rank0(self._clock())
+        return self.now
+
     def progress(self) -> float:
         """Fraction of training done, which drives the LR schedule. Under a time budget it is the
         fraction of the budget spent: the measured step time is only a forecast on a shared or
         throttled machine, while the clock guarantees the schedule completes (the LR anneals)
         exactly when the budget ends, however the speed changes on the way."""
         if self.cfg.time_budget:
-            return (self.elapsed + self._clock()) / self.cfg.time_budget
+            return (self.elapsed + self.now) / self.cfg.time_budget
         return self.global_step / max(self.planned_steps, 1)
 
     def log(self, text: str):
@@ -214,7 +221,7 @@ class Trainer:
 
     def fit(self) -> Run:
         cfg = self.cfg
-        self.t0 = time.perf_counter()
+        self.t0, self.now = time.perf_counter(), 0.0
         self.run.write_status("running", started=self.run.read_status().get("started", now()), pid=os.getpid())
         for cb in self.callbacks:
             cb.on_train_start(self)
@@ -225,7 +232,10 @@ class Trainer:
                  f"{str(self.dtype or torch.float32).replace('torch.', '')}{budget} -> {self.run.path}")
         max_epochs = 10**6 if cfg.time_budget else cfg.epochs
         try:
-            while self.epoch < max_epochs and not self.stop and self.progress() < 1:
+            while self.epoch < max_epochs and not self.stop:
+                self._tick()
+                if self.progress() >= 1:
+                    break
                 self._train_epoch()
                 if self.stop and self.step_in_epoch:   # stopped mid-epoch: last.pt already saved
                     break
@@ -245,7 +255,7 @@ class Trainer:
         n_steps = len(self.loader)
         bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}", enabled=self.verbose and self.rank == 0)
         part = self.partial
-        last_save = time.perf_counter()
+        last_save = self.now
         t_data = time.perf_counter()
         check_every = 1 if self.device.type == "cpu" else 10
         for x, y in self.loader.epoch(self.epoch, self.step_in_epoch):
@@ -285,9 +295,10 @@ class Trainer:
             bar.update(self.step_in_epoch, loss=f"{float(part['loss']) / seen:.4f}",
                        acc=f"{100 * float(part['correct']) / seen:.1f}%",
                        **{"img/s": f"{seen / max(part['data_time'] + part['compute_time'], 1e-9):.0f}"})
-            if time.perf_counter() - last_save > cfg.checkpoint_every and self.step_in_epoch % cfg.accumulate == 0:
+            self._tick()
+            if self.now - last_save > cfg.checkpoint_every and self.step_in_epoch % cfg.accumulate == 0:
                 self.save("last")
-                last_save = time.perf_counter()
+                last_save = self.now
             if self.stop or self.progress() >= 1:
                 break
             t_data = time.perf_counter()

@@ -1,0 +1,30 @@
+"""torchrun on CPU (gloo): two ranks must take every time-based decision together.
+
+A rank that checkpoints (a barrier) or stops on its own clock while the other is in DDP's
+gradient all-reduce leaves the collectives out of step: the run hangs or dies. Here checkpoints
+are due every few milliseconds and a time budget ends the run, so per-rank clocks would disagree.
+"""
+import json
+import os
+import subprocess
+import sys
+
+
+def test_two_ranks_agree_on_checkpoints_and_the_time_budget(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "densekit", "train", "--dataset", "digits", "--model", "densenet-bc-40-k12",
+           "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8", "--batch-size", "16",
+           "--val-split", "200", "--time-budget", "6s", "--checkpoint-every", "0.005", "--workers", "0",
+           "--no-tensorboard", "--no-plots", "--out", str(tmp_path), "--name", "ddp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "ddp"
+    summary = json.loads((run / "summary.json").read_text())
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
+    assert 6.0 <= summary["duration_s"] < 6.0 + 10.0
+    assert summary["test_top1"] > 0.3
+    # Only rank 0 wrote: one run folder, one metrics line per epoch.
+    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, len(epochs) + 1))
