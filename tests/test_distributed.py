@@ -28,3 +28,17 @@ def test_two_ranks_agree_on_checkpoints_and_the_time_budget(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == list(range(1, len(epochs) + 1))
+
+
+def test_a_diverging_run_stops_on_every_rank_with_one_error(tmp_path):
+    # The guard judges the loss averaged over ranks, so all ranks raise at the same step.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "densekit", "train", "--dataset", "digits", "--model", "densenet-bc-40-k12",
+           "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8", "--batch-size", "16",
+           "--optimizer", "rmsprop", "--lr", "10", "--epochs", "3", "--workers", "0",
+           "--no-tensorboard", "--no-plots", "--out", str(tmp_path), "--name", "ddp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode != 0
+    assert "training diverged at epoch 1" in done.stderr
+    assert json.loads((tmp_path / "ddp" / "status.json").read_text())["status"] == "diverged"

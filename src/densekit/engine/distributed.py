@@ -42,6 +42,16 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+def mean_over_ranks(value: float) -> float:
+    """The mean of a host-side number over all ranks (e.g. the loss the divergence guard judges,
+    so that every rank stops together)."""
+    if dist.is_available() and dist.is_initialized():
+        box = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(box, group=_cpu_group)
+        return float(box) / dist.get_world_size()
+    return value
+
+
 def same_on_all_ranks(value):
     """Rank 0's ``value`` everywhere (e.g. a run name made from the clock)."""
     if dist.is_available() and dist.is_initialized():

@@ -286,7 +286,7 @@ class Trainer:
             self.global_step += 1
             hard = target if target.dim() == 1 else target.argmax(1)
             if self.step_in_epoch % check_every == 0 or self.step_in_epoch == n_steps:
-                self._guard(loss.item())
+                self._guard(distributed.mean_over_ranks(loss.item()))
             part["loss"] += loss.detach().float() * len(y)
             part["correct"] += (logits.detach().argmax(1) == hard).sum()
             part["seen"] += len(y)
