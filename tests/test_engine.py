@@ -138,6 +138,15 @@ def test_time_budget_anneals_the_schedule_and_stops_on_time(runs_dir):
     assert run.summary["test_top1"] > 0.3
 
 
+def test_compiled_training_reports_its_compile_time_and_saves_plain_weights(runs_dir):
+    run = densekit.train(tiny_config(runs_dir, "compiled", epochs=2, compile=True), verbose=False)
+    assert run.summary["compile_s"] > 0
+    assert run.summary["test_top1"] > 0.3
+    payload = load_checkpoint(run.dir / "checkpoints" / "best.pt")
+    assert not any(k.startswith("_orig_mod.") for k in payload["state_dict"])   # loads without torch.compile
+    model_from_checkpoint(payload)
+
+
 def test_ema_weights_are_evaluated_saved_and_good_on_a_short_run(runs_dir):
     run = densekit.train(tiny_config(runs_dir, "ema", epochs=6, ema=0.999), verbose=False)
     payload = load_checkpoint(run.dir / "checkpoints" / "best.pt")

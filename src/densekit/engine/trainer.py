@@ -129,6 +129,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.elapsed = 0.0                    # training seconds before this process started
         self.now = 0.0                        # seconds since fit() started, as of the last _tick()
+        self.compile_s = None                 # torch.compile's cost: the first compiled step's time
         self.best, self.bad_epochs = None, 0
         self.early_best = None
         self.partial = {"loss": 0.0, "correct": 0.0, "seen": 0, "data_time": 0.0, "compute_time": 0.0}
@@ -282,6 +283,9 @@ class Trainer:
                 if self.ema:
                     self.ema.update(model)
 
+            if cfg.compile and self.compile_s is None:   # compilation happens inside the first step
+                self.compile_s = time.perf_counter() - t_compute
+                self.log(f"torch.compile: the first step took {self.compile_s:.1f}s (compilation)")
             self.step_in_epoch += 1
             self.global_step += 1
             hard = target if target.dim() == 1 else target.argmax(1)
@@ -384,6 +388,8 @@ class Trainer:
                    "run_dir": str(self.run.path)}
         if self.cfg.time_budget:
             summary["time_budget_s"] = self.cfg.time_budget
+        if self.compile_s is not None:
+            summary["compile_s"] = self.compile_s
         if self.test_ds is not None and finished:
             best = self.run.checkpoint("best")
             model = self.eval_model()
