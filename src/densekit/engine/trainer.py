@@ -336,7 +336,11 @@ class Trainer:
         if self.val_ds is not None:
             val = run_eval(self.eval_model(), self.val_ds, self.normalize, self.device, self.dtype,
                            self.memory_format, self.cfg.eval_batch_size, len(self.classes))
-            record.update(val_loss=val["loss"], val_top1=val["top1"], val_top5=val["top5"])
+            # Rank 0's figures everywhere: each rank's BN running statistics took its own last
+            # batch, so the ranks' validation can differ, and the best-checkpoint and early-stop
+            # decisions (barriers) made from it must not.
+            record.update(distributed.same_on_all_ranks(
+                {"val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]}))
         self.epoch += 1
         self.step_in_epoch = 0
         self.partial = {"loss": 0.0, "correct": 0.0, "seen": 0, "data_time": 0.0, "compute_time": 0.0}
