@@ -26,8 +26,10 @@ def test_two_ranks_agree_on_checkpoints_and_the_time_budget(tmp_path):
     assert summary["test_top1"] > 0.3
     # Only rank 0 wrote: one run folder, one metrics line per epoch.
     assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
-    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert epochs == list(range(1, len(epochs) + 1))
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == list(range(1, len(records) + 1))
+    # Both ranks' shards (618 images each, in 38 full batches of 16), not rank 0's alone.
+    assert records[0]["train_images"] == 2 * 38 * 16
 
 
 def test_a_diverging_run_stops_on_every_rank_with_one_error(tmp_path):

@@ -36,20 +36,19 @@ def from_rank0(value: float) -> float:
     return value
 
 
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+def sum_over_ranks(values: list[float]) -> list[float]:
+    """Host-side numbers summed over all ranks (an epoch's loss, hits and images)."""
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(t)
-    return t
+        box = torch.tensor(values, dtype=torch.float64)
+        dist.all_reduce(box, group=_cpu_group)
+        return box.tolist()
+    return list(values)
 
 
 def mean_over_ranks(value: float) -> float:
     """The mean of a host-side number over all ranks (e.g. the loss the divergence guard judges,
     so that every rank stops together)."""
-    if dist.is_available() and dist.is_initialized():
-        box = torch.tensor([value], dtype=torch.float64)
-        dist.all_reduce(box, group=_cpu_group)
-        return float(box) / dist.get_world_size()
-    return value
+    return sum_over_ranks([value])[0] / (dist.get_world_size() if dist.is_initialized() else 1)
 
 
 def same_on_all_ranks(value):

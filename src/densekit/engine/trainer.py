@@ -327,10 +327,11 @@ class Trainer:
 
     def _end_epoch(self):
         cfg, part = self.cfg, self.partial
-        seen = max(part["seen"], 1)
+        loss_sum, correct, count = distributed.sum_over_ranks([float(part["loss"]), float(part["correct"]), part["seen"]])
+        seen = max(count, 1)   # every rank's images: the epoch's figures are the whole batch's, not one shard's
         record = {"epoch": self.epoch + 1, "global_step": self.global_step,
-                  "lr": self.optimizer.param_groups[0]["lr"],
-                  "train_loss": float(part["loss"]) / seen, "train_top1": float(part["correct"]) / seen,
+                  "lr": self.optimizer.param_groups[0]["lr"], "train_images": int(count),
+                  "train_loss": loss_sum / seen, "train_top1": correct / seen,
                   "images_per_s": seen / max(part["data_time"] + part["compute_time"], 1e-9),
                   "data_time_s": part["data_time"], "compute_time_s": part["compute_time"]}
         if self.val_ds is not None:
