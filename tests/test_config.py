@@ -39,3 +39,17 @@ def test_onecycle_rises_then_anneals_to_zero_and_warmup_ramps_linearly():
     assert lr_factor(1.0, "onecycle") == pytest.approx(0, abs=1e-9)
     assert lr_factor(0.05, "cosine", warmup=0.1) == pytest.approx(0.5)
     assert lr_factor(0.5, "step", step_size=0.3) == pytest.approx(0.1)
+
+
+def test_scientific_notation_from_flags_and_yaml_is_a_float(tmp_path):
+    # YAML 1.1 (PyYAML) reads 1e-3 without a dot as the string "1e-3".
+    from densekit.cli.train import _value
+    from densekit.config import load_yaml
+    cfg = TrainConfig(weight_decay=_value("1e-3"), lr=_value("2E-2")).validate()
+    assert (cfg.weight_decay, cfg.lr) == (0.001, 0.02)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("weight_decay: 5e-4\nlr: 1e-1\n")
+    cfg = TrainConfig.from_dict(load_yaml(recipe)).validate()
+    assert (cfg.weight_decay, cfg.lr) == (0.0005, 0.1)
+    with pytest.raises(DensekitError, match="weight-decay 'abc': expected float"):
+        TrainConfig(weight_decay="abc").validate()

@@ -15,6 +15,9 @@ import yaml
 from .errors import DensekitError
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 @dataclass
 class TrainConfig:
     # model
@@ -103,6 +106,10 @@ class TrainConfig:
             allowed = typing.get_args(kind) or (kind,)
             if value is None and type(None) in allowed:
                 continue
+            if float in allowed and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+                # YAML 1.1 reads "1e-3" (no dot) as a string; it is the float everyone means.
+                value = float(value)
+                setattr(self, f.name, value)
             if float in allowed and isinstance(value, int) and not isinstance(value, bool):
                 setattr(self, f.name, float(value) if int not in allowed else value)
             elif not isinstance(value, tuple(t for t in allowed if isinstance(t, type))) or \
