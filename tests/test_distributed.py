@@ -10,14 +10,18 @@ import subprocess
 import sys
 
 
-def test_two_ranks_agree_on_checkpoints_and_the_time_budget(tmp_path):
+def torchrun_train(out, *args):
+    """``torchrun --nproc_per_node 2 -m densekit train`` of a tiny DenseNet on digits into OUT/ddp."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "densekit", "train", "--dataset", "digits", "--model", "densenet-bc-40-k12",
            "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8", "--batch-size", "16",
-           "--val-split", "200", "--time-budget", "6s", "--checkpoint-every", "0.005", "--workers", "0",
-           "--no-tensorboard", "--no-plots", "--out", str(tmp_path), "--name", "ddp"]
+           "--workers", "0", "--no-tensorboard", "--no-plots", "--out", str(out), "--name", "ddp", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_two_ranks_agree_on_checkpoints_and_the_time_budget(tmp_path):
+    done = torchrun_train(tmp_path, "--val-split", "200", "--time-budget", "6s", "--checkpoint-every", "0.005")
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "ddp"
     summary = json.loads((run / "summary.json").read_text())
@@ -34,13 +38,7 @@ def test_two_ranks_agree_on_checkpoints_and_the_time_budget(tmp_path):
 
 def test_a_diverging_run_stops_on_every_rank_with_one_error(tmp_path):
     # The guard judges the loss averaged over ranks, so all ranks raise at the same step.
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "densekit", "train", "--dataset", "digits", "--model", "densenet-bc-40-k12",
-           "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8", "--batch-size", "16",
-           "--optimizer", "rmsprop", "--lr", "10", "--epochs", "3", "--workers", "0",
-           "--no-tensorboard", "--no-plots", "--out", str(tmp_path), "--name", "ddp"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    done = torchrun_train(tmp_path, "--optimizer", "rmsprop", "--lr", "10", "--epochs", "3")
     assert done.returncode != 0
     assert "training diverged at epoch 1" in done.stderr
     assert json.loads((tmp_path / "ddp" / "status.json").read_text())["status"] == "diverged"

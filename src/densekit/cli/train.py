@@ -98,11 +98,10 @@ def run(args) -> int:
     resume = None
     if args.resume:
         resume = Path(args.resume) if args.resume is not True else _latest_run(cfg)
-    if resume is None:
-        result = train(cfg, resume=None, verbose=not args.quiet and not args.json)
-    else:   # the run's own settings; only an explicit --epochs or --time-budget extends it
+    extend = {}
+    if resume is not None:   # the run's own settings; only an explicit --epochs or --time-budget extends it
         extend = {k: getattr(cfg, k) for k in ("epochs", "time_budget") if getattr(args, k) is not None}
-        result = train(None, resume=resume, verbose=not args.quiet and not args.json, **extend)
+    result = train(None if resume else cfg, resume=resume, verbose=not args.quiet and not args.json, **extend)
     from ..engine.distributed import world
     if world()[0] != 0:   # under torchrun, rank 0 reports
         return 0

@@ -25,17 +25,6 @@ def init(device: torch.device) -> tuple[int, int]:
     return rank, size
 
 
-def from_rank0(value: float) -> float:
-    """Rank 0's ``value`` on every rank. Decisions taken on a clock (a time budget, mid-epoch
-    checkpoints) must agree across ranks, or one rank enters a barrier or stops while another
-    waits in DDP's all-reduce."""
-    if dist.is_available() and dist.is_initialized():
-        box = torch.tensor([value], dtype=torch.float64)
-        dist.broadcast(box, 0, group=_cpu_group)
-        return float(box)
-    return value
-
-
 def sum_over_ranks(values: list[float]) -> list[float]:
     """Host-side numbers summed over all ranks (an epoch's loss, hits and images)."""
     if dist.is_available() and dist.is_initialized():
@@ -52,12 +41,18 @@ def mean_over_ranks(value: float) -> float:
 
 
 def same_on_all_ranks(value):
-    """Rank 0's ``value`` everywhere (e.g. a run name made from the clock)."""
-    if dist.is_available() and dist.is_initialized():
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-    return value
+    """Rank 0's ``value`` everywhere: a run name made from the clock, validation figures, the
+    clock itself. Decisions taken from them (a time budget, checkpoints) must agree across ranks,
+    or one rank enters a barrier or stops while another waits in DDP's all-reduce."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    if isinstance(value, float):   # read every step: one small tensor, no pickling
+        box = torch.tensor([value], dtype=torch.float64)
+        dist.broadcast(box, 0, group=_cpu_group)
+        return float(box)
+    box = [value]
+    dist.broadcast_object_list(box, src=0, group=_cpu_group)
+    return box[0]
 
 
 def barrier():

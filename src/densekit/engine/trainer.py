@@ -201,11 +201,10 @@ class Trainer:
     def _clock(self) -> float:
         return time.perf_counter() - self.t0 if hasattr(self, "t0") else 0.0
 
-    def _tick(self) -> float:
+    def _tick(self):
         """Read the clock for this step's time-based decisions: rank 0's reading on every rank
-        (``distributed.from_rank0``), taken at points all ranks pass in step."""
-        self.now = distributed.from_rank0(self._clock())
-        return self.now
+        (``distributed.same_on_all_ranks``), taken at points all ranks pass in step."""
+        self.now = distributed.same_on_all_ranks(self._clock())
 
     def progress(self) -> float:
         """Fraction of training done, which drives the LR schedule. Under a time budget it is the

@@ -11,7 +11,6 @@ from torch import nn
 from .registry import register_model
 
 
-
 def pool_stages(features) -> list:
     """``summary`` rows of a conv stack: one per resolution, each up to and including its max pool."""
     stages, current = [], []
@@ -23,6 +22,7 @@ def pool_stages(features) -> list:
     if current:
         stages.append((f"stage{len(stages) + 1}", current))
     return stages
+
 
 class _Classifier(nn.Module):
     """The shared surface: ``features`` then ``classifier`` after global average pooling."""
