@@ -35,7 +35,9 @@ def test_multistep_divides_by_ten_at_half_and_three_quarters():   # the paper's 
 
 
 def test_onecycle_rises_then_anneals_to_zero_and_warmup_ramps_linearly():
-    assert lr_factor(0.0, "onecycle") < 0.1 and lr_factor(0.25, "onecycle") == pytest.approx(1)
+    assert lr_factor(0.0, "onecycle") < 0.1 and lr_factor(0.1, "onecycle") == pytest.approx(1)
+    assert lr_factor(0.05, "onecycle") < lr_factor(0.1, "onecycle") > lr_factor(0.5, "onecycle")
+    assert lr_factor(0.25, "onecycle", warmup=0.25) == pytest.approx(1)
     assert lr_factor(1.0, "onecycle") == pytest.approx(0, abs=1e-9)
     assert lr_factor(0.05, "cosine", warmup=0.1) == pytest.approx(0.5)
     assert lr_factor(0.5, "step", step_size=0.3) == pytest.approx(0.1)
