@@ -48,7 +48,7 @@ class TrainConfig:
     milestones: list = field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions of training
     step_size: float = 0.3             # step: decay every this fraction of training
     gamma: float = 0.1                 # step/multistep decay factor
-    warmup: float = 0.0                # linear warmup, fraction of training (onecycle has its own)
+    warmup: float = 0.0                # linear warmup, fraction of training; for onecycle its ramp (0: 10%)
     label_smoothing: float = 0.1       # +0.2-0.3 points on Fashion-MNIST in short schedules
     clip_grad: float | None = None     # max gradient norm
     accumulate: int = 1                # gradient accumulation steps

@@ -15,7 +15,7 @@ def lr_factor(p: float, schedule: str, warmup: float = 0.0, milestones=(0.5, 0.7
     p = min(max(p, 0.0), 1.0)
     if schedule == "onecycle":
         # Linear ramp over the first 10% (or the given warmup), then cosine to zero (Smith & Topin
-        # 2017). 10% beat 25% and 5% on Fashion-MNIST at 10 epochs (docs/time-to-accuracy.md).
+        # 2017). 10% edged out 25% and 5% on Fashion-MNIST at 10 epochs (docs/time-to-accuracy.md).
         rise = warmup or 0.1
         if p < rise:
             return 0.04 + 0.96 * p / rise
