@@ -8,11 +8,14 @@ cd "$(dirname "$0")/.."
 EPOCHS=${1:-8}; SEEDS=${2:-"0 1"}
 OUT=runs/_precision; mkdir -p "$OUT"
 DK=${DENSEKIT:-.venv/bin/densekit}
+train() {   # NAME SEED [FLAGS...]: one run in the background, its summary in $OUT/NAME-sSEED.json
+  local name=$1-s$2 seed=$2; shift 2
+  OMP_NUM_THREADS=1 $DK train --epochs "$EPOCHS" --seed "$seed" --out "$OUT" --name "$name" \
+    --no-tensorboard --no-plots --json "$@" > "$OUT/$name.json" &
+}
 for seed in $SEEDS; do
-  OMP_NUM_THREADS=1 $DK train --epochs "$EPOCHS" --seed "$seed" --precision fp32 --no-channels-last \
-    --out "$OUT" --name "fp32-s$seed" --no-tensorboard --no-plots --json > "$OUT/fp32-s$seed.json" &
-  OMP_NUM_THREADS=1 $DK train --epochs "$EPOCHS" --seed "$seed" \
-    --out "$OUT" --name "fast-s$seed" --no-tensorboard --no-plots --json > "$OUT/fast-s$seed.json" &
+  train fp32 "$seed" --precision fp32 --no-channels-last
+  train fast "$seed"
 done
 wait
 for f in "$OUT"/*.json; do

@@ -25,9 +25,13 @@ def init(device: torch.device) -> tuple[int, int]:
     return rank, size
 
 
+def _active() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
 def sum_over_ranks(values: list[float]) -> list[float]:
     """Host-side numbers summed over all ranks (an epoch's loss, hits and images)."""
-    if dist.is_available() and dist.is_initialized():
+    if _active():
         box = torch.tensor(values, dtype=torch.float64)
         dist.all_reduce(box, group=_cpu_group)
         return box.tolist()
@@ -37,14 +41,14 @@ def sum_over_ranks(values: list[float]) -> list[float]:
 def mean_over_ranks(value: float) -> float:
     """The mean of a host-side number over all ranks (e.g. the loss the divergence guard judges,
     so that every rank stops together)."""
-    return sum_over_ranks([value])[0] / (dist.get_world_size() if dist.is_initialized() else 1)
+    return sum_over_ranks([value])[0] / (dist.get_world_size() if _active() else 1)
 
 
 def same_on_all_ranks(value):
     """Rank 0's ``value`` everywhere: a run name made from the clock, validation figures, the
     clock itself. Decisions taken from them (a time budget, checkpoints) must agree across ranks,
     or one rank enters a barrier or stops while another waits in DDP's all-reduce."""
-    if not (dist.is_available() and dist.is_initialized()):
+    if not _active():
         return value
     if isinstance(value, float):   # read every step: one small tensor, no pickling
         box = torch.tensor([value], dtype=torch.float64)
@@ -57,5 +61,5 @@ def same_on_all_ranks(value):
 
 def barrier():
     """Wait for every rank (e.g. until rank 0 has written a checkpoint the others will read)."""
-    if dist.is_available() and dist.is_initialized():
+    if _active():
         dist.barrier()
