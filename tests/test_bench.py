@@ -16,12 +16,15 @@ def test_bench_json_reports_both_models_and_their_ratio(capsys):
     assert result["model"] == "densenet-bc-40-k12"
     assert result["input_size"] == [1, 16, 16] and result["batch_size"] == 4
     assert result["device"] == "cpu" and result["mode"] == "train"
-    assert result["reference_settings"] == {"precision": "float32", "channels_last": False, "compile": False}
+    assert result["reference_settings"] == {"precision": "float32", "channels_last": False, "compile": False,
+                                            "malloc": "system"}
     for name in ("densekit", "reference"):
         m = result[name]
         for key in ("images_per_s", "ms_per_step", "peak_memory_mb", "gflop_per_step", "gflops"):
             assert m[key] > 0, (name, key)
         assert m["memory_kind"] == "peak RSS of a fresh process"
+    # The naive reference runs with glibc's own malloc settings, densekit with its tuning.
+    assert (result["densekit"]["malloc"], result["reference"]["malloc"]) == ("densekit", "system")
     assert result["speedup"] == pytest.approx(
         result["densekit"]["images_per_s"] / result["reference"]["images_per_s"])
     assert result["memory_ratio"] > 0

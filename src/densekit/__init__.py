@@ -1,6 +1,10 @@
 """densekit: DenseNets (Huang et al., arXiv 1608.06993) to define, train, evaluate, predict and benchmark."""
 __version__ = "0.1.0"
 
+from .allocator import keep_freed_memory
+
+keep_freed_memory()  # before any tensor is allocated: see allocator.py
+
 from .config import TrainConfig
 from .data import list_sources, load_dataset
 from .api import train

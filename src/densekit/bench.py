@@ -8,12 +8,14 @@ process also counts the floating-point operations of one step of the real model
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 
 import torch
 
+from .allocator import keep_freed_memory
 from .errors import DensekitError
 
 REFERENCE_SETTINGS = ("naive", "same")
@@ -118,7 +120,7 @@ def measure(spec: dict) -> dict:
     median = sorted(times)[len(times) // 2]
     result = {"images_per_s": spec["batch_size"] / median, "ms_per_step": 1e3 * median,
               "ms_per_step_min": 1e3 * min(times), "gflop_per_step": flops / 1e9,
-              "gflops": flops / 1e9 / median}
+              "gflops": flops / 1e9 / median, "malloc": "densekit" if keep_freed_memory() else "system"}
     if spec["compile"]:
         result["compile_s"] = first_s
     if device.type == "cuda":
@@ -149,9 +151,11 @@ def _count_flops(model, x, train, device, dtype) -> int:
 
 
 def measure_in_fresh_process(spec: dict) -> dict:
-    """``measure(spec)`` in a new Python process, so that its peak RSS is its own."""
+    """``measure(spec)`` in a new Python process, so that its peak RSS is its own (and its
+    allocator: ``spec["malloc"]`` is densekit's tuning or glibc's defaults, see allocator.py)."""
+    env = dict(os.environ, DENSEKIT_MALLOC=spec["malloc"])
     proc = subprocess.run([sys.executable, "-m", "densekit.bench", json.dumps(spec)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise DensekitError(f"benchmark of {spec['model']} failed: {tail}")
@@ -187,10 +191,11 @@ def run_bench(model: str, input_size: tuple[int, int, int] | None = None, batch_
     spec = {"model": model, "input_size": list(input_size), "batch_size": batch_size, "mode": mode,
             "device": str(dev), "dtype": str(dtype).replace("torch.", "") if dtype else None,
             "channels_last": channels_last, "compile": compile, "memory_efficient": memory_efficient,
-            "steps": steps, "warmup": warmup, "reference": False}
+            "steps": steps, "warmup": warmup, "reference": False,
+            "malloc": "densekit" if keep_freed_memory() else "system"}
     ref_spec = dict(spec, reference=True, memory_efficient=False)
     if reference == "naive":
-        ref_spec.update(dtype=None, channels_last=False, compile=False)
+        ref_spec.update(dtype=None, channels_last=False, compile=False, malloc="system")
     runs = {"densekit": [], "reference": []}
     for _ in range(rounds):
         runs["densekit"].append(measure_in_fresh_process(spec))
@@ -203,7 +208,8 @@ def run_bench(model: str, input_size: tuple[int, int, int] | None = None, batch_
             "channels_last": channels_last, "compile": compile, "memory_efficient": memory_efficient,
             "steps": steps, "rounds": rounds, "torch": torch.__version__,
             "reference_settings": {"precision": ref_spec["dtype"] or "float32",
-                                   "channels_last": ref_spec["channels_last"], "compile": ref_spec["compile"]},
+                                   "channels_last": ref_spec["channels_last"], "compile": ref_spec["compile"],
+                                   "malloc": ref_spec["malloc"]},
             "densekit": best["densekit"], "reference": best["reference"],
             "speedup": best["densekit"]["images_per_s"] / best["reference"]["images_per_s"],
             "memory_ratio": best["densekit"]["peak_memory_mb"] / best["reference"]["peak_memory_mb"]}
@@ -217,7 +223,8 @@ def format_report(r: dict) -> str:
              f"densekit:  {r['precision']}, {'channels-last' if r['channels_last'] else 'NCHW'}"
              f"{', compiled' if r['compile'] else ''}{', memory-efficient' if r['memory_efficient'] else ''}",
              f"reference: {ref['precision']}, {'channels-last' if ref['channels_last'] else 'NCHW'}"
-             f"{', compiled' if ref['compile'] else ''} (plain torch.cat DenseNet)",
+             f"{', compiled' if ref['compile'] else ''}"
+             f"{', glibc malloc defaults' if ref.get('malloc') == 'system' else ''} (plain torch.cat DenseNet)",
              f"{'':10} {'images/s':>10} {'ms/step':>9} {'peak MB':>9} {'GFLOP/step':>11} {'GFLOP/s':>8}"]
     for name in ("densekit", "reference"):
         m = r[name]
