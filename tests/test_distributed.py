@@ -42,3 +42,33 @@ def test_a_diverging_run_stops_on_every_rank_with_one_error(tmp_path):
     assert done.returncode != 0
     assert "training diverged at epoch 1" in done.stderr
     assert json.loads((tmp_path / "ddp" / "status.json").read_text())["status"] == "diverged"
+
+
+_STOP_ON_RANK_1 = """
+import sys, torch.distributed as dist
+import densekit
+from densekit.engine.trainer import Callback
+
+class StopOnRank1(Callback):
+    def on_epoch_end(self, trainer, record):
+        if dist.get_rank() == 1:
+            trainer.stop = True
+
+densekit.train(dataset="digits", model="densenet-bc-40-k12", model_args={"block_config": [3, 3], "growth_rate": 8},
+               batch_size=16, workers=0, epochs=4, tensorboard=False, plots=False, out=sys.argv[1], name="ddp",
+               callbacks=[StopOnRank1()], verbose=False)
+"""
+
+
+def test_a_callback_stopping_one_rank_stops_them_all(tmp_path):
+    script = tmp_path / "stop_on_rank_1.py"
+    script.write_text(_STOP_ON_RANK_1)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(script), str(tmp_path)]
+    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = tmp_path / "ddp"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1]   # rank 0 stopped with rank 1, after epoch 1 of 4
+    assert json.loads((run / "status.json").read_text())["status"] == "stopped"

@@ -45,6 +45,11 @@ class Run:
     metrics: list = field(default_factory=list)
 
 
+def _new_partial() -> dict:
+    """The running sums of an epoch in progress (checkpointed, so a resumed epoch reports whole)."""
+    return {"loss": 0.0, "correct": 0.0, "seen": 0, "data_time": 0.0, "compute_time": 0.0}
+
+
 class Callback:
     """Hooks for tracking (TensorBoard, plots) and control; set ``trainer.stop = True`` to stop."""
 
@@ -132,7 +137,7 @@ class Trainer:
         self.compile_s = None                 # torch.compile's cost: the first compiled step's time
         self.best, self.bad_epochs = None, 0
         self.early_best = None
-        self.partial = {"loss": 0.0, "correct": 0.0, "seen": 0, "data_time": 0.0, "compute_time": 0.0}
+        self.partial = _new_partial()
         self.initial_loss = None
         self.planned_steps = cfg.epochs * len(self.loader) // cfg.accumulate * cfg.accumulate
         if payload is not None:
@@ -343,7 +348,7 @@ class Trainer:
                 {"val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]}))
         self.epoch += 1
         self.step_in_epoch = 0
-        self.partial = {"loss": 0.0, "correct": 0.0, "seen": 0, "data_time": 0.0, "compute_time": 0.0}
+        self.partial = _new_partial()
         record["elapsed_s"] = self.elapsed + self._clock()
         improved = self._track_best(record)
         self.run.append_metrics(record)
@@ -352,6 +357,9 @@ class Trainer:
             self.save("best")
         for cb in self.callbacks:
             cb.on_epoch_end(self, record)
+        # A callback may stop the run on one rank only (it sees that rank's state): stop all of
+        # them, or the others would wait forever in the next epoch's all-reduce.
+        self.stop = distributed.sum_over_ranks([float(self.stop)])[0] > 0
         val_txt = f" val loss {record['val_loss']:.4f} top1 {100 * record['val_top1']:.2f}%" if "val_top1" in record else ""
         self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} top1 "
                  f"{100 * record['train_top1']:.2f}%{val_txt} lr {record['lr']:.3g} "
