@@ -10,14 +10,18 @@ import subprocess
 import sys
 
 
-def torchrun_train(out, *args):
-    """``torchrun --nproc_per_node 2 -m densekit train`` of a tiny DenseNet on digits into OUT/ddp."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "densekit", "train", "--dataset", "digits", "--model", "densenet-bc-40-k12",
-           "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8", "--batch-size", "16",
-           "--workers", "0", "--no-tensorboard", "--no-plots", "--out", str(out), "--name", "ddp", *args]
+def torchrun(*args):
+    """``torchrun --standalone --nproc_per_node 2 ARGS``, one thread per rank."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def torchrun_train(out, *args):
+    """``torchrun --nproc_per_node 2 -m densekit train`` of a tiny DenseNet on digits into OUT/ddp."""
+    return torchrun("-m", "densekit", "train", "--dataset", "digits", "--model", "densenet-bc-40-k12",
+                    "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8", "--batch-size", "16",
+                    "--workers", "0", "--no-tensorboard", "--no-plots", "--out", str(out), "--name", "ddp", *args)
 
 
 def test_two_ranks_agree_on_checkpoints_and_the_time_budget(tmp_path):
@@ -63,10 +67,7 @@ densekit.train(dataset="digits", model="densenet-bc-40-k12", model_args={"block_
 def test_a_callback_stopping_one_rank_stops_them_all(tmp_path):
     script = tmp_path / "stop_on_rank_1.py"
     script.write_text(_STOP_ON_RANK_1)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(script), str(tmp_path)]
-    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=240)
+    done = torchrun(str(script), str(tmp_path))
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "ddp"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

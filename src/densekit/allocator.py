@@ -4,9 +4,9 @@ By default glibc serves every allocation above a (self-adjusting) threshold with
 ``mmap`` and returns freed memory to the kernel (``munmap``, heap trimming). A training step
 frees its activations and allocates them again in the next step, so the kernel zero-fills every
 4 KiB page of them anew on first touch: ~400,000 page faults in 20 steps of the default model,
-whose steps run 1.21x faster on 2 cores without them (docs/speed.md). PyTorch has no caching allocator for CPU
-tensors, so densekit tells glibc to behave like one: serve allocations up to glibc's ceiling
-(32 MiB) from the heap and never trim it. Freed blocks are then reused by the next step; peak
+whose steps run 1.21x faster on 2 cores without them (docs/speed.md). PyTorch has no caching
+allocator for CPU tensors, so densekit tells glibc to behave like one: serve allocations up to
+glibc's ceiling (32 MiB) from the heap and never trim it. Freed blocks are then reused by the next step; peak
 memory stays the same (the same blocks are reused, none are added), but the process keeps its
 peak resident until it exits instead of shrinking after a peak.
 

@@ -21,6 +21,11 @@ from .errors import DensekitError
 REFERENCE_SETTINGS = ("naive", "same")
 
 
+def _malloc() -> str:
+    """This process's allocator: densekit's glibc tuning, or the system's defaults (allocator.py)."""
+    return "densekit" if keep_freed_memory() else "system"
+
+
 def parse_input_size(text: str, default_channels: int = 3) -> tuple[int, int, int]:
     """``"3,64,64"`` or ``"64"`` (square, default channels) to (C, H, W)."""
     try:
@@ -120,7 +125,7 @@ def measure(spec: dict) -> dict:
     median = sorted(times)[len(times) // 2]
     result = {"images_per_s": spec["batch_size"] / median, "ms_per_step": 1e3 * median,
               "ms_per_step_min": 1e3 * min(times), "gflop_per_step": flops / 1e9,
-              "gflops": flops / 1e9 / median, "malloc": "densekit" if keep_freed_memory() else "system"}
+              "gflops": flops / 1e9 / median, "malloc": _malloc()}
     if spec["compile"]:
         result["compile_s"] = first_s
     if device.type == "cuda":
@@ -192,7 +197,7 @@ def run_bench(model: str, input_size: tuple[int, int, int] | None = None, batch_
             "device": str(dev), "dtype": str(dtype).replace("torch.", "") if dtype else None,
             "channels_last": channels_last, "compile": compile, "memory_efficient": memory_efficient,
             "steps": steps, "warmup": warmup, "reference": False,
-            "malloc": "densekit" if keep_freed_memory() else "system"}
+            "malloc": _malloc()}
     ref_spec = dict(spec, reference=True, memory_efficient=False)
     if reference == "naive":
         ref_spec.update(dtype=None, channels_last=False, compile=False, malloc="system")
