@@ -59,6 +59,11 @@ def test_eval_json_reports_fractions_and_per_class(trained_run, capsys):
     assert set(m["per_class"]) == {str(i) for i in range(10)}
     summary = json.loads((trained_run / "summary.json").read_text())
     assert m["top1"] == pytest.approx(summary["test_top1"])
+    assert "tta" not in m and summary["test_tta"] == "none"   # digits are not mirrored by default
+    assert main(["eval", str(trained_run), "--json", "--tta", "flip"]) == 0
+    flipped = json.loads(capsys.readouterr().out)
+    assert flipped["tta"] == "flip" and flipped["top1_single"] == pytest.approx(m["top1"])
+    assert flipped["top1"] != m["top1"]   # a mirrored digit is another picture: the average differs
 
 
 def test_predict_json_on_images_of_every_mode(trained_run, tmp_path, capsys):

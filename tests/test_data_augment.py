@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from densekit import DensekitError
-from densekit.data.augment import (PRESETS, Augment, brightness_contrast, cutmix, default_augment, keras_affine,
+from densekit.data.augment import (PRESETS, Augment, brightness_contrast, cutmix, default_augment, default_tta, keras_affine,
                                    mixup, pad_crop, random_erasing)
 
 
@@ -96,3 +96,10 @@ def test_unknown_preset_lists_the_choices():
                                           ("folder:/data/hwdb1.1", "crop")])
 def test_auto_preset_never_flips_digits_or_characters(name, preset):
     assert default_augment(name) == preset
+
+
+@pytest.mark.parametrize("preset, tta", [("flip", "flip"), ("standard", "flip"), ("keras", "flip"),
+                                         ("crop+color", "none"), ("crop", "none"), ("none", "none"),
+                                         ("color", "none"), ("mixup", "flip")])
+def test_auto_tta_mirrors_only_what_training_mirrored(preset, tta):
+    assert default_tta(preset) == tta

@@ -159,3 +159,36 @@ def test_a_model_arg_of_none_removes_the_bottleneck():
     plain = densekit.create_model("densenet-bc-40-k12", bn_size=_value("None"))
     assert not hasattr(plain.features.denseblock1.denselayer1, "conv2")
     assert densekit.create_model("densenet-bc-40-k12", num_classes=None).classifier.out_features == 10
+
+
+def test_flip_tta_is_applied_by_the_final_test_eval_and_predict_and_can_be_turned_off(runs_dir):
+    run = densekit.train(tiny_config(runs_dir, "tta", epochs=3, augment="flip"), verbose=False)   # tta "auto"
+    s = run.summary
+    assert s["test_tta"] == "flip" and 0.5 < s["test_top1_single"] <= 1 and 0.5 < s["test_top1"] <= 1
+    assert load_checkpoint(run.dir / "checkpoints" / "best.pt")["data"]["tta"] == "flip"
+    m = densekit.evaluate(run.dir)                      # the run's own TTA by default
+    assert m["tta"] == "flip" and m["top1"] == pytest.approx(s["test_top1"])
+    plain = densekit.evaluate(run.dir, tta="none")
+    assert "tta" not in plain and plain["top1"] == pytest.approx(s["test_top1_single"])
+    # Averaging an image with its mirror makes the prediction mirror-invariant; one view is not.
+    ds = densekit.load_dataset("digits", "test")
+    images = [ds[i][0] for i in range(64)]
+    mirrored = [im.flip(2) for im in images]
+
+    def probs(imgs, tta):
+        return torch.tensor([[g["prob"] for g in sorted(p["top_k"], key=lambda g: g["index"])]
+                             for p in densekit.predict(run.dir, imgs, top_k=10, tta=tta)])
+    assert torch.allclose(probs(images, None), probs(mirrored, None), atol=1e-5)
+    assert not torch.allclose(probs(images, "none"), probs(mirrored, "none"), atol=1e-3)
+    # and predict's top-1 over the whole split is evaluate's
+    preds = densekit.predict(run.dir, [ds[i][0] for i in range(len(ds))], top_k=1)
+    assert sum(p["top_k"][0]["index"] == ds[i][1] for i, p in enumerate(preds)) / len(ds) == pytest.approx(m["top1"])
+
+
+def test_digits_are_not_mirrored_at_test_time_by_default(runs_dir):
+    run = densekit.train(tiny_config(runs_dir, "notta", epochs=1), verbose=False)   # digits: crop, no flip
+    assert run.summary["test_tta"] == "none" and "test_top1_single" not in run.summary
+    with pytest.raises(densekit.DensekitError, match="unknown test-time augmentation 'rotate'"):
+        densekit.evaluate(run.dir, tta="rotate")
+    with pytest.raises(densekit.DensekitError, match="tta 'rotate': choose auto, none or flip"):
+        densekit.train(tiny_config(runs_dir, "badtta", tta="rotate"), verbose=False)

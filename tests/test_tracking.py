@@ -14,7 +14,8 @@ TINY = {"block_config": [3, 3], "growth_rate": 8}
 def run(tmp_path_factory):
     cfg = densekit.TrainConfig(model="densenet-bc-40-k12", model_args=TINY, dataset="digits", epochs=3, batch_size=32,
                                lr=0.1, val_split=200, out=str(tmp_path_factory.mktemp("runs")), name="tracked",
-                               workers=0, tensorboard=True, histograms=True, embeddings=50, plots=True)
+                               workers=0, tensorboard=True, histograms=True, embeddings=50, plots=True,
+                               tta="flip")   # the plots must follow the summary's test-time augmentation
     return densekit.train(cfg, verbose=False)
 
 

@@ -30,6 +30,8 @@ class TrainConfig:
     image_size: int | None = None      # resize to this (square); None keeps the source's size
     channels: int | None = None        # convert to this many channels; None keeps the source's
     augment: str = "auto"              # preset name from densekit.data.augment, "auto" picks per dataset
+    tta: str = "auto"                  # test-time augmentation of the final test, eval and predict: none | flip;
+                                       # "auto": flip when training flips images
     workers: int = 2                   # decoding processes for streamed (folder/tfrecord) sets
     skip_bad: bool = False             # warn about and skip undecodable items instead of stopping
     # schedule
@@ -81,6 +83,8 @@ class TrainConfig:
             bad("optimizer", self.optimizer, "choose sgd, adam, adamw or rmsprop")
         if self.schedule not in ("constant", "step", "multistep", "cosine", "onecycle"):
             bad("schedule", self.schedule, "choose constant, step, multistep, cosine or onecycle")
+        if self.tta not in ("auto", "none", "flip"):
+            bad("tta", self.tta, "choose auto, none or flip")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             bad("precision", self.precision, "choose auto, fp32, bf16 or fp16")
         for name in ("epochs", "batch_size", "eval_batch_size", "accumulate"):

@@ -12,6 +12,8 @@ def add_parser(sub):
     p.add_argument("--data-dir")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--device", default="auto")
+    p.add_argument("--tta", choices=["none", "flip"],
+                   help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -19,11 +21,12 @@ def add_parser(sub):
 def run(args) -> int:
     from ..engine import evaluate
     m = evaluate(args.checkpoint, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
-                 batch_size=args.batch_size, device=args.device)
+                 batch_size=args.batch_size, device=args.device, tta=args.tta)
     if args.json:
         print(json.dumps({k: v for k, v in m.items() if k != "confusion"}))
         return 0
-    print(f"{m['dataset']} {m['split']}: top-1 {100 * m['top1']:.2f}%  top-5 {100 * m['top5']:.2f}%  "
+    tta = f" ({m['tta']} TTA; one view {100 * m['top1_single']:.2f}%)" if "tta" in m else ""
+    print(f"{m['dataset']} {m['split']}: top-1 {100 * m['top1']:.2f}%{tta}  top-5 {100 * m['top5']:.2f}%  "
           f"loss {m['loss']:.4f}  ({m['count']:,} images, {m['checkpoint']})")
     width = max(len(c) for c in m["per_class"])
     for name, acc in m["per_class"].items():

@@ -11,13 +11,15 @@ def add_parser(sub):
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--device", default="auto")
+    p.add_argument("--tta", choices=["none", "flip"],
+                   help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own")
     p.add_argument("--json", action="store_true", help="print one JSON list")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..engine import predict
-    results = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device)
+    results = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device, tta=args.tta)
     failed = [r for r in results if "error" in r]
     if args.json:
         print(json.dumps(results))

@@ -15,6 +15,8 @@ from ..errors import DensekitError
 _HELP = {"model": "registered model name (see `densekit models`)", "dataset": "data source (see `densekit data list`)",
          "time_budget": "wall-clock budget such as 5m or 1h; plans the LR schedule and stops on time",
          "model_args": "model constructor override KEY=VALUE (repeatable), e.g. --model-arg growth_rate=24",
+         "tta": "test-time augmentation of the final test (and the run's eval/predict): none, flip, "
+                "or auto (flip when the augmentation flips images)",
          "val_split": "items carved from train for validation: a count, or a fraction below 1; 0 for none"}
 
 
@@ -109,8 +111,9 @@ def run(args) -> int:
         print(json.dumps(result.summary))
     elif "test_top1" in result.summary:
         s = result.summary
+        tta = f", {s['test_tta']} TTA" if "test_top1_single" in s else ""
         print(f"test top-1 {100 * s['test_top1']:.2f}%  top-5 {100 * s['test_top5']:.2f}%  "
-              f"({s['test_count']:,} images)  results in {result.dir}")
+              f"({s['test_count']:,} images{tta})  results in {result.dir}")
     return 0
 
 

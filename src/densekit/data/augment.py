@@ -162,6 +162,24 @@ def default_augment(dataset: str) -> str:
     return "standard"
 
 
+# Test-time augmentation: the views of a batch whose predictions are averaged.
+TTA = {"none": lambda x: [x], "flip": lambda x: [x, x.flip(3)]}
+
+
+def check_tta(name: str) -> str:
+    if name not in TTA:
+        raise DensekitError(f"unknown test-time augmentation {name!r}: choose {' or '.join(TTA)}")
+    return name
+
+
+def default_tta(preset: str) -> str:
+    """The "auto" test-time augmentation for a training preset: average the image and its mirror
+    when training flipped images (the net has learnt that symmetry, and two views of a test image
+    are a cheap two-member ensemble), else the image alone."""
+    flips = any(op is hflip or op is keras_affine for op in Augment(preset).ops)
+    return "flip" if flips else "none"
+
+
 class Augment:
     """A preset's ops applied in order. The generator is re-seeded from (seed, epoch, step) for
     every batch, so a run resumed mid-epoch draws exactly the augmentations it would have.

@@ -106,10 +106,12 @@ class Trainer:
             mean, std = D.channel_stats(train_ds, workers=cfg.workers)
         self.normalize = D.Normalize(mean, std)
         self.augment = A.Augment(self._augment_preset(), seed=cfg.seed, num_classes=len(train_ds.classes))
+        self.tta = A.default_tta(self.augment.preset) if cfg.tta == "auto" else cfg.tta
         self.loader = D.Loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=len(train_ds) > cfg.batch_size,
                                device=self.device, workers=cfg.workers, rank=self.rank, world_size=self.world_size)
         self.data_info = {"classes": self.classes, "mean": list(mean), "std": list(std),
-                          "channels": channels, "image_size": [height, width], "dataset": cfg.dataset}
+                          "channels": channels, "image_size": [height, width], "dataset": cfg.dataset,
+                          "tta": self.tta}
 
         # -- model, precision, optimizer ----------------------------------------------------------
         self.model = create_model(cfg.model, num_classes=len(self.classes), in_channels=channels, **cfg.model_args)
@@ -409,12 +411,16 @@ class Trainer:
                 payload = load_checkpoint(best, map_location=self.device)
                 model.load_state_dict(payload["ema_state_dict"] or payload["state_dict"])
             test = run_eval(model, self.test_ds, self.normalize, self.device, self.dtype, self.memory_format,
-                            self.cfg.eval_batch_size, len(self.classes), per_class=True)
+                            self.cfg.eval_batch_size, len(self.classes), per_class=True, tta=self.tta)
             summary.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
-                           test_count=test["count"],
+                           test_count=test["count"], test_tta=self.tta,
                            per_class={c: a for c, a in zip(self.classes, test["per_class"])})
+            tta = ""
+            if "top1_single" in test:
+                summary["test_top1_single"] = test["top1_single"]
+                tta = f" ({self.tta} TTA; one view {100 * test['top1_single']:.2f}%)"
             self.test_result = test
-            self.log(f"test: top1 {100 * test['top1']:.2f}%  top5 {100 * test['top5']:.2f}%  loss {test['loss']:.4f} "
+            self.log(f"test: top1 {100 * test['top1']:.2f}%{tta}  top5 {100 * test['top5']:.2f}%  loss {test['loss']:.4f} "
                      f"({test['count']:,} images, {'best' if best.exists() and self.val_ds is not None else 'last'} checkpoint)")
         self.run.write_json("summary.json", summary)
         self.run.write_status("finished" if finished else "stopped", ended=now(), summary={

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .. import data as D
+from ..data.augment import TTA
 from ..engine.precision import autocast
 
 
@@ -14,7 +15,8 @@ def test_outputs(trainer) -> dict | None:
     (penultimate layer) only for the first ``cfg.embeddings`` images, to bound memory on big sets.
 
     Called from ``on_train_end``, after the trainer loaded the best checkpoint into the eval model,
-    so these are the predictions the summary's test accuracy was measured on."""
+    so these are the predictions the summary's test accuracy was measured on (with the run's
+    test-time augmentation; the features are the plain view's)."""
     if getattr(trainer, "test_ds", None) is None:
         return None
     cached = getattr(trainer, "_test_outputs", None)
@@ -29,8 +31,10 @@ def test_outputs(trainer) -> dict | None:
         with autocast(trainer.device, trainer.dtype):
             feat = model.forward_features(x)     # every registered model has this surface (timm's)
             pre, out = model.forward_head(feat, pre_logits=True), model.forward_head(feat)
+            # with test-time augmentation, the other views' logits averaged in, as run_eval does
+            out = torch.stack([out.float()] + [model(v).float() for v in TTA[trainer.tta](x)[1:]]).mean(0)
         labels.append(y.cpu())
-        logits.append(out.float().cpu())
+        logits.append(out.cpu())
         if kept < keep:
             features.append(pre[:keep - kept].float().cpu())
             kept += len(features[-1])
