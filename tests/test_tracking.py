@@ -142,6 +142,7 @@ def test_runs_show_prints_settings_metrics_and_artefacts(run, capsys):
     assert [int(line[0]) for line in epoch_lines] == [1, 2, 3]
     assert [line[5] for line in epoch_lines] == [f"{100 * m['val_top1']:.2f}%" for m in run.metrics]
     assert f"test top-1 {100 * run.summary['test_top1']:.2f}%" in out
+    assert f"flip TTA; one view {100 * run.summary['test_top1_single']:.2f}%" in out
     for artefact in ("checkpoints/best.pt", "metrics.jsonl", "plots/curves.png", "plots/confusion.png"):
         assert f"  {artefact}  (" in out, artefact
 

@@ -115,8 +115,9 @@ def describe_run(path: str | Path) -> str:
         s = json.loads(summary_file.read_text())
         out += ["", "results:"]
         if "test_top1" in s:
+            tta = f", {s['test_tta']} TTA; one view {fmt_pct(s['test_top1_single'])}" if "test_top1_single" in s else ""
             out.append(f"  test top-1 {fmt_pct(s['test_top1'])}  top-5 {fmt_pct(s['test_top5'])}  "
-                       f"loss {s['test_loss']:.4f}  ({s['test_count']:,} images)")
+                       f"loss {s['test_loss']:.4f}  ({s['test_count']:,} images{tta})")
         out.append(f"  duration {fmt_duration(s.get('duration_s'))}, {s.get('params', 0):,} params, "
                    f"{s.get('train_images_per_s', 0):.0f} train img/s")
     out += ["", "artefacts:"] + [f"  {name}  ({size:,} bytes)" for name, size in artefacts(run.path)]
