@@ -20,13 +20,13 @@ def add_parser(sub):
 
 def run(args) -> int:
     from ..engine import evaluate
+    from ..engine.evaluate import tta_note
     m = evaluate(args.checkpoint, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
                  batch_size=args.batch_size, device=args.device, tta=args.tta)
     if args.json:
         print(json.dumps({k: v for k, v in m.items() if k != "confusion"}))
         return 0
-    tta = f" ({m['tta']} TTA; one view {100 * m['top1_single']:.2f}%)" if "tta" in m else ""
-    print(f"{m['dataset']} {m['split']}: top-1 {100 * m['top1']:.2f}%{tta}  top-5 {100 * m['top5']:.2f}%  "
+    print(f"{m['dataset']} {m['split']}: top-1 {100 * m['top1']:.2f}%{tta_note(m)}  top-5 {100 * m['top5']:.2f}%  "
           f"loss {m['loss']:.4f}  ({m['count']:,} images, {m['checkpoint']})")
     width = max(len(c) for c in m["per_class"])
     for name, acc in m["per_class"].items():

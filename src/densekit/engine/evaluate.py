@@ -25,6 +25,12 @@ def tta_log_probs(model, x: torch.Tensor, tta: str = "none") -> tuple[torch.Tens
     return torch.stack(logits).mean(0).log_softmax(1), logits[0]
 
 
+def tta_note(metrics: dict) -> str:
+    """The suffix that names a result's test-time augmentation and its one-view top-1, e.g.
+    ' (flip TTA; one view 93.29%)'; empty without test-time augmentation."""
+    return f" ({metrics['tta']} TTA; one view {100 * metrics['top1_single']:.2f}%)" if "tta" in metrics else ""
+
+
 @torch.no_grad()
 def run_eval(model, ds, normalize, device, dtype, memory_format, batch_size: int, num_classes: int,
              per_class: bool = False, workers: int = 2, tta: str = "none") -> dict:

@@ -29,7 +29,7 @@ from ..models import create_model, get_entry
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import EMA
-from .evaluate import run_eval
+from .evaluate import run_eval, tta_note
 from .optim import base_lr, build_optimizer
 from .precision import autocast, fast_defaults
 from .progress import ProgressBar, fmt_time
@@ -415,12 +415,10 @@ class Trainer:
             summary.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
                            test_count=test["count"], test_tta=self.tta,
                            per_class={c: a for c, a in zip(self.classes, test["per_class"])})
-            tta = ""
             if "top1_single" in test:
                 summary["test_top1_single"] = test["top1_single"]
-                tta = f" ({self.tta} TTA; one view {100 * test['top1_single']:.2f}%)"
             self.test_result = test
-            self.log(f"test: top1 {100 * test['top1']:.2f}%{tta}  top5 {100 * test['top5']:.2f}%  loss {test['loss']:.4f} "
+            self.log(f"test: top1 {100 * test['top1']:.2f}%{tta_note(test)}  top5 {100 * test['top5']:.2f}%  loss {test['loss']:.4f} "
                      f"({test['count']:,} images, {'best' if best.exists() and self.val_ds is not None else 'last'} checkpoint)")
         self.run.write_json("summary.json", summary)
         self.run.write_status("finished" if finished else "stopped", ended=now(), summary={
