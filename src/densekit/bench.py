@@ -39,28 +39,6 @@ def parse_input_size(text: str, default_channels: int = 3) -> tuple[int, int, in
     raise DensekitError(f"--input-size must be C,H,W or one side N, got {text!r}")
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise DensekitError(f"unknown device {name!r}: use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DensekitError("--device cuda asked for, but this torch sees no CUDA GPU; use --device cpu")
-    return device
-
-
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    from .engine.precision import fast_defaults
-    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision == "auto":
-        return fast_defaults(device)["dtype"]
-    if precision not in table:
-        raise DensekitError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
-    return table[precision]
-
-
 def _build(spec: dict, device: torch.device) -> torch.nn.Module:
     from .models import create_model
     from .models.reference import reference_model
@@ -77,7 +55,7 @@ def _build(spec: dict, device: torch.device) -> torch.nn.Module:
 
 def measure(spec: dict) -> dict:
     """Time ``spec["steps"]`` steps after warm-up, in this process; see ``run_bench`` for keys."""
-    from .engine.precision import autocast
+    from .engine.precision import autocast, peak_memory_mb
     device = torch.device(spec["device"])
     dtype = getattr(torch, spec["dtype"]) if spec["dtype"] else None
     torch.manual_seed(0)
@@ -128,13 +106,8 @@ def measure(spec: dict) -> dict:
               "gflops": flops / 1e9 / median, "malloc": _malloc()}
     if spec["compile"]:
         result["compile_s"] = first_s
-    if device.type == "cuda":
-        result["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        result["memory_kind"] = "cuda max_memory_allocated"
-    else:
-        import resource
-        result["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        result["memory_kind"] = "peak RSS of a fresh process"
+    result["peak_memory_mb"] = peak_memory_mb(device)
+    result["memory_kind"] = "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS of a fresh process"
     return result
 
 
@@ -178,7 +151,7 @@ def run_bench(model: str, input_size: tuple[int, int, int] | None = None, batch_
     layers themselves gain. ``rounds`` alternates densekit and reference runs and keeps each
     one's best round, since a shared machine's noise only ever slows a run down.
     """
-    from .engine.precision import fast_defaults
+    from .engine.precision import fast_defaults, pick_device, resolve_precision
     from .models import get_entry
     entry = get_entry(model)
     if input_size is None:
@@ -189,7 +162,7 @@ def run_bench(model: str, input_size: tuple[int, int, int] | None = None, batch_
         raise DensekitError(f"--reference must be one of {', '.join(REFERENCE_SETTINGS)}, got {reference!r}")
     if min(batch_size, steps, rounds) < 1:
         raise DensekitError("--batch-size, --steps and --rounds must be at least 1")
-    dev = resolve_device(device)
+    dev = pick_device(device)
     dtype = resolve_precision(precision, dev)
     if channels_last is None:
         channels_last = fast_defaults(dev)["channels_last"]

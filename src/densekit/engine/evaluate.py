@@ -12,9 +12,10 @@ import torch.nn.functional as F
 
 from .. import data as D
 from ..data.augment import TTA, check_tta
+from ..data.images import EXTENSIONS
 from ..errors import DensekitError
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
-from .precision import autocast, fast_defaults
+from .precision import autocast, fast_defaults, pick_device
 
 
 def tta_log_probs(model, x: torch.Tensor, tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,11 +78,6 @@ def _load(run_or_checkpoint, device):
     return path, payload, model.to(memory_format=memory_format), fast["dtype"], memory_format
 
 
-def _device(name: str) -> torch.device:
-    from .trainer import pick_device
-    return pick_device(name)
-
-
 def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: str = "test",
              data_dir: str | None = None, batch_size: int = 512, device: str = "auto",
              tta: str | None = None) -> dict:
@@ -91,7 +87,7 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     training resolved; "none" for checkpoints that name none).
     Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "confusion", "checkpoint"}``,
     plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation."""
-    dev = _device(device)
+    dev = pick_device(device)
     path, payload, model, dtype, memory_format = _load(run_or_checkpoint, dev)
     info = payload["data"]
     dataset = dataset or info["dataset"]
@@ -109,15 +105,12 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     return out
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-
-
 def expand_images(paths) -> list[Path]:
     """Files as given, folders expanded to the images inside them (sorted, recursively)."""
     out = []
     for p in map(Path, paths):
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in EXTENSIONS)
         elif p.exists():
             out.append(p)
         else:
@@ -135,7 +128,7 @@ def predict(run_or_checkpoint: str | Path, images, top_k: int = 5, device: str =
     cannot be decoded gets ``{"file", "error"}`` instead of ``top_k``. ``tta`` as in ``evaluate``:
     None applies the checkpoint's own test-time augmentation."""
     from ..data.images import decode_image
-    dev = _device(device)
+    dev = pick_device(device)
     _, payload, model, dtype, memory_format = _load(run_or_checkpoint, dev)
     model.eval()
     info = payload["data"]

@@ -11,6 +11,8 @@ from functools import lru_cache
 
 import torch
 
+from ..errors import DensekitError
+
 
 @lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
@@ -41,3 +43,50 @@ def autocast(device: torch.device | str, dtype: torch.dtype | None):
     if dtype is None or dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """The torch device for a ``--device`` value: ``auto`` is CUDA when torch sees a GPU, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DensekitError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DensekitError(f"--device {name}: no CUDA GPU is visible to torch here; use --device cpu")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a ``--precision`` value (None: float32); ``auto`` is the device's fast default."""
+    if precision == "auto":
+        return fast_defaults(device)["dtype"]
+    if precision not in PRECISIONS:
+        raise DensekitError(f"--precision must be auto, fp32, bf16 or fp16, got {precision!r}")
+    return PRECISIONS[precision]
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """``"bfloat16"``, ``"float16"`` or ``"float32"``: how run folders and checkpoints record it."""
+    return str(dtype or torch.float32).replace("torch.", "")
+
+
+def dtype_from_name(name: str | None) -> torch.dtype | None:
+    """The inverse of ``precision_name`` (None for float32 or an unrecorded precision)."""
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(name or "")
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory of this process on ``device``: CUDA's max allocated, or the CPU's peak RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

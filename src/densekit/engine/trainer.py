@@ -31,7 +31,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import EMA
 from .evaluate import run_eval, tta_note
 from .optim import base_lr, build_optimizer
-from .precision import autocast, fast_defaults
+from .precision import autocast, fast_defaults, peak_memory_mb, pick_device, precision_name, resolve_precision
 from .progress import ProgressBar, fmt_time
 from .run import RunFolder, now
 from .schedule import lr_factor
@@ -56,22 +56,6 @@ class Callback:
     def on_train_start(self, trainer): ...
     def on_epoch_end(self, trainer, record: dict): ...
     def on_train_end(self, trainer, summary: dict): ...
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DensekitError(f"--device {name}: no CUDA GPU is visible to torch here; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise DensekitError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-
-
-def resolve_precision(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    return {"auto": fast_defaults(device)["dtype"], "fp32": None,
-            "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.precision]
 
 
 class Trainer:
@@ -117,7 +101,7 @@ class Trainer:
         self.model = create_model(cfg.model, num_classes=len(self.classes), in_channels=channels, **cfg.model_args)
         self.model_spec = {"name": cfg.model, "args": self.model.model_args}
         fast = fast_defaults(self.device)
-        self.dtype = resolve_precision(cfg, self.device)
+        self.dtype = resolve_precision(cfg.precision, self.device)
         self.channels_last = fast["channels_last"] if cfg.channels_last is None else cfg.channels_last
         self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model.to(self.device, memory_format=self.memory_format)
@@ -152,7 +136,7 @@ class Trainer:
             self.run = RunFolder.create(cfg.out, name, main=self.rank == 0)
         self.run.write_config({**cfg.to_dict(), "resolved": {"model": self.model_spec, "data": self.data_info,
                                                              "device": str(self.device),
-                                                             "precision": str(self.dtype or torch.float32).replace("torch.", ""),
+                                                             "precision": precision_name(self.dtype),
                                                              "channels_last": self.channels_last}})
         self.callbacks = list(callbacks)
 
@@ -236,7 +220,7 @@ class Trainer:
         self.log(f"training {cfg.model} ({sum(p.numel() for p in self.model.parameters()):,} params) on "
                  f"{cfg.dataset}: {len(self.train_ds):,} train / {len(self.val_ds) if self.val_ds else 0:,} val / "
                  f"{len(self.test_ds) if self.test_ds else 0:,} test, {self.device}, "
-                 f"{str(self.dtype or torch.float32).replace('torch.', '')}{budget} -> {self.run.path}")
+                 f"{precision_name(self.dtype)}{budget} -> {self.run.path}")
         max_epochs = 10**6 if cfg.time_budget else cfg.epochs
         try:
             while self.epoch < max_epochs and not self.stop:
@@ -428,9 +412,3 @@ class Trainer:
         self.log(f"run folder: {self.run.path}")
         return Run(self.run.path, summary, metrics)
 
-
-def peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
