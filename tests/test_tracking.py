@@ -120,12 +120,14 @@ def test_runs_table_lists_finished_and_diverged_runs(run, capsys):
     from densekit.cli import main
     assert main(["runs", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "MODEL", "DATASET", "STATUS", "EPOCHS", "BEST", "VAL", "TEST", "DURATION"]
+    assert lines[0].split() == ["NAME", "MODEL", "DATASET", "STATUS", "EPOCHS", "BEST", "VAL", "TEST", "DURATION",
+                                "WHY", "IT", "ENDED"]
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     best_val = max(m["val_top1"] for m in run.metrics)
     assert rows["tracked"][:5] == ["tracked", "densenet-bc-40-k12", "digits", "finished", "3/3"]
     assert rows["tracked"][5:7] == [f"{100 * best_val:.2f}%", f"{100 * run.summary['test_top1']:.2f}%"]
     assert rows["blown"][3:5] == ["diverged", "0/2"] and rows["blown"][6] == "-"
+    assert " ".join(rows["blown"][8:]).startswith("training diverged at epoch 1")   # why it ended
 
     assert main(["runs", str(root), "--json"]) == 0
     listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}

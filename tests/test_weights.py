@@ -9,7 +9,8 @@ from torch import nn
 
 from densekit import DensekitError
 from densekit.models import create_model
-from densekit.models.weights import read_state_dict, save_weights
+from densekit.engine.checkpoint import save_weights
+from densekit.models.weights import read_state_dict
 
 
 class RefLayer(nn.Module):

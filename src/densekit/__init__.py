@@ -8,9 +8,9 @@ keep_freed_memory()  # before any tensor is allocated: see allocator.py
 from .config import TrainConfig
 from .data import list_sources, load_dataset
 from .api import train
-from .engine import Run, evaluate, predict
+from .engine import Run, evaluate, predict, save_weights
 from .errors import DensekitError
 from .models import DenseNet, create_model, list_models
 
 __all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "create_model", "evaluate", "list_models",
-           "list_sources", "load_dataset", "predict", "train", "__version__"]
+           "list_sources", "load_dataset", "predict", "save_weights", "train", "__version__"]

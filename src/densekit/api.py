@@ -26,5 +26,5 @@ def train(config: TrainConfig | dict | None = None, resume: str | Path | None = 
     if overrides:
         config = config.replace(**overrides)
     trainer = Trainer(config, resume=resume, callbacks=callbacks, verbose=verbose)
-    trainer.callbacks += callbacks_for(trainer.cfg, trainer)   # on resume: the run's own settings
+    trainer.callbacks += callbacks_for(trainer.cfg, trainer.rank)   # on resume: the run's own settings
     return trainer.fit()

@@ -27,7 +27,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..tracking.sweep import parse_grid, run_sweep, sweep_table
+    from ..sweep import parse_grid, run_sweep, sweep_table
     base = config_from_args(args)
     rows = run_sweep(base, parse_grid(args.grid), verbose=not args.quiet and not args.json)
     if args.json:

@@ -107,6 +107,8 @@ def run(args) -> int:
     from ..engine.distributed import world
     if world()[0] != 0:   # under torchrun, rank 0 reports
         return 0
+    if result.summary.get("signal"):   # stopped by SIGINT/SIGTERM: the shell's convention, 128 + N
+        return 128 + result.summary["signal"]
     if args.json:
         print(json.dumps(result.summary))
     elif "test_top1" in result.summary:

@@ -198,18 +198,17 @@ class Augment:
         self.mixes = any(getattr(op, "mixes", False) for op in ops)
         self._generators: dict = {}
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0, step: int = 0, num_classes: int | None = None):
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0, step: int = 0):
         """Augment a float batch; returns (images, labels or soft targets)."""
         if not self.ops:
             return x, y
         g = self._generators.setdefault(x.device, torch.Generator(device=x.device))
         g.manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + step)
         if self.mixes and y.dim() == 1:
-            k = num_classes or self.num_classes
-            if k is None:
+            if self.num_classes is None:
                 raise DensekitError(f"augmentation {self.preset!r} mixes labels and needs the class count: "
                                     "Augment(preset, seed, num_classes=...)")
-            y = F.one_hot(y, k).to(x.dtype)
+            y = F.one_hot(y, self.num_classes).to(x.dtype)
         for op in self.ops:
             if getattr(op, "mixes", False):
                 x, y = op(x, y, g)

@@ -43,10 +43,6 @@ class ImageDataset(torch.utils.data.Dataset):
             return tuple(self.images.shape[1:])
         return tuple(self.load_item(0).shape)
 
-    @property
-    def in_memory(self) -> bool:
-        return self.images is not None
-
     def subset(self, indices: torch.Tensor) -> "ImageDataset":
         return Subset(self, indices)
 

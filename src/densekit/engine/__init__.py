@@ -1,8 +1,9 @@
 """Engine: training, evaluation, prediction, the checkpoint format and the run folder."""
-from .checkpoint import load_checkpoint, save_checkpoint
+from .callbacks import Callback, Context, Run
+from .checkpoint import load_checkpoint, save_checkpoint, save_weights
 from .evaluate import evaluate, predict
 from .run import RunFolder
-from .trainer import Callback, Run, Trainer
+from .trainer import Trainer
 
-__all__ = ["Callback", "Run", "RunFolder", "Trainer", "evaluate", "load_checkpoint", "predict",
-           "save_checkpoint"]
+__all__ = ["Callback", "Context", "Run", "RunFolder", "Trainer", "evaluate", "load_checkpoint", "predict",
+           "save_checkpoint", "save_weights"]

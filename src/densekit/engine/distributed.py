@@ -50,10 +50,10 @@ def same_on_all_ranks(value):
     or one rank enters a barrier or stops while another waits in DDP's all-reduce."""
     if not _active():
         return value
-    if isinstance(value, float):   # read every step: one small tensor, no pickling
-        box = torch.tensor([value], dtype=torch.float64)
+    if isinstance(value, float) or (isinstance(value, list) and value and all(isinstance(v, float) for v in value)):
+        box = torch.tensor(value, dtype=torch.float64)   # read every step: one small tensor, no pickling
         dist.broadcast(box, 0, group=_cpu_group)
-        return float(box)
+        return box.tolist()
     box = [value]
     dist.broadcast_object_list(box, src=0, group=_cpu_group)
     return box[0]

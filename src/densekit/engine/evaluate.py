@@ -1,10 +1,17 @@
 """Evaluation (top-1, top-5, loss, per-class accuracy, confusion matrix) and prediction.
 
-Both apply exactly the normalisation and input size stored with the checkpoint, never
-statistics recomputed at predict time (the bug the seed notes warn about).
+One pass, ``run_eval(model, ds, opts)``, serves the trainer's validation and final test, the
+plots and embeddings that need the test logits and features, and ``densekit eval``; ``EvalOptions``
+is how a model is evaluated (input normalisation, device, precision, layout, batch size, workers,
+test-time augmentation), built once from the trainer or from a checkpoint. Both evaluation and
+prediction apply exactly the normalisation and input size stored with the checkpoint, never
+statistics recomputed at predict time (the bug the seed notes warn about), and the run's own
+precision.
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,15 +22,69 @@ from ..data.augment import TTA, check_tta
 from ..data.images import EXTENSIONS
 from ..errors import DensekitError
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
-from .precision import autocast, fast_defaults, pick_device
+from .precision import autocast, dtype_from_name, fast_defaults, memory_format, pick_device
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How a model is evaluated: the same for validation, test, eval and predict."""
+    classes: tuple
+    normalize: D.Normalize
+    device: torch.device
+    dtype: torch.dtype | None = None        # autocast dtype; None is float32
+    channels_last: bool = False
+    batch_size: int = 512
+    workers: int = 2
+    tta: str = "none"
+
+    def __post_init__(self):
+        check_tta(self.tta)
+
+    def replace(self, **changes) -> "EvalOptions":
+        return dataclasses.replace(self, **changes)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch on the device -> the model's normalised input in its memory layout."""
+        return self.normalize(x).contiguous(memory_format=memory_format(self.channels_last))
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict, device: torch.device, batch_size: int = 512, workers: int = 2,
+                        tta: str | None = None) -> "EvalOptions":
+        """The run's own pipeline and precision on ``device`` (its fast defaults for checkpoints that
+        record none, or when the device cannot run the run's dtype natively)."""
+        data = payload.get("data")
+        if data is None:
+            raise DensekitError(f"{payload.get('path', 'the checkpoint')} holds weights only (no classes or "
+                                "normalisation); give a run folder or a training checkpoint")
+        fast, rec = fast_defaults(device), payload.get("precision")
+        dtype = fast["dtype"] if rec is None else dtype_from_name(rec["dtype"])
+        if dtype is not None and dtype != fast["dtype"] and not (device.type == "cuda" and dtype == torch.float16):
+            dtype = fast["dtype"]    # reduced precision the device lacks: its own (bf16 or float32)
+        channels_last = fast["channels_last"] if rec is None else rec["channels_last"]
+        return cls(tuple(data["classes"]), D.Normalize(data["mean"], data["std"]), device, dtype, channels_last,
+                   batch_size, workers, check_tta(tta or data.get("tta", "none")))
+
+
+def tta_logits(model, x: torch.Tensor, tta: str = "none", features: bool = False):
+    """(the ``tta`` views' logits averaged, the plain view's logits, the plain view's penultimate
+    features or None). Averaging logits is a geometric mean of the views' probabilities,
+    renormalised: on Fashion-MNIST it ranked as well as or slightly better than the arithmetic mean."""
+    views = TTA[tta](x)
+    pre = None
+    if features:   # every registered model has this surface (timm's)
+        feat = model.forward_features(views[0])
+        pre = model.forward_head(feat, pre_logits=True)
+        plain = model.forward_head(feat).float()
+    else:
+        plain = model(views[0]).float()
+    logits = [plain] + [model(v).float() for v in views[1:]]
+    return torch.stack(logits).mean(0) if len(logits) > 1 else plain, plain, pre
 
 
 def tta_log_probs(model, x: torch.Tensor, tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
-    """(class log-probabilities of the ``tta`` views of ``x`` together, the plain view's logits).
-    The views' logits are averaged (a geometric mean of their probabilities, renormalised: on
-    Fashion-MNIST it ranked as well as or slightly better than the arithmetic mean)."""
-    logits = [model(view).float() for view in TTA[tta](x)]
-    return torch.stack(logits).mean(0).log_softmax(1), logits[0]
+    """(class log-probabilities of the ``tta`` views of ``x`` together, the plain view's logits)."""
+    mean, plain, _ = tta_logits(model, x, tta)
+    return mean.log_softmax(1), plain
 
 
 def tta_note(metrics: dict) -> str:
@@ -33,62 +94,94 @@ def tta_note(metrics: dict) -> str:
 
 
 @torch.no_grad()
-def run_eval(model, ds, normalize, device, dtype, memory_format, batch_size: int, num_classes: int,
-             per_class: bool = False, workers: int = 2, tta: str = "none") -> dict:
-    """Metrics of ``model`` over all of ``ds``; fractions in [0, 1]. With test-time augmentation
-    the metrics are those of the averaged prediction, and ``top1_single`` is the plain view's."""
-    check_tta(tta)
+def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: bool = False, features: int = 0,
+             label_map: torch.Tensor | None = None) -> dict:
+    """Metrics of ``model`` over all of ``ds``; fractions in [0, 1]. With test-time augmentation the
+    metrics are those of the averaged prediction, and ``top1_single`` is the plain view's.
+    ``outputs`` adds ``logits`` (averaged over the views) and ``labels`` (CPU tensors over the whole
+    set); ``features`` adds the penultimate features of the first ``features`` items.
+    ``label_map[dataset label] = model class`` when the dataset orders the same classes differently."""
+    num_classes, device = len(opts.classes), opts.device
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    top1 = torch.zeros((), dtype=torch.int64, device=device)
-    top5 = torch.zeros((), dtype=torch.int64, device=device)
-    single = torch.zeros((), dtype=torch.int64, device=device)
+    top1, top5, single = (torch.zeros((), dtype=torch.int64, device=device) for _ in range(3))
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     k = min(5, num_classes)
-    for x, y in D.Loader(ds, batch_size, device=device, workers=workers).epoch():
-        x = normalize(x).contiguous(memory_format=memory_format)
-        with autocast(device, dtype):
-            log_probs, logits = tta_log_probs(model, x, tta)
+    kept_logits, kept_labels, kept_features, n_feat = [], [], [], 0
+    for x, y in D.Loader(ds, opts.batch_size, device=device, workers=opts.workers).epoch():
+        if label_map is not None:
+            y = label_map.to(device)[y]
+        with autocast(device, opts.dtype):
+            logits, plain, pre = tta_logits(model, opts.prepare(x), opts.tta, features=n_feat < features)
+        log_probs = logits.log_softmax(1)
         loss_sum += F.nll_loss(log_probs, y, reduction="sum").double()
         pred = log_probs.topk(k, 1).indices
-        single += (logits.argmax(1) == y).sum()
+        single += (plain.argmax(1) == y).sum()
         top1 += (pred[:, 0] == y).sum()
         top5 += (pred == y[:, None]).any(1).sum()
         if per_class:
             confusion += torch.bincount(y * num_classes + pred[:, 0], minlength=num_classes ** 2).view(num_classes, -1)
+        if outputs:
+            kept_logits.append(logits.cpu())
+            kept_labels.append(y.cpu())
+        if pre is not None:
+            kept_features.append(pre[:features - n_feat].float().cpu())
+            n_feat += len(kept_features[-1])
     model.train(was_training)
     n = max(len(ds), 1)
     out = {"top1": top1.item() / n, "top5": top5.item() / n, "loss": loss_sum.item() / n, "count": len(ds)}
-    if tta != "none":
-        out.update(tta=tta, top1_single=single.item() / n)
+    if opts.tta != "none":
+        out.update(tta=opts.tta, top1_single=single.item() / n)
     if per_class:
         counts = confusion.sum(1).clamp_min(1)
         out["per_class"] = (confusion.diag() / counts).tolist()
         out["confusion"] = confusion.tolist()
+    if outputs:
+        out["logits"] = torch.cat(kept_logits) if kept_logits else torch.zeros(0, num_classes)
+        out["labels"] = torch.cat(kept_labels) if kept_labels else torch.zeros(0, dtype=torch.int64)
+    if features:
+        out["features"] = torch.cat(kept_features) if kept_features else torch.zeros(0)
     return out
 
 
-def _load(run_or_checkpoint, device):
+def load_for_inference(run_or_checkpoint, device: str = "auto", batch_size: int = 512, tta: str | None = None,
+                       workers: int = 2):
+    """(checkpoint path, payload, eval-mode model on the device in the run's layout, EvalOptions)."""
+    dev = pick_device(device)
     path = resolve_checkpoint(run_or_checkpoint)
     payload = load_checkpoint(path)
-    model = model_from_checkpoint(payload).to(device)
-    fast = fast_defaults(device)
-    memory_format = torch.channels_last if fast["channels_last"] else torch.contiguous_format
-    return path, payload, model.to(memory_format=memory_format), fast["dtype"], memory_format
+    opts = EvalOptions.from_checkpoint(payload, dev, batch_size, workers, tta)
+    model = model_from_checkpoint(payload).to(dev, memory_format=memory_format(opts.channels_last)).eval()
+    return path, payload, model, opts
+
+
+def _label_map(ds_classes: list, classes: tuple, where: str) -> torch.Tensor | None:
+    """None when the dataset's classes are the model's, a label permutation when they are the same
+    names in another order; otherwise the scores would be against the wrong labels: refuse."""
+    if list(ds_classes) == list(classes):
+        return None
+    if sorted(ds_classes) == sorted(classes) and len(set(classes)) == len(classes):
+        index = {c: i for i, c in enumerate(classes)}
+        return torch.tensor([index[c] for c in ds_classes])
+    extra = sorted(set(ds_classes) - set(classes))[:3]
+    missing = sorted(set(classes) - set(ds_classes))[:3]
+    raise DensekitError(f"{where} has classes the model was not trained on ({len(ds_classes)} classes; not in the "
+                        f"model: {extra or 'none'}; missing: {missing or 'none'}); evaluate on data with the "
+                        f"model's {len(classes)} class names")
 
 
 def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: str = "test",
              data_dir: str | None = None, batch_size: int = 512, device: str = "auto",
-             tta: str | None = None) -> dict:
+             tta: str | None = None, workers: int = 2) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file on a dataset split.
 
     ``tta``: test-time augmentation, "none" or "flip"; None applies the checkpoint's own (what its
-    training resolved; "none" for checkpoints that name none).
+    training resolved; "none" for checkpoints that name none). A dataset whose class names are the
+    model's in another order is scored by name; other class names are refused.
     Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "confusion", "checkpoint"}``,
     plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation."""
-    dev = pick_device(device)
-    path, payload, model, dtype, memory_format = _load(run_or_checkpoint, dev)
+    path, payload, model, opts = load_for_inference(run_or_checkpoint, device, batch_size, tta, workers)
     info = payload["data"]
     dataset = dataset or info["dataset"]
     c, (h, w) = info["channels"], info["image_size"]
@@ -96,11 +189,9 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     if tuple(ds.shape) != (c, h, w):
         raise DensekitError(f"{dataset} {split} images are {tuple(ds.shape)} but the model was trained on "
                             f"{(c, h, w)}; evaluate on the dataset it was trained on")
-    if ds.classes != info["classes"] and len(ds.classes) != len(info["classes"]):
-        raise DensekitError(f"{dataset} has {len(ds.classes)} classes but the model has {len(info['classes'])}")
-    out = run_eval(model, ds, D.Normalize(info["mean"], info["std"]), dev, dtype, memory_format, batch_size,
-                   len(info["classes"]), per_class=True, tta=tta or info.get("tta", "none"))
-    out["per_class"] = dict(zip(info["classes"], out["per_class"]))
+    label_map = _label_map(ds.classes, opts.classes, f"{dataset} {split}")
+    out = run_eval(model, ds, opts, per_class=True, label_map=label_map)
+    out["per_class"] = dict(zip(opts.classes, out["per_class"]))
     out.update(checkpoint=str(path), dataset=dataset, split=split)
     return out
 
@@ -128,12 +219,8 @@ def predict(run_or_checkpoint: str | Path, images, top_k: int = 5, device: str =
     cannot be decoded gets ``{"file", "error"}`` instead of ``top_k``. ``tta`` as in ``evaluate``:
     None applies the checkpoint's own test-time augmentation."""
     from ..data.images import decode_image
-    dev = pick_device(device)
-    _, payload, model, dtype, memory_format = _load(run_or_checkpoint, dev)
-    model.eval()
-    info = payload["data"]
-    tta = check_tta(tta or info.get("tta", "none"))
-    c, (h, w) = info["channels"], info["image_size"]
+    _, payload, model, opts = load_for_inference(run_or_checkpoint, device, batch_size, tta)
+    c, (h, w) = payload["data"]["channels"], payload["data"]["image_size"]
     items = images if isinstance(images, (list, tuple)) else [images]
     if items and isinstance(items[0], (str, Path)):
         items = expand_images(items)
@@ -142,21 +229,20 @@ def predict(run_or_checkpoint: str | Path, images, top_k: int = 5, device: str =
         name = str(item) if isinstance(item, (str, Path)) else None
         try:
             tensor = item if torch.is_tensor(item) else decode_image(item, channels=c, size=(h, w))
+            if tuple(tensor.shape) != (c, h, w):
+                tensor = decode_image(tensor, channels=c, size=(h, w))
         except DensekitError as err:
             results.append({"file": name, "error": str(err)})
             continue
-        if tuple(tensor.shape) != (c, h, w):
-            tensor = decode_image(tensor, channels=c, size=(h, w))
         results.append({"file": name})
         batch.append((len(results) - 1, tensor))
-    normalize = D.Normalize(info["mean"], info["std"])
-    k = min(top_k, len(info["classes"]))
+    k = min(top_k, len(opts.classes))
     for i in range(0, len(batch), batch_size):
         chunk = batch[i:i + batch_size]
-        x = normalize(torch.stack([t for _, t in chunk]).to(dev)).contiguous(memory_format=memory_format)
-        with autocast(dev, dtype):
-            probs = tta_log_probs(model, x, tta)[0].exp()
+        x = opts.prepare(torch.stack([t for _, t in chunk]).to(opts.device))
+        with autocast(opts.device, opts.dtype):
+            probs = tta_log_probs(model, x, opts.tta)[0].exp()
         p, idx = probs.topk(k, 1)
         for (slot, _), pr, ix in zip(chunk, p.tolist(), idx.tolist()):
-            results[slot]["top_k"] = [{"label": info["classes"][j], "index": j, "prob": q} for q, j in zip(pr, ix)]
+            results[slot]["top_k"] = [{"label": opts.classes[j], "index": j, "prob": q} for q, j in zip(pr, ix)]
     return results

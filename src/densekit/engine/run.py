@@ -1,51 +1,171 @@
-"""The run folder: one directory per training run.
+"""The run folder: one directory per training run, inside its parent (``--out``).
 
     config.yaml            the TrainConfig plus what training resolved (classes, stats, model args)
-    status.json            running | finished | failed | diverged | stopped, timings, final summary
-    metrics.jsonl          one JSON line per epoch
-    checkpoints/last.pt    everything to resume; best.pt by the configured metric
+    status.json            running | finished | failed | diverged | stopped, why it ended, timings, summary
+    metrics.jsonl          one JSON line per finished epoch, rewritten from last.pt's journal
+    checkpoints/last.pt    everything to resume, and the commit point (see ``trainer.py``); best.pt
     summary.json           final test metrics
+    .lock                  held (``flock``) by the process training the run; the OS releases it on any exit
 
-Only rank 0 writes (``RunFolder.main``), so the same code runs under torchrun.
+Only rank 0 writes (``RunFolder.main``), so the same code runs under torchrun. Every write is
+atomic (``files.atomic_write``), so a reader never sees a torn file; readers still tolerate one
+(a torn last line of a ``metrics.jsonl`` written by an older densekit) rather than fail.
 """
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import itertools
 import json
 import os
-import tempfile
+import re
+import shutil
 from pathlib import Path
 
 import yaml
 
 from ..errors import DensekitError
+from ..files import atomic_write, os_reason, remove_orphans
 
-
-def _atomic_write(path: Path, text: str):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=@,-]{0,199}$")
 
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def check_run_name(name: str) -> str:
+    """A run name is a name, not a path: letters, digits and ``._+=@,-``, not starting with a dot,
+    so ``out/name`` is always a folder directly inside ``out``."""
+    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+        raise DensekitError(f"run name {name!r} is not a plain name: use letters, digits and . _ - + = @ , "
+                            "(no slashes, not starting with a dot); put runs elsewhere with --out")
+    return name
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file; a line that does not parse (a torn tail) is skipped."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out
+
+
+def _dump(records: list[dict]) -> str:
+    return "".join(json.dumps(r) + "\n" for r in records)
+
+
 class RunFolder:
     def __init__(self, path: str | Path, main: bool = True):
         self.path, self.main = Path(path), main
+        self._lock = None
 
     @classmethod
-    def create(cls, out: str | Path, name: str | None, main: bool = True) -> "RunFolder":
-        """A new folder ``out/name``; without a name, ``<model>-<dataset>-<timestamp>`` is made by the caller."""
-        path = Path(out) / name
+    def create(cls, out: str | Path, name: str, unique: bool = False) -> "RunFolder":
+        """A new run in ``out/name``, locked (rank 0 only). With ``unique`` (a generated name) a taken
+        name gets a ``-2``, ``-3``... suffix instead of an error, so runs started in the same second
+        never merge. A folder holding only a run killed before its first checkpoint starts afresh."""
+        check_run_name(name)
+        for n in itertools.count(1):
+            run = cls(Path(out) / (name if n == 1 else f"{name}-{n}"))
+            holder = run.try_lock()
+            state = "" if holder else run._has_run_state()
+            if not holder and not state:
+                run.reset()
+                return run
+            run.unlock()
+            if not unique:
+                if holder:
+                    raise DensekitError(f"run folder {run.path} is in use by {holder}; wait for it to end, "
+                                        "or choose another --name")
+                raise DensekitError(f"run folder {run.path} already holds a run ({state}); pass --resume "
+                                    f"{run.path} to continue it, or choose another --name")
+
+    @classmethod
+    def open(cls, path: str | Path, main: bool = True) -> "RunFolder":
+        """An existing run, locked for resuming."""
+        run = cls(path, main)
         if main:
-            if (path / "checkpoints").exists() and any((path / "checkpoints").iterdir()):
-                raise DensekitError(f"run folder {path} already holds a run; pass --resume to continue it, "
-                                    "or choose another --name")
-            (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-        return cls(path, main)
+            if not (run.path / "config.yaml").is_file():
+                raise DensekitError(f"{run.path} is not a densekit run folder (no config.yaml); "
+                                    "give a folder made by densekit train")
+            run.lock()
+        return run
+
+    def _has_run_state(self) -> str:
+        """What makes this folder a run that must not be overwritten ('' when there is none)."""
+        if self.checkpoint("last").is_file() or self.checkpoint("best").is_file():
+            return "it has checkpoints"
+        if read_jsonl(self.path / "metrics.jsonl"):
+            return "it has recorded epochs but its checkpoints are gone"
+        if (self.path / "summary.json").is_file():
+            return "it has a summary but its checkpoints are gone"
+        return ""
+
+    def reset(self):
+        """Empty a folder that never reached its first checkpoint (a kill during the first save)."""
+        for p in self.path.iterdir():
+            if p.name == ".lock":
+                continue
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+
+    # -- the lock ---------------------------------------------------------------------------
+    def try_lock(self) -> str:
+        """Take the folder's exclusive lock: '' on success, else who holds it. The OS drops the lock
+        when the process ends, so a run killed with SIGKILL never leaves a stale one. Temporary files
+        of killed writes are removed once the lock is held."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            f = open(self.path / ".lock", "a+")
+        except OSError as err:
+            raise DensekitError(f"cannot write to run folder {self.path}: {os_reason(err)}; "
+                                "choose a writable --out") from None
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            return holder
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} (densekit train)")
+        f.flush()
+        self._lock = f
+        remove_orphans(self.path)
+        return ""
+
+    def lock(self):
+        holder = self.try_lock()
+        if holder:
+            raise DensekitError(f"run folder {self.path} is in use by {holder}; wait for it to end before "
+                                "resuming it")
+
+    def unlock(self):
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def in_use(self) -> bool:
+        """True while some process holds the folder's lock (a run in progress)."""
+        if self._lock is not None:
+            return True
+        try:
+            with open(self.path / ".lock") as f:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        return False
 
     # -- paths ------------------------------------------------------------------------------
     @property
@@ -60,39 +180,41 @@ class RunFolder:
         f = self.path / "config.yaml"
         if not f.is_file():
             raise DensekitError(f"{self.path} is not a densekit run folder (no config.yaml)")
-        return yaml.safe_load(f.read_text())
+        try:
+            config = yaml.safe_load(f.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DensekitError(f"{f} is not a valid run config ({first}); restore it or start a new run") from None
+        if not isinstance(config, dict):
+            raise DensekitError(f"{f} is not a valid run config (not a mapping); restore it or start a new run")
+        return config
 
     def read_metrics(self) -> list[dict]:
-        f = self.path / "metrics.jsonl"
-        if not f.is_file():
-            return []
-        return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        return read_jsonl(self.path / "metrics.jsonl")
 
     def read_status(self) -> dict:
         f = self.path / "status.json"
-        return json.loads(f.read_text()) if f.is_file() else {}
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     # -- writes (rank 0 only) -----------------------------------------------------------------
     def write_config(self, config: dict):
         if self.main:
-            _atomic_write(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+            atomic_write(self.path / "config.yaml", yaml.safe_dump(config, sort_keys=False), durable=False)
 
-    def append_metrics(self, record: dict):
+    def write_metrics(self, records: list[dict]):
+        """Rewrite metrics.jsonl whole (from the checkpoint's journal: the two always agree)."""
         if self.main:
-            with open(self.path / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def truncate_metrics(self, epochs_done: int):
-        """On resume, drop epoch lines written after the checkpoint we resume from."""
-        if self.main:
-            kept = [r for r in self.read_metrics() if r.get("epoch", 0) <= epochs_done]
-            _atomic_write(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write(self.path / "metrics.jsonl", _dump(records), durable=False)
 
     def write_status(self, status: str, **fields):
         if self.main:
             data = {**self.read_status(), "status": status, "updated": now(), **fields}
-            _atomic_write(self.path / "status.json", json.dumps(data, indent=2))
+            atomic_write(self.path / "status.json", json.dumps(data, indent=2), durable=False)
 
     def write_json(self, name: str, data):
         if self.main:
-            _atomic_write(self.path / name, json.dumps(data, indent=2))
+            atomic_write(self.path / name, json.dumps(data, indent=2), durable=False)

@@ -3,46 +3,49 @@
 Speed comes from a few visible choices: the data set resident in memory as uint8, batches
 normalised and augmented as tensors on the training device, channels-last and autocast per the
 device's fast defaults (``precision.py``), optional ``torch.compile``.
-Every checkpoint holds what resuming needs (weights, optimizer, progress, RNG), and the data
-order and augmentation are functions of (seed, epoch, step), so a resumed run continues
-exactly where the interrupted one stood.
+
+A kill at any instant loses nothing that was saved and changes no result. ``checkpoints/last.pt``
+is the one commit point: it holds the weights, optimizer, progress, RNG and the journal of
+finished epochs (``history``) that ``metrics.jsonl`` is rewritten from. At an epoch's end the
+order is validate -> best.pt (when improved) -> last.pt -> metrics.jsonl, so a kill before
+last.pt is replaced resumes at the end of the epoch's steps and redoes its validation and best
+decision, and the data order and augmentation are functions of (seed, epoch, step), so the
+resumed run computes exactly what the interrupted one would have. SIGINT and SIGTERM stop at
+the next step boundary with a checkpoint.
 """
 from __future__ import annotations
 
 import math
 import os
 import random
+import signal
+import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from .. import data as D
+from ..config import TrainConfig
 from ..data import augment as A
 from ..data.dataset import MissingSplit
 from ..data.splits import carve_val
-from ..config import TrainConfig
 from ..errors import DensekitError
+from ..files import WriteError
 from ..models import create_model, get_entry
-from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint
+from . import checkpoint, distributed
+from .callbacks import Callback, Context, Run
 from .ema import EMA
-from .evaluate import run_eval, tta_note
+from .evaluate import EvalOptions, run_eval, tta_note
 from .optim import base_lr, build_optimizer
-from .precision import autocast, fast_defaults, peak_memory_mb, pick_device, precision_name, resolve_precision
+from .precision import autocast, fast_defaults, memory_format, peak_memory_mb, pick_device, precision_name, \
+    resolve_precision
 from .progress import ProgressBar, fmt_time
-from .run import RunFolder, now
+from .run import RunFolder, check_run_name, now
 from .schedule import lr_factor
 
-
-@dataclass
-class Run:
-    """What ``train`` returns: the run folder, its per-epoch metrics and the final summary."""
-    dir: Path
-    summary: dict
-    metrics: list = field(default_factory=list)
+__all__ = ["Callback", "Context", "Run", "Trainer"]
 
 
 def _new_partial() -> dict:
@@ -50,23 +53,19 @@ def _new_partial() -> dict:
     return {"loss": 0.0, "correct": 0.0, "seen": 0, "data_time": 0.0, "compute_time": 0.0}
 
 
-class Callback:
-    """Hooks for tracking (TensorBoard, plots) and control; set ``trainer.stop = True`` to stop."""
-
-    def on_train_start(self, trainer): ...
-    def on_epoch_end(self, trainer, record: dict): ...
-    def on_train_end(self, trainer, summary: dict): ...
-
-
 class Trainer:
     def __init__(self, cfg: TrainConfig, resume: str | Path | None = None, callbacks=(), verbose: bool = True):
-        self.verbose, self.stop, self.early_stopped = verbose, False, False
+        self.verbose, self.stop, self.stop_reason, self.early_stopped = verbose, False, None, False
+        self.signal = None                     # the signal that asked the run to stop, if any
         payload = None
-        if resume is not None:
-            payload = load_checkpoint(Path(resume) / "checkpoints" / "last.pt")
+        if resume is not None and (Path(resume) / "checkpoints" / "last.pt").is_file():
+            payload = checkpoint.load_checkpoint(Path(resume) / "checkpoints" / "last.pt")
             # Only how long to train may change on resume; everything else is the run's own.
             cfg = TrainConfig.from_dict(payload["config"]).replace(epochs=cfg.epochs, time_budget=cfg.time_budget)
+        # (a run killed before its first checkpoint has none: it starts afresh with its own settings)
         self.cfg = cfg = cfg.validate()
+        if cfg.name is not None:
+            check_run_name(cfg.name)
         get_entry(cfg.model)  # an unknown model fails before any data is read
         self.device = pick_device(cfg.device)
         self.rank, self.world_size = distributed.init(self.device)
@@ -100,10 +99,12 @@ class Trainer:
         # -- model, precision, optimizer ----------------------------------------------------------
         self.model = create_model(cfg.model, num_classes=len(self.classes), in_channels=channels, **cfg.model_args)
         self.model_spec = {"name": cfg.model, "args": self.model.model_args}
-        fast = fast_defaults(self.device)
         self.dtype = resolve_precision(cfg.precision, self.device)
-        self.channels_last = fast["channels_last"] if cfg.channels_last is None else cfg.channels_last
-        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.channels_last = fast_defaults(self.device)["channels_last"] if cfg.channels_last is None else cfg.channels_last
+        self.memory_format = memory_format(self.channels_last)
+        self.precision = {"dtype": precision_name(self.dtype), "channels_last": self.channels_last}
+        self.eval_opts = EvalOptions(tuple(self.classes), self.normalize, self.device, self.dtype, self.channels_last,
+                                     cfg.eval_batch_size, cfg.workers)
         self.model.to(self.device, memory_format=self.memory_format)
         self.optimizer = build_optimizer(self.model, cfg)
         self.base_lr = base_lr(cfg)
@@ -120,25 +121,22 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.elapsed = 0.0                    # training seconds before this process started
         self.now = 0.0                        # seconds since fit() started, as of the last _tick()
+        self.t0 = None
         self.compile_s = None                 # torch.compile's cost: the first compiled step's time
         self.best, self.bad_epochs = None, 0
         self.early_best = None
         self.partial = _new_partial()
         self.initial_loss = None
+        self.history: list[dict] = []         # one record per finished epoch: the journal
         self.planned_steps = cfg.epochs * len(self.loader) // cfg.accumulate * cfg.accumulate
+        self.run = self._open_run(resume)
         if payload is not None:
             self._restore(payload)
-            self.run = RunFolder(Path(resume), main=self.rank == 0)
-            self.run.truncate_metrics(self.epoch)
-        else:
-            name = distributed.same_on_all_ranks(
-                cfg.name or f"{cfg.model}-{cfg.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}")
-            self.run = RunFolder.create(cfg.out, name, main=self.rank == 0)
         self.run.write_config({**cfg.to_dict(), "resolved": {"model": self.model_spec, "data": self.data_info,
-                                                             "device": str(self.device),
-                                                             "precision": precision_name(self.dtype),
-                                                             "channels_last": self.channels_last}})
+                                                             "device": str(self.device), **self.precision}})
+        self.run.write_metrics(self.history)
         self.callbacks = list(callbacks)
+        self.context = Context(self)
 
     def _optional_split(self, split, opts):
         try:
@@ -151,21 +149,35 @@ class Trainer:
             return self.cfg.augment
         return A.default_augment(self.cfg.dataset)
 
+    def _open_run(self, resume) -> RunFolder:
+        """The run folder, locked by rank 0 (the other ranks get rank 0's path)."""
+        main = self.rank == 0
+        if resume is not None:
+            run = RunFolder.open(resume, main=main)
+            if main and not run.checkpoint("last").is_file():
+                run.reset()            # killed before its first checkpoint: start it afresh
+            return run
+        run = None
+        if main:
+            cfg = self.cfg
+            name = cfg.name or f"{cfg.model}-{cfg.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+            run = RunFolder.create(cfg.out, name, unique=cfg.name is None)
+        path = distributed.same_on_all_ranks(str(run.path) if main else None)
+        return run if main else RunFolder(path, main=False)
+
     # -- checkpoints ----------------------------------------------------------------------------------
-    def _payload(self, kind: str = "training") -> dict:
-        payload = {"kind": kind, "model": self.model_spec, "data": self.data_info,
-                   "state_dict": self.model.state_dict(),
-                   "ema_state_dict": self.ema.state_dict() if self.ema else None}
-        if kind == "training":
-            payload.update(
-                optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), config=self.cfg.to_dict(),
-                progress={"epoch": self.epoch, "step": self.step_in_epoch, "global_step": self.global_step,
-                          "elapsed": self.elapsed + self._clock(), "best": self.best, "bad_epochs": self.bad_epochs,
-                          "early_best": self.early_best, "partial": dict(self.partial),
-                          "initial_loss": self.initial_loss, "ema_updates": self.ema.updates if self.ema else 0},
-                rng={"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
-                     "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []})
-        return payload
+    def _payload(self) -> dict:
+        return checkpoint.build(
+            "training", self.model_spec, self.model.state_dict(), data=self.data_info, precision=self.precision,
+            ema_state_dict=self.ema.state_dict() if self.ema else None,
+            optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), config=self.cfg.to_dict(),
+            progress={"epoch": self.epoch, "step": self.step_in_epoch, "global_step": self.global_step,
+                      "elapsed": self.elapsed + self._clock(), "best": self.best, "bad_epochs": self.bad_epochs,
+                      "early_best": self.early_best, "partial": dict(self.partial),
+                      "initial_loss": self.initial_loss, "ema_updates": self.ema.updates if self.ema else 0},
+            history=list(self.history),
+            rng={"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+                 "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []})
 
     def _restore(self, payload: dict):
         self.model.load_state_dict(payload["state_dict"])
@@ -178,6 +190,8 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = p["epoch"], p["step"], p["global_step"]
         self.elapsed, self.best, self.bad_epochs = p["elapsed"], p["best"], p["bad_epochs"]
         self.early_best, self.partial, self.initial_loss = p["early_best"], p["partial"], p["initial_loss"]
+        # checkpoints from before the journal: the metrics file, cut to the checkpoint's epochs
+        self.history = payload.get("history") or [r for r in self.run.read_metrics() if r.get("epoch", 0) <= self.epoch]
         torch.set_rng_state(payload["rng"]["torch"])
         random.setstate((3, tuple(payload["rng"]["python"]), None))
         if payload["rng"]["cuda"] and self.device.type == "cuda":
@@ -185,17 +199,34 @@ class Trainer:
 
     def save(self, which: str = "last"):
         if self.rank == 0:
-            save_checkpoint(self._payload(), self.run.checkpoint(which))
+            try:
+                checkpoint.save_checkpoint(self._payload(), self.run.checkpoint(which))
+            except WriteError as err:
+                last = self.run.checkpoint("last")
+                kept = "no checkpoint was written yet"
+                if last.is_file():
+                    p = checkpoint.load_checkpoint(last)["progress"]
+                    kept = f"{last} (epoch {p['epoch']} step {p['step']}) is intact"
+                raise DensekitError(f"could not write {err.path.name}: {err.why}; {kept}; free space, then "
+                                    f"densekit train --resume {self.run.path}") from None
         distributed.barrier()
 
     # -- the loop -------------------------------------------------------------------------------------
     def _clock(self) -> float:
-        return time.perf_counter() - self.t0 if hasattr(self, "t0") else 0.0
+        return time.perf_counter() - self.t0 if self.t0 is not None else 0.0
 
     def _tick(self):
-        """Read the clock for this step's time-based decisions: rank 0's reading on every rank
-        (``distributed.same_on_all_ranks``), taken at points all ranks pass in step."""
-        self.now = distributed.same_on_all_ranks(self._clock())
+        """Read the clock and the stop signal for this step's decisions: rank 0's readings on every
+        rank (``distributed.same_on_all_ranks``), taken at points all ranks pass in step."""
+        self.now, signalled = distributed.same_on_all_ranks([self._clock(), float(self.signal or 0)])
+        if signalled and not self.stop:
+            name = signal.Signals(int(signalled)).name
+            self.signal = int(signalled)
+            self.request_stop(f"{name} received")
+
+    def request_stop(self, reason: str):
+        """End the run at the next step boundary (a signal) or after this epoch (a callback)."""
+        self.stop, self.stop_reason = True, self.stop_reason or reason
 
     def progress(self) -> float:
         """Fraction of training done, which drives the LR schedule. Under a time budget it is the
@@ -213,74 +244,121 @@ class Trainer:
     def fit(self) -> Run:
         cfg = self.cfg
         self.t0, self.now = time.perf_counter(), 0.0
-        self.run.write_status("running", started=self.run.read_status().get("started", now()), pid=os.getpid())
+        self.run.write_status("running", started=self.run.read_status().get("started", now()), pid=os.getpid(),
+                              reason=None)
         for cb in self.callbacks:
-            cb.on_train_start(self)
+            cb.on_train_start(self.context)
         budget = f", time budget {fmt_time(cfg.time_budget)}" if cfg.time_budget else ""
         self.log(f"training {cfg.model} ({sum(p.numel() for p in self.model.parameters()):,} params) on "
                  f"{cfg.dataset}: {len(self.train_ds):,} train / {len(self.val_ds) if self.val_ds else 0:,} val / "
                  f"{len(self.test_ds) if self.test_ds else 0:,} test, {self.device}, "
                  f"{precision_name(self.dtype)}{budget} -> {self.run.path}")
         max_epochs = 10**6 if cfg.time_budget else cfg.epochs
+        previous = self._catch_signals()
         try:
-            while self.epoch < max_epochs and not self.stop:
+            while True:
                 self._tick()
-                if self.progress() >= 1:
+                if self.stop:
                     break
-                self._train_epoch()
-                if self.stop and self.step_in_epoch:   # stopped mid-epoch: last.pt already saved
+                steps_left = self.progress() < 1 and self.epoch < max_epochs
+                if not steps_left and self.step_in_epoch == 0:
                     break
-                self._end_epoch()
-        except KeyboardInterrupt:
-            self.run.write_status("stopped")
-            raise
-        except Exception:
+                if steps_left:
+                    self._train_epoch()
+                if self.stop and self.step_in_epoch < len(self.loader) and self.progress() < 1:
+                    break              # stopped mid-epoch: last.pt already saved there
+                self._end_epoch()      # also the end of an epoch whose steps a killed run finished
+            return self._finish()
+        except DensekitError as err:
             if self.run.read_status().get("status") != "diverged":   # the guard writes its own
-                self.run.write_status("failed")
+                self._record_end("failed", str(err))
             raise
-        return self._finish()
+        except KeyboardInterrupt:
+            self._record_end("stopped", "interrupted")
+            raise
+        except BaseException as err:
+            self._record_end("failed", f"{type(err).__name__}: {err}".strip().rstrip(":"))
+            raise
+        finally:
+            self._restore_signals(previous)
+            self.run.unlock()
+
+    def _record_end(self, status: str, reason: str):
+        """Record why the run ended, best effort: the error being raised matters more (a full disk
+        may refuse this write too)."""
+        try:
+            self.run.write_status(status, ended=now(), reason=reason)
+        except DensekitError:
+            pass
+
+    def _catch_signals(self) -> dict:
+        """SIGINT/SIGTERM ask for a stop at the next step boundary; a second SIGINT exits at once."""
+        if sys.platform == "win32" or not hasattr(signal, "SIGTERM"):
+            return {}
+        try:
+            return {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:      # not the main thread: leave the host's handlers alone
+            return {}
+
+    def _restore_signals(self, previous: dict):
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+    def _on_signal(self, signum, frame):
+        if self.signal is not None and signum == signal.SIGINT:
+            print(f"densekit: second interrupt, exiting at once; resume from the last checkpoint with "
+                  f"densekit train --resume {self.run.path}", file=sys.stderr, flush=True)
+            os._exit(130)
+        self.signal = signum
+        if self.rank == 0:
+            print(f"\ndensekit: {signal.Signals(signum).name} received, stopping at the next step with a checkpoint "
+                  "(interrupt again to exit at once)", file=sys.stderr, flush=True)
+
+    def _step(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a batch (a micro-step under gradient accumulation)."""
+        cfg = self.cfg
+        lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, cfg.warmup, cfg.milestones, cfg.step_size, cfg.gamma)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with autocast(self.device, self.dtype):
+            logits = self.net(x)
+            loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+        self.scaler.scale(loss / cfg.accumulate).backward()
+        if (self.step_in_epoch + 1) % cfg.accumulate == 0:
+            if cfg.clip_grad:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema:
+                self.ema.update(self.model)
+        return loss, logits
 
     def _train_epoch(self):
-        cfg, model, net = self.cfg, self.model, self.net
-        model.train()
+        cfg = self.cfg
+        self.model.train()
         n_steps = len(self.loader)
         bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}", enabled=self.verbose and self.rank == 0)
-        part = self.partial
-        last_save = self.now
-        t_data = time.perf_counter()
+        part, last_save = self.partial, self.now
         check_every = 1 if self.device.type == "cpu" else 10
+        t_data = time.perf_counter()
         for x, y in self.loader.epoch(self.epoch, self.step_in_epoch):
             x = self.normalize(x).contiguous(memory_format=self.memory_format)
             x, target = self.augment(x, y, self.epoch, self.step_in_epoch)
             t_compute = time.perf_counter()
             part["data_time"] += t_compute - t_data
 
-            lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, cfg.warmup,
-                                          cfg.milestones, cfg.step_size, cfg.gamma)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            with autocast(self.device, self.dtype):
-                logits = net(x)
-                loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
-            self.scaler.scale(loss / cfg.accumulate).backward()
-            if (self.step_in_epoch + 1) % cfg.accumulate == 0:
-                if cfg.clip_grad:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.ema:
-                    self.ema.update(model)
+            loss, logits = self._step(x, target)
 
             if cfg.compile and self.compile_s is None:   # compilation happens inside the first step
                 self.compile_s = time.perf_counter() - t_compute
                 self.log(f"torch.compile: the first step took {self.compile_s:.1f}s (compilation)")
             self.step_in_epoch += 1
             self.global_step += 1
-            hard = target if target.dim() == 1 else target.argmax(1)
             if self.step_in_epoch % check_every == 0 or self.step_in_epoch == n_steps:
                 self._guard(distributed.mean_over_ranks(loss.item()))
+            hard = target if target.dim() == 1 else target.argmax(1)
             part["loss"] += loss.detach().float() * len(y)
             part["correct"] += (logits.detach().argmax(1) == hard).sum()
             part["seen"] += len(y)
@@ -297,7 +375,7 @@ class Trainer:
                 break
             t_data = time.perf_counter()
         bar.close()
-        if self.step_in_epoch < n_steps and self.stop and self.progress() < 1:
+        if self.stop and self.step_in_epoch < n_steps and self.progress() < 1:
             self.save("last")
 
     def _guard(self, loss: float):
@@ -309,14 +387,15 @@ class Trainer:
             return
         what = "not a number" if math.isnan(loss) else ("infinite" if math.isinf(loss) else
                                                          f"{loss:.3g}, over {self.cfg.divergence_factor:g}x the initial {self.initial_loss:.3g}")
-        self.run.write_status("diverged", step=self.global_step)
         kept = self.run.checkpoint("last")
         kept = f"the last good checkpoint is {kept}" if kept.exists() else "no checkpoint was written before it"
-        raise DensekitError(f"training diverged at epoch {self.epoch + 1} step {self.step_in_epoch}: the loss is {what}; "
-                            f"lower the learning rate (now {self.cfg.optimizer} lr {self.base_lr:g}) or add --warmup 0.05; {kept}")
+        message = (f"training diverged at epoch {self.epoch + 1} step {self.step_in_epoch}: the loss is {what}; "
+                   f"lower the learning rate (now {self.cfg.optimizer} lr {self.base_lr:g}) or add --warmup 0.05; {kept}")
+        self.run.write_status("diverged", step=self.global_step, ended=now(), reason=message)
+        raise DensekitError(message)
 
     def _end_epoch(self):
-        cfg, part = self.cfg, self.partial
+        part = self.partial
         loss_sum, correct, count = distributed.sum_over_ranks([float(part["loss"]), float(part["correct"]), part["seen"]])
         seen = max(count, 1)   # every rank's images: the epoch's figures are the whole batch's, not one shard's
         record = {"epoch": self.epoch + 1, "global_step": self.global_step,
@@ -325,8 +404,7 @@ class Trainer:
                   "images_per_s": seen / max(part["data_time"] + part["compute_time"], 1e-9),
                   "data_time_s": part["data_time"], "compute_time_s": part["compute_time"]}
         if self.val_ds is not None:
-            val = run_eval(self.eval_model(), self.val_ds, self.normalize, self.device, self.dtype,
-                           self.memory_format, self.cfg.eval_batch_size, len(self.classes))
+            val = run_eval(self.eval_model(), self.val_ds, self.eval_opts)
             # Rank 0's figures everywhere: each rank's BN running statistics took its own last
             # batch, so the ranks' validation can differ, and the best-checkpoint and early-stop
             # decisions (barriers) made from it must not.
@@ -337,15 +415,17 @@ class Trainer:
         self.partial = _new_partial()
         record["elapsed_s"] = self.elapsed + self._clock()
         improved = self._track_best(record)
-        self.run.append_metrics(record)
-        self.save("last")
-        if improved:
+        self.history.append(record)
+        if improved:            # before the commit point: a kill between the two redoes this decision
             self.save("best")
+        self.save("last")       # the commit point
+        self.run.write_metrics(self.history)
         for cb in self.callbacks:
-            cb.on_epoch_end(self, record)
+            cb.on_epoch_end(self.context, record)
         # A callback may stop the run on one rank only (it sees that rank's state): stop all of
         # them, or the others would wait forever in the next epoch's all-reduce.
-        self.stop = distributed.sum_over_ranks([float(self.stop)])[0] > 0
+        if distributed.sum_over_ranks([float(self.stop)])[0] > 0:
+            self.request_stop("a callback asked to stop")
         val_txt = f" val loss {record['val_loss']:.4f} top1 {100 * record['val_top1']:.2f}%" if "val_top1" in record else ""
         self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} top1 "
                  f"{100 * record['train_top1']:.2f}%{val_txt} lr {record['lr']:.3g} "
@@ -371,17 +451,18 @@ class Trainer:
                 self.bad_epochs += 1
                 if self.bad_epochs >= cfg.early_stop_patience:
                     self.log(f"early stopping: {cfg.early_stop_metric} has not improved for {self.bad_epochs} epochs")
-                    self.stop = self.early_stopped = True
+                    self.request_stop(f"early stopping: {cfg.early_stop_metric} did not improve "
+                                      f"for {self.bad_epochs} epochs")
+                    self.early_stopped = True
         return improved
 
     def _finish(self) -> Run:
         """Evaluate the best checkpoint (by validation) on the test split and write the summary."""
         finished = not self.stop or self.early_stopped
-        metrics = self.run.read_metrics()
         summary = {"model": self.cfg.model, "dataset": self.cfg.dataset, "epochs": self.epoch,
                    "global_step": self.global_step, "duration_s": self.elapsed + self._clock(),
                    "params": sum(p.numel() for p in self.model.parameters()),
-                   "train_images_per_s": sum(r["images_per_s"] for r in metrics) / max(len(metrics), 1),
+                   "train_images_per_s": sum(r["images_per_s"] for r in self.history) / max(len(self.history), 1),
                    "peak_memory_mb": peak_memory_mb(self.device), "best_" + self.cfg.best_metric: self.best,
                    "run_dir": str(self.run.path)}
         if self.cfg.time_budget:
@@ -391,24 +472,35 @@ class Trainer:
         if self.test_ds is not None and finished:
             best = self.run.checkpoint("best")
             model = self.eval_model()
-            if best.exists() and self.val_ds is not None:
-                payload = load_checkpoint(best, map_location=self.device)
+            from_best = best.exists() and self.val_ds is not None
+            if from_best:
+                payload = checkpoint.load_checkpoint(best)
                 model.load_state_dict(payload["ema_state_dict"] or payload["state_dict"])
-            test = run_eval(model, self.test_ds, self.normalize, self.device, self.dtype, self.memory_format,
-                            self.cfg.eval_batch_size, len(self.classes), per_class=True, tta=self.tta)
+            # one pass for the summary and for the callbacks' plots and embeddings
+            test = run_eval(model, self.test_ds, self.eval_opts.replace(tta=self.tta), per_class=True, outputs=True,
+                            features=self.cfg.embeddings)
             summary.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
                            test_count=test["count"], test_tta=self.tta,
                            per_class={c: a for c, a in zip(self.classes, test["per_class"])})
             if "top1_single" in test:
                 summary["test_top1_single"] = test["top1_single"]
-            self.test_result = test
+            self.context.test = test
             self.log(f"test: top1 {100 * test['top1']:.2f}%{tta_note(test)}  top5 {100 * test['top5']:.2f}%  loss {test['loss']:.4f} "
-                     f"({test['count']:,} images, {'best' if best.exists() and self.val_ds is not None else 'last'} checkpoint)")
+                     f"({test['count']:,} images, {'best' if from_best else 'last'} checkpoint)")
+        status = "finished" if finished else "stopped"
+        summary["status"] = status
+        if self.stop_reason:
+            summary["stop_reason"] = self.stop_reason
+        if self.signal:
+            summary["signal"] = self.signal
         self.run.write_json("summary.json", summary)
-        self.run.write_status("finished" if finished else "stopped", ended=now(), summary={
-            k: v for k, v in summary.items() if k != "per_class"})
+        self.run.write_status(status, ended=now(), reason=self.stop_reason if not finished or self.early_stopped else None,
+                              summary={k: v for k, v in summary.items() if k != "per_class"})
         for cb in self.callbacks:
-            cb.on_train_end(self, summary)
+            cb.on_train_end(self.context, summary)
+        if not finished and self.rank == 0:
+            where = f"epoch {self.epoch + 1} step {self.step_in_epoch}" if self.step_in_epoch else f"after epoch {self.epoch}"
+            print(f"densekit: stopped ({self.stop_reason}) {where}, checkpoint saved; continue with: "
+                  f"densekit train --resume {self.run.path}", file=sys.stderr, flush=True)
         self.log(f"run folder: {self.run.path}")
-        return Run(self.run.path, summary, metrics)
-
+        return Run(self.run.path, summary, list(self.history))

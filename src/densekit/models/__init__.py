@@ -8,7 +8,7 @@ from .registry import create_model, get_entry, list_models, register_model
 from .resnet import ResNet
 from .summary import summarize
 from .vgg import VGG
-from .weights import load_weights, save_weights
+from .weights import load_weights
 
 __all__ = ["DenseNet", "DenseBlock", "DenseLayer", "ResNet", "Transition", "VGG", "create_model", "get_entry",
-           "list_models", "load_weights", "register_model", "save_weights", "summarize"]
+           "list_models", "load_weights", "register_model", "summarize"]

@@ -1,7 +1,9 @@
 """DenseNet (Huang et al., "Densely Connected Convolutional Networks", arXiv 1608.06993).
 
 Every structural knob is a constructor argument; named configurations of the paper, of
-torchvision and of the seed projects are registered at the bottom of this file.
+torchvision and of the seed projects are registered at the bottom of this file. The paper's
+building blocks (the dense layer BN-ReLU-Conv1x1-BN-ReLU-Conv3x3, the dense block that
+concatenates, the transition) are in ``layers.py``: ``DenseLayer``, ``DenseBlock``, ``Transition``.
 """
 from __future__ import annotations
 

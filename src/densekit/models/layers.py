@@ -1,4 +1,5 @@
-"""The paper's building blocks: dense layer, dense block, transition (Huang et al., arXiv 1608.06993).
+"""The paper's building blocks: dense layer, dense block, transition (Huang et al., arXiv 1608.06993),
+assembled into the network by ``DenseNet`` in ``densenet.py``.
 
 Module and parameter names follow torchvision (``norm1``, ``conv1``, ``denselayer1`` ...) so
 its state_dicts load unchanged. The forward passes compute the same function as torchvision's

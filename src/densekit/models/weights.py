@@ -1,13 +1,11 @@
 """Weights files: densekit's own, torchvision state_dicts (including pre-0.4 key names) and safetensors.
 
-densekit's own format is the engine's checkpoint layout with ``kind: "weights"``
-(``engine/checkpoint.py``): a ``torch.save`` dict ``{format, version, kind, model: {name, args},
-state_dict}``. Any dict with a ``state_dict`` key (training checkpoints too) loads the same way.
+densekit's own files are checkpoints (``engine/checkpoint.py`` defines the format and writes
+them, ``save_weights`` included); any dict with a ``state_dict`` key loads here the same way.
 Files are read with ``weights_only=True`` so loading a file can never run code.
 """
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from pathlib import Path
@@ -42,7 +40,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = state["state_dict"]                       # densekit weights / training checkpoint
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise DensekitError(f"weights file {path} holds no state_dict (a dict of tensors); "
-                            "save one with densekit.models.weights.save_weights or torch.save(model.state_dict())")
+                            "save one with densekit.save_weights or torch.save(model.state_dict())")
     out = {}
     for key, value in state.items():
         key = key.removeprefix("module.")                 # saved from DataParallel / DDP
@@ -97,22 +95,6 @@ def adapt_stem(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
         return weight.sum(1, keepdim=True)
     reps = -(-in_channels // c)
     return weight.repeat(1, reps, 1, 1)[:, :in_channels] * (c / in_channels)
-
-
-def save_weights(model: nn.Module, path: str | Path) -> Path:
-    """Write the model's weights; ``.safetensors`` paths get safetensors, others densekit's format.
-    The model's registry name and arguments travel with them so the file says what it holds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    spec = {"name": getattr(model, "model_name", type(model).__name__), "args": getattr(model, "model_args", {})}
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    if path.suffix == ".safetensors":
-        from safetensors.torch import save_file
-        save_file(state, str(path), metadata={"format": "densekit-weights", "model": json.dumps(spec, default=list)})
-    else:
-        torch.save({"format": "densekit-checkpoint", "version": 1, "kind": "weights", "model": spec,
-                    "state_dict": state}, path)
-    return path
 
 
 def _first(model: nn.Module, kind: type) -> str | None:

@@ -3,9 +3,9 @@ readers over finished run folders (``runs`` table, HTML ``report``)."""
 from __future__ import annotations
 
 
-def callbacks_for(cfg, trainer) -> list:
+def callbacks_for(cfg, rank: int = 0) -> list:
     """The tracking callbacks ``cfg`` asks for, for rank 0 only."""
-    if trainer.rank != 0:
+    if rank != 0:
         return []
     from .metrics_csv import MetricsCSVCallback
     callbacks = [MetricsCSVCallback()]     # cheap, and readable without any of the packages below

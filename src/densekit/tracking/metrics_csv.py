@@ -4,7 +4,8 @@ from __future__ import annotations
 import csv
 import io
 
-from ..engine.trainer import Callback
+from ..engine.callbacks import Callback
+from ..files import atomic_write
 
 
 def metrics_to_csv(metrics: list[dict]) -> str:
@@ -17,8 +18,5 @@ def metrics_to_csv(metrics: list[dict]) -> str:
 
 
 class MetricsCSVCallback(Callback):
-    def on_epoch_end(self, trainer, record):
-        path = trainer.run.path / "metrics.csv"
-        tmp = path.with_name(".metrics.csv.tmp")
-        tmp.write_text(metrics_to_csv(trainer.run.read_metrics()))
-        tmp.replace(path)
+    def on_epoch_end(self, ctx, record):
+        atomic_write(ctx.run.path / "metrics.csv", metrics_to_csv(ctx.run.read_metrics()), durable=False)

@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -15,8 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import torch  # noqa: E402
 
-from ..engine.trainer import Callback  # noqa: E402
-from .predictions import image_batch, test_outputs  # noqa: E402
+from ..engine.callbacks import Callback  # noqa: E402
+from ..files import atomic_write  # noqa: E402
+from .predictions import image_batch  # noqa: E402
 
 WORST = 24
 SAMPLES = 16
@@ -84,33 +86,31 @@ def plot_predictions(images: torch.Tensor, true: list[str], pred: list[str], pro
 
 
 def _save(fig, path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(path)    # a reader (report, browser) never sees half a PNG
+    atomic_write(path, buf.getvalue(), durable=False)    # a reader (report, browser) never sees half a PNG
 
 
 class PlotsCallback(Callback):
-    def on_epoch_end(self, trainer, record):
-        plot_curves(trainer.run.read_metrics(), trainer.run.path / "plots" / "curves.png")
+    def on_epoch_end(self, ctx, record):
+        plot_curves(ctx.run.read_metrics(), ctx.run.path / "plots" / "curves.png")
 
-    def on_train_end(self, trainer, summary):
-        test = getattr(trainer, "test_result", None)
-        out = test_outputs(trainer) if test is not None else None
-        if out is None:
+    def on_train_end(self, ctx, summary):
+        test = ctx.test
+        if test is None:
             return
-        plots = trainer.run.path / "plots"
-        plot_confusion(test["confusion"], trainer.classes, plots / "confusion.png")
-        cls, labels = trainer.classes, out["labels"]
-        probs = out["logits"].softmax(1)
+        plots = ctx.run.path / "plots"
+        plot_confusion(test["confusion"], ctx.classes, plots / "confusion.png")
+        cls, labels = ctx.classes, test["labels"]
+        probs = test["logits"].softmax(1)
         listed = {}
-        for kind, picks, title in (("worst", worst_indices(out["logits"], labels), "worst-classified test images"),
+        for kind, picks, title in (("worst", worst_indices(test["logits"], labels), "worst-classified test images"),
                                    ("samples", list(range(min(SAMPLES, len(labels)))), "sample test predictions")):
             rows = [{"index": i, "true": cls[labels[i]], "pred": cls[int(probs[i].argmax())],
                      "prob": float(probs[i].max())} for i in picks]
-            plot_predictions(image_batch(trainer.test_ds, picks), [r["true"] for r in rows], [r["pred"] for r in rows],
+            plot_predictions(image_batch(ctx.test_ds, picks), [r["true"] for r in rows], [r["pred"] for r in rows],
                              [r["prob"] for r in rows], plots / f"{kind}.png", title)
             listed[kind] = rows
         # The report lists these without re-running the model.
-        trainer.run.write_json("plots/predictions.json", listed)
+        ctx.run.write_json("plots/predictions.json", listed)

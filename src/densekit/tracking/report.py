@@ -10,7 +10,8 @@ import tempfile
 from pathlib import Path
 
 from ..engine.run import RunFolder
-from .runs import fmt_duration, fmt_pct, run_row
+from ..files import atomic_write
+from .runs import fmt_duration, fmt_pct, read_json, run_row
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -40,12 +41,14 @@ def build_report(path: str | Path) -> str:
     cfg, metrics, row = run.read_config(), run.read_metrics(), run_row(path)
     resolved = cfg.pop("resolved", {})
     summary_file = run.path / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    summary = read_json(summary_file)
     e = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>densekit run {e(row['name'])}</title>",
              f"<style>{STYLE}</style></head><body>",
              f"<h1>{e(row['name'])}</h1><p>{e(str(cfg['model']))} on {e(str(cfg['dataset']))} "
              f"<span class='status' id='status'>{e(row['status'])}</span></p>"]
+    if row["reason"]:
+        parts.append(f"<p id='reason'><b>Why it ended:</b> {e(str(row['reason']))}</p>")
 
     # headline numbers
     headline = [("epochs", f"{row['epochs']}/{row['planned_epochs']}"), ("best val accuracy", fmt_pct(row["best_val_top1"])),
@@ -76,7 +79,7 @@ def build_report(path: str | Path) -> str:
                      f"<th></th></tr>{rows}</table>")
 
     predictions = plots / "predictions.json"
-    listed = json.loads(predictions.read_text()) if predictions.is_file() else {}
+    listed = read_json(predictions)
     for kind, title in (("samples", "Sample predictions (test)"), ("worst", "Worst-classified test images")):
         parts.append(_figure(title, plots / f"{kind}.png", "not recorded (trained with --no-plots or no test split)"))
         if listed.get(kind):
@@ -97,7 +100,4 @@ def build_report(path: str | Path) -> str:
 
 
 def write_report(path: str | Path, out: str | Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(build_report(path), encoding="utf-8")
-    return out
+    return atomic_write(out, build_report(path), durable=False)

@@ -30,13 +30,14 @@ def _alive(pid) -> bool:
     return True
 
 
-def status_of(run: RunFolder) -> str:
-    """The recorded status, except that a "running" run whose process is gone was killed: "failed"."""
+def status_of(run: RunFolder) -> tuple[str, str | None]:
+    """(status, why it ended). A "running" run whose process is gone (its lock free, its pid dead)
+    was killed: "failed"."""
     status = run.read_status()
-    state = status.get("status", "unknown")
-    if state == "running" and "pid" in status and not _alive(status["pid"]):
-        return "failed"
-    return state
+    state, reason = status.get("status", "unknown"), status.get("reason")
+    if state == "running" and not run.in_use() and not _alive(status.get("pid")):
+        return "failed", "the process died without recording why (killed?); resume it with densekit train --resume"
+    return state, reason
 
 
 def run_row(path: str | Path, root: str | Path | None = None) -> dict:
@@ -44,11 +45,12 @@ def run_row(path: str | Path, root: str | Path | None = None) -> dict:
     run = RunFolder(path)
     cfg, metrics = run.read_config(), run.read_metrics()
     summary_file = run.path / "summary.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
+    summary = read_json(summary_file)
     vals = [m["val_top1"] for m in metrics if "val_top1" in m]
     name = str(run.path.relative_to(root)) if root and run.path != Path(root) else run.path.name
+    status, reason = status_of(run)
     return {"name": name, "path": str(run.path), "model": cfg.get("model"), "dataset": cfg.get("dataset"),
-            "status": status_of(run), "epochs": len(metrics), "planned_epochs": cfg.get("epochs"),
+            "status": status, "reason": reason, "epochs": len(metrics), "planned_epochs": cfg.get("epochs"),
             "best_val_top1": max(vals) if vals else None, "test_top1": summary.get("test_top1"),
             "duration_s": summary.get("duration_s", metrics[-1]["elapsed_s"] if metrics else None)}
 
@@ -73,14 +75,30 @@ def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
 
 
 RUN_COLUMNS = [("NAME", "name"), ("MODEL", "model"), ("DATASET", "dataset"), ("STATUS", "status"),
-               ("EPOCHS", "epochs"), ("BEST VAL", "best_val"), ("TEST", "test"), ("DURATION", "duration")]
+               ("EPOCHS", "epochs"), ("BEST VAL", "best_val"), ("TEST", "test"), ("DURATION", "duration"),
+               ("WHY IT ENDED", "reason")]
 
 
 def runs_table(rows: list[dict]) -> str:
     cells = [{"name": r["name"], "model": str(r["model"]), "dataset": str(r["dataset"]), "status": r["status"],
               "epochs": f"{r['epochs']}/{r['planned_epochs']}", "best_val": fmt_pct(r["best_val_top1"]),
-              "test": fmt_pct(r["test_top1"]), "duration": fmt_duration(r["duration_s"])} for r in rows]
+              "test": fmt_pct(r["test_top1"]), "duration": fmt_duration(r["duration_s"]),
+              "reason": _short(r["reason"])} for r in rows]
     return table(cells, RUN_COLUMNS)
+
+
+def _short(text, width: int = 60) -> str:
+    text = " ".join(str(text or "").split())
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object file, or {} when it is missing or unreadable (a reader never fails on a run)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def artefacts(path: str | Path) -> list[tuple[str, int]]:
@@ -94,7 +112,8 @@ def describe_run(path: str | Path) -> str:
     run = RunFolder(path)
     cfg, row = run.read_config(), run_row(path)
     resolved = cfg.pop("resolved", {})
-    out = [f"run {run.path}", f"status {row['status']}", "", "settings:"]
+    why = f" ({row['reason']})" if row["reason"] else ""
+    out = [f"run {run.path}", f"status {row['status']}{why}", "", "settings:"]
     out += [f"  {k}: {v}" for k, v in cfg.items()]
     if resolved:
         data = resolved.get("data", {})
@@ -112,7 +131,7 @@ def describe_run(path: str | Path) -> str:
     out += ["  " + line for line in table(cells, cols).splitlines()] if metrics else ["  (no epoch finished yet)"]
     summary_file = run.path / "summary.json"
     if summary_file.is_file():
-        s = json.loads(summary_file.read_text())
+        s = read_json(summary_file)
         out += ["", "results:"]
         if "test_top1" in s:
             tta = f", {s['test_tta']} TTA; one view {fmt_pct(s['test_top1_single'])}" if "test_top1_single" in s else ""

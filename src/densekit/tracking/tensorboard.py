@@ -9,9 +9,9 @@
 """
 from __future__ import annotations
 
-from ..engine.trainer import Callback
+from ..engine.callbacks import Callback
 from ..errors import DensekitError
-from .predictions import image_batch, test_outputs
+from .predictions import image_batch
 
 SAMPLE_IMAGES = 32
 
@@ -41,16 +41,16 @@ def hparams_of(cfg) -> dict:
 
 
 class TensorBoardCallback(Callback):
-    def on_train_start(self, trainer):
-        root = trainer.run.path / "tensorboard"
+    def on_train_start(self, ctx):
+        root = ctx.run.path / "tensorboard"
         self.root = root
         self.train, self.val = _writer(root / "train"), _writer(root / "val")
-        if trainer.epoch == 0:   # a resumed run already has its sample grid
-            n = min(SAMPLE_IMAGES, len(trainer.train_ds))
-            images = image_batch(trainer.train_ds, range(n))
+        if ctx.epoch == 0:   # a resumed run already has its sample grid
+            n = min(SAMPLE_IMAGES, len(ctx.train_ds))
+            images = image_batch(ctx.train_ds, range(n))
             self.train.add_images("samples", images, 0, dataformats="NCHW")
 
-    def on_epoch_end(self, trainer, record):
+    def on_epoch_end(self, ctx, record):
         e, w = record["epoch"], self.train
         w.add_scalar("loss", record["train_loss"], e)
         w.add_scalar("accuracy", record["train_top1"], e)
@@ -61,33 +61,33 @@ class TensorBoardCallback(Callback):
             self.val.add_scalar("loss", record["val_loss"], e)
             self.val.add_scalar("accuracy", record["val_top1"], e)
             self.val.add_scalar("top5", record["val_top5"], e)
-        if trainer.cfg.histograms:
-            for name, p in trainer.model.named_parameters():
+        if ctx.cfg.histograms:
+            for name, p in ctx.model.named_parameters():
                 w.add_histogram(name, p.detach().float().cpu(), e)
         w.flush()
         self.val.flush()
 
-    def on_train_end(self, trainer, summary):
+    def on_train_end(self, ctx, summary):
         metrics = {f"final/{k}": float(summary[k]) for k in ("test_top1", "test_top5", "test_loss") if k in summary}
-        last = trainer.run.read_metrics()[-1:] or [{}]
+        last = ctx.run.read_metrics()[-1:] or [{}]
         metrics.update({f"final/{k}": float(v) for k, v in last[0].items() if k in ("val_top1", "val_loss", "train_loss")})
-        best = summary.get("best_" + trainer.cfg.best_metric)
+        best = summary.get("best_" + ctx.cfg.best_metric)
         if best is not None:
-            metrics["final/best_" + trainer.cfg.best_metric] = float(best)
+            metrics["final/best_" + ctx.cfg.best_metric] = float(best)
         with _writer(self.root) as w:
-            w.add_hparams(hparams_of(trainer.cfg), metrics, run_name="hparams")
-            self._embedding(trainer, w)
+            w.add_hparams(hparams_of(ctx.cfg), metrics, run_name="hparams")
+            self._embedding(ctx, w)
         self.train.close()
         self.val.close()
 
-    def _embedding(self, trainer, writer):
-        out = test_outputs(trainer) if trainer.cfg.embeddings else None
-        if out is None or not len(out["features"]):
+    def _embedding(self, ctx, writer):
+        out = ctx.test if ctx.cfg.embeddings else None
+        if out is None or not len(out.get("features", ())):
             return
         n = len(out["features"])
-        images = image_batch(trainer.test_ds, range(n)).float() / 255
+        images = image_batch(ctx.test_ds, range(n)).float() / 255
         if images.shape[1] == 1:     # the projector's sprite is RGB
             images = images.expand(-1, 3, -1, -1)
-        classes = trainer.classes
+        classes = ctx.classes
         writer.add_embedding(out["features"], metadata=[classes[i] for i in out["labels"][:n].tolist()],
-                             label_img=images, global_step=trainer.epoch, tag="penultimate")
+                             label_img=images, global_step=ctx.epoch, tag="penultimate")

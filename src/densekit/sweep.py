@@ -16,9 +16,10 @@ import time
 
 import yaml
 
-from ..config import TrainConfig
-from ..errors import DensekitError
-from .runs import fmt_duration, fmt_pct, run_row, table
+from .config import TrainConfig
+from .engine.run import check_run_name
+from .errors import DensekitError
+from .tracking.runs import fmt_duration, fmt_pct, run_row, table
 
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
@@ -40,7 +41,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
 
 def _check_keys(base: TrainConfig, grid: dict):
     """A key that is neither a config field nor an argument of the model fails now, not after hours."""
-    from ..models import get_entry
+    from .models import get_entry
     builder = get_entry(base.model).builder
     params = inspect.signature(builder).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -60,7 +61,7 @@ def _label(value) -> str:
 def combinations(base: TrainConfig, grid: dict) -> list[tuple[dict, TrainConfig]]:
     """One (values, config) per combination, in grid order; model arguments go into ``model_args``."""
     _check_keys(base, grid)
-    sweep = base.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep = check_run_name(base.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")   # a name, not a path
     out = []
     for values in itertools.product(*grid.values()):
         chosen = dict(zip(grid, values))
@@ -74,7 +75,7 @@ def combinations(base: TrainConfig, grid: dict) -> list[tuple[dict, TrainConfig]
 
 def run_sweep(base: TrainConfig, grid: dict, verbose: bool = True) -> list[dict]:
     """Train every combination; a combination that fails or diverges is recorded and the sweep goes on."""
-    from ..api import train
+    from .api import train
     rows = []
     plan = combinations(base, grid)
     for i, (chosen, cfg) in enumerate(plan, 1):

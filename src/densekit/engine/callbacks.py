@@ -1,0 +1,72 @@
+"""What training hands to the outside: ``Run`` (the result of ``densekit.train``), and the hooks a
+callback implements with the ``Context`` they see, so tracking (TensorBoard, plots, CSV) and your
+own callbacks never reach into the Trainer and the Trainer's inside can change freely.
+
+    class Watch(densekit.engine.Callback):
+        def on_epoch_end(self, ctx, record):
+            if record.get("val_top1", 0) > 0.99:
+                ctx.stop = True        # ends the run after this epoch (on every rank)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Run:
+    """What ``train`` returns: the run folder, its per-epoch metrics and the final summary
+    (``summary["status"]`` is finished, stopped...)."""
+    dir: Path
+    summary: dict
+    metrics: list = field(default_factory=list)
+
+
+class Callback:
+    """Hooks, each given the run's ``Context``; every rank calls them under torchrun."""
+
+    def on_train_start(self, ctx: "Context"): ...
+    def on_epoch_end(self, ctx: "Context", record: dict): ...
+    def on_train_end(self, ctx: "Context", summary: dict): ...
+
+
+class Context:
+    """A callback's view of the run, read-only except ``stop``:
+
+    cfg          the TrainConfig the run trains with (the run's own on resume)
+    run          its RunFolder (``run.path``, ``run.read_metrics()``, ``run.write_json``)
+    rank         this process's rank (0 when not distributed)
+    classes      class names, index = logit position
+    train_ds, val_ds, test_ds   the datasets (val/test None when the source has none)
+    model        the weights being trained (not the DDP or compiled wrapper)
+    eval_model   the weights evaluated: the EMA copy when training with EMA, else ``model``
+    epoch        epochs finished so far
+    test         in ``on_train_end``: the final test pass of the best checkpoint, ``{"top1", "top5",
+                 "loss", "count", "per_class", "confusion", "logits", "labels", "features"}``
+                 (with the run's test-time augmentation; features are the plain view's), or None
+    stop         set True to end the run after this epoch
+    """
+
+    def __init__(self, trainer):
+        self._trainer = trainer
+        self.test = None
+
+    cfg = property(lambda self: self._trainer.cfg)
+    run = property(lambda self: self._trainer.run)
+    rank = property(lambda self: self._trainer.rank)
+    classes = property(lambda self: self._trainer.classes)
+    train_ds = property(lambda self: self._trainer.train_ds)
+    val_ds = property(lambda self: self._trainer.val_ds)
+    test_ds = property(lambda self: self._trainer.test_ds)
+    model = property(lambda self: self._trainer.model)
+    eval_model = property(lambda self: self._trainer.eval_model())
+    epoch = property(lambda self: self._trainer.epoch)
+
+    @property
+    def stop(self) -> bool:
+        return self._trainer.stop
+
+    @stop.setter
+    def stop(self, value: bool):
+        if value:
+            self._trainer.request_stop("a callback asked to stop")
