@@ -323,6 +323,8 @@ class Trainer:
         with autocast(self.device, self.dtype):
             logits = self.net(x)
             loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+            if getattr(self.model, "aux_outputs", None):   # GoogLeNet's auxiliary classifiers (aux_logits=True)
+                loss = loss + self.model.aux_loss(target, label_smoothing=cfg.label_smoothing)
         self.scaler.scale(loss / cfg.accumulate).backward()
         if (self.step_in_epoch + 1) % cfg.accumulate == 0:
             if cfg.clip_grad:
