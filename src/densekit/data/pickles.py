@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import importlib
 import pickle
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,6 @@ def load_pickle(path: Path):
         with opener(path, "rb") as f:
             return _NumpyOnlyUnpickler(f, encoding="latin1").load()
     except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError,
-            IndexError, KeyError, MemoryError) as err:
+            IndexError, KeyError, MemoryError, OverflowError, RecursionError, zlib.error) as err:
         raise DensekitError(f"{path}: not a readable data pickle ({err}); the file is damaged or not the "
                             "original, delete it and fetch it again") from None

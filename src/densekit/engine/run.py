@@ -60,7 +60,8 @@ class RunFolder:
         f = self.path / "config.yaml"
         if not f.is_file():
             raise DensekitError(f"{self.path} is not a densekit run folder (no config.yaml)")
-        return yaml.safe_load(f.read_text())
+        from ..config import load_yaml
+        return load_yaml(f)  # one line naming the file for bad YAML or a !!python tag
 
     def read_metrics(self) -> list[dict]:
         f = self.path / "metrics.jsonl"
