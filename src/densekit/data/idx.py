@@ -19,7 +19,7 @@ import torch
 from ..errors import DensekitError
 from .dataset import MissingSplit, TensorImageDataset, check_labels
 from .download import download
-from .limits import MAX_ARRAY_BYTES
+from .limits import MAX_ARRAY_BYTES, read_at_most
 from .mnist_pickle import hub_pickle_path, read_mnist_pickle
 
 _DTYPES = {0x08: np.uint8}
@@ -48,7 +48,7 @@ def read_idx(path: Path) -> np.ndarray:
             if count > MAX_ARRAY_BYTES:
                 raise DensekitError(f"{path}: header claims {'x'.join(map(str, dims))} = {count:,} bytes, above "
                                     f"densekit's limit of {MAX_ARRAY_BYTES:,}; {damaged}")
-            body = f.read(count)
+            body = read_at_most(f, count)
             extra = len(f.read(1))
     except (OSError, EOFError, zlib.error) as err:
         raise DensekitError(f"{path}: cannot read ({err}); {damaged}") from None

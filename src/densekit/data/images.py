@@ -22,7 +22,7 @@ from .limits import MAX_IMAGE_PIXELS
 
 # Pillow's plugins raise any of these on damaged or hostile input (found by fuzzing, tests/test_fuzz_readers.py).
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
-                  KeyError, TypeError, ZeroDivisionError, OverflowError, MemoryError, Image.DecompressionBombError)
+                  KeyError, TypeError, ZeroDivisionError, OverflowError, Image.DecompressionBombError)
 # densekit refuses images above its own, lower MAX_IMAGE_PIXELS before decoding, so Pillow's warning
 # would only ever come just before densekit's one-line error.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)

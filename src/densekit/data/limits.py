@@ -14,9 +14,27 @@ MAX_IMAGE_PIXELS = 25_000_000
 larger than this are first reduced by libjpeg's 1/2..1/8 draft scaling when a target size is known.
 Per call, unlike Pillow's process-wide ``Image.MAX_IMAGE_PIXELS``, which densekit leaves alone."""
 
-MAX_ARRAY_BYTES = 16 << 30
+MAX_ARRAY_BYTES = 4 << 30
 """Bytes an IDX header may claim for its array, or a generated (synthetic) set may hold
-(Fashion-MNIST's training images are 47 MB)."""
+(Fashion-MNIST's training images are 47 MB, EMNIST ByClass's 638 MB)."""
+
+MAX_PICKLE_BYTES = 1 << 30
+"""Bytes of one data pickle, decompressed (a CIFAR-100 batch is 155 MB, Nielsen's MNIST 220 MB)."""
 
 MAX_RECORD_BYTES = 256 << 20
 """Bytes of one TFRecord record (one encoded image with its features)."""
+
+
+def read_at_most(f, n: int, chunk: int = 1 << 20) -> bytes:
+    """Up to ``n`` bytes of ``f``, read a chunk at a time.
+
+    ``f.read(n)`` on a buffered or gzip file allocates ``n`` bytes before reading any, so a claimed
+    size alone would cost that much memory; this costs only what the file really holds."""
+    parts, left = [], n
+    while left > 0:
+        part = f.read(min(chunk, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,8 @@ class PackedDataset(ImageDataset):
             # Mapped first: a header that claims more than the file holds fails here, not by allocating.
             labels = np.array(np.load(labels_path, mmap_mode="r"))
             images = np.load(images_path, mmap_mode="c")  # copy-on-write: writable view, file untouched
-        except (OSError, ValueError, TypeError, OverflowError) as err:
+        # numpy parses a .npy header with Python's own parser: a damaged one raises SyntaxError or TokenError
+        except (OSError, ValueError, TypeError, OverflowError, EOFError, SyntaxError, tokenize.TokenError) as err:
             raise DensekitError(f"{root}: cannot read the {split} arrays ({err}); run `densekit data import` again") from None
         if (images.dtype != np.uint8 or images.ndim != 4 or labels.ndim != 1 or labels.dtype.kind not in "iu"
                 or len(images) != len(labels)):
