@@ -41,7 +41,8 @@ def fuzz_round(name: str, examples: int, folder: Path) -> tuple[int, str | None]
     except Exception as err:  # the shrunk failing example: report it, keep fuzzing the others
         frames = traceback.extract_tb(err.__traceback__)
         where = next((f"{f.filename}:{f.lineno}" for f in reversed(frames) if "densekit" in f.filename), "?")
-        return ran[0], f"{type(err).__name__}: {str(err).splitlines()[0][:200]} (at {where})"
+        first_line = (str(err).splitlines() or [""])[0][:200]
+        return ran[0], f"{type(err).__name__}: {first_line} (at {where})"
     return ran[0], None
 
 

@@ -9,6 +9,7 @@ channel count; ``size`` (int or (H, W)) resizes with Pillow's antialiased biline
 from __future__ import annotations
 
 import io
+import os
 import struct
 import warnings
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DensekitError
-from .limits import MAX_IMAGE_PIXELS
+from .limits import MAX_IMAGE_FILE_BYTES, MAX_IMAGE_PIXELS
 
 # Pillow's plugins raise any of these on damaged or hostile input (found by fuzzing, tests/test_fuzz_readers.py).
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
@@ -75,10 +76,7 @@ def decode_image(source: str | Path | bytes | Image.Image | torch.Tensor, channe
     label = name or (str(source) if isinstance(source, (str, Path)) else "image bytes")
     hw = _to_size(size)
     try:
-        if isinstance(source, Image.Image):
-            img = source
-        else:
-            img = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+        img = source if isinstance(source, Image.Image) else _open(source, label)
         if channels is None:
             channels = 1 if img.mode in _GRAY_MODES or (img.mode == "P" and _gray_palette(img)) else 3
         if hw is not None and img.format == "JPEG":
@@ -100,6 +98,18 @@ def decode_image(source: str | Path | bytes | Image.Image | torch.Tensor, channe
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
 
+def _open(source: str | Path | bytes, label: str) -> Image.Image:
+    # From memory, never from a file object: Pillow reads some chunks (a PNG's IDAT) with one
+    # fp.read(claimed length), which on a file allocates a lying length (2 GB) before reading.
+    if not isinstance(source, (bytes, bytearray)):
+        with open(source, "rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_IMAGE_FILE_BYTES:
+                raise DensekitError(f"{label}: more than densekit's limit of {MAX_IMAGE_FILE_BYTES:,} bytes per "
+                                    "image file; downscale or recompress it")
+            source = f.read()
+    return Image.open(io.BytesIO(source))
+
+
 def _gray_palette(img: Image.Image) -> bool:
     pal = img.getpalette() or []
     rgb = np.asarray(pal[: 3 * (len(pal) // 3)]).reshape(-1, 3)
@@ -109,7 +119,7 @@ def _gray_palette(img: Image.Image) -> bool:
 def image_mode_channels(path) -> int:
     """1 for a grayscale image, 3 otherwise, reading only the header."""
     try:
-        with Image.open(path) as img:
+        with _open(path, str(path)) as img:
             return 1 if img.mode in _GRAY_MODES or (img.mode == "P" and _gray_palette(img)) else 3
     except _DECODE_ERRORS as err:
         raise DensekitError(f"{path}: not a readable image ({err}); replace or delete the file") from None

@@ -14,6 +14,10 @@ MAX_IMAGE_PIXELS = 25_000_000
 larger than this are first reduced by libjpeg's 1/2..1/8 draft scaling when a target size is known.
 Per call, unlike Pillow's process-wide ``Image.MAX_IMAGE_PIXELS``, which densekit leaves alone."""
 
+MAX_IMAGE_FILE_BYTES = 256 << 20
+"""Bytes of one encoded image file; it is read whole, then decoded from memory (where a chunk
+length that lies costs nothing, while a file object would allocate it first)."""
+
 MAX_ARRAY_BYTES = 4 << 30
 """Bytes an IDX header may claim for its array, or a generated (synthetic) set may hold
 (Fashion-MNIST's training images are 47 MB, EMNIST ByClass's 638 MB)."""
