@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
     p.add_argument("--examples", type=int, default=300, help="random examples per target per round")
     p.add_argument("--only", nargs="*", choices=sorted(TARGETS), help="fuzz only these targets")
     args = p.parse_args(argv)
+    warnings.simplefilter("ignore")  # Pillow warns about much of what it then reads or refuses
     names = args.only or sorted(TARGETS)
     ran = dict.fromkeys(names, 0)
     failures: dict[str, str] = {}
