@@ -80,7 +80,8 @@ def image_bytes(fmt: str, size=(6, 5), mode="RGB", color=(200, 30, 90), seed=0) 
 @dataclass
 class Target:
     """``seed()`` -> valid bytes; ``read(folder, data)`` writes ``data`` as the file under test in
-    ``folder`` (a fresh empty one), reads it like densekit and returns the name the error must hold."""
+    ``folder`` (a fresh empty one), with any valid files beside it that the reader needs, and reads
+    it like densekit does."""
     seed: Callable[[], bytes]
     read: Callable[[Path, bytes], str]
 

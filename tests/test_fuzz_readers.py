@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 
 from fuzzing import TARGETS, check, damaged
 
-EXAMPLES = 200
+EXAMPLES = 120
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
