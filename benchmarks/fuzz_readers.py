@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from fuzzing import TARGETS, check, damaged  # noqa: E402
+from fuzzing import TARGETS, check  # noqa: E402
 
 
 def fuzz_round(name: str, examples: int, folder: Path) -> tuple[int, str | None]:
@@ -32,7 +32,7 @@ def fuzz_round(name: str, examples: int, folder: Path) -> tuple[int, str | None]
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=False,
               suppress_health_check=list(HealthCheck), report_multiple_bugs=False)
-    @given(damaged(target.seed()))
+    @given(target.strategy())
     def read(data):
         ran[0] += 1
         check(target, folder, data)

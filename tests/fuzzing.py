@@ -43,13 +43,16 @@ BOUNDARY = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFF
 
 
 @st.composite
-def damaged(draw, seed: bytes):
-    """``seed`` with one to three damages applied."""
+def damaged(draw, seed: bytes, tokens: tuple[bytes, ...] = ()):
+    """``seed`` with one to three damages applied; ``tokens`` (a format's own syntax, as in AFL's
+    dictionaries) may be inserted too, which random bytes would almost never spell."""
     data = bytearray(seed)
     for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["flip", "truncate", "insert", "field", "delete"]))
+        kind = draw(st.sampled_from(["flip", "truncate", "insert", "field", "delete"] + ["token"] * bool(tokens)))
         pos = draw(st.integers(0, max(len(data) - 1, 0)))
-        if kind == "flip" and data:
+        if kind == "token":
+            data[pos:pos] = draw(st.sampled_from(tokens))
+        elif kind == "flip" and data:
             data[pos] ^= 1 << draw(st.integers(0, 7))
         elif kind == "truncate":
             del data[pos:]
@@ -83,7 +86,28 @@ class Target:
     ``folder`` (a fresh empty one), with any valid files beside it that the reader needs, and reads
     it like densekit does."""
     seed: Callable[[], bytes]
-    read: Callable[[Path, bytes], str]
+    read: Callable[[Path, bytes], None]
+    tokens: tuple[bytes, ...] = ()
+    documents: st.SearchStrategy | None = None   # whole files built from the format's grammar, besides damage
+
+    def strategy(self):
+        damage = damaged(self.seed(), self.tokens)
+        return damage if self.documents is None else st.one_of(damage, self.documents)
+
+
+_YAML_TOKENS = (b"!!int ", b"!!float ", b"!!timestamp ", b"!!binary ", b"!!set ", b"!!python/object/apply:os.system ",
+                b"!!python/name:os.system ", b"*a ", b"&a ", b"[", b"{", b"? ", b": ", b"- ", b"\t", b"'", b'"',
+                b"1" * 5000, b"0x" + b"f" * 50, b"1e999", b".nan", b"2020-13-45", b"[" * 2000, b"\xff\xfe")
+_YAML_DOCUMENTS = st.lists(st.tuples(
+    st.sampled_from(["epochs", "lr", "model", "milestones", "model_args", "name", "seed", "x"]),
+    st.sampled_from(["", "!!int ", "!!float ", "!!timestamp ", "!!binary ", "!!set ", "!!str ", "!!bool ", "!!null ",
+                     "!!python/object/apply:os.system ", "!!python/name:os.system ", "!!map ", "!!seq "]),
+    st.sampled_from(["3", "0.1", "x", "[1, 2]", "{a: 1}", "1" * 5000, "2020-13-45", "2020-01-01", "*a", "&a 1",
+                     ".inf", "'", "[" * 300 + "]" * 300, "{[1]: 2}", "ZZZ", "-", "~", "0x1f", "1_000", "1:30"]),
+), min_size=1, max_size=6).map(lambda rows: "\n".join(f"{k}: {tag}{v}" for k, tag, v in rows).encode())
+
+_LABELS_TOKENS = (b"1" * 5000 + b":", b"0" * 5000 + b"1:", b"100000000000000:", b"99999:", b"\xc2\xb2:",
+                  b"\xd9\xa3:", b"\xff", b"-1:", b" : ", b"\r\n", b"\x00")
 
 
 def _read_idx(folder: Path, data: bytes, name="train-images-idx3-ubyte") -> str:
@@ -224,7 +248,7 @@ TARGETS = {
     "cifar-meta": Target(_cifar_meta, _read_cifar_meta),
     "tfrecord": Target(_shard, _read_tfrecord),
     "tf-example": Target(lambda: _examples()[1], _read_example),
-    "labels-txt": Target(lambda: b"0:daisy\n1:dandelion\n2:roses\n", _read_labels_txt),
+    "labels-txt": Target(lambda: b"0:daisy\n1:dandelion\n2:roses\n", _read_labels_txt, _LABELS_TOKENS),
     "png": Target(lambda: png(), _image_reader(".png")),
     "png-gray16": Target(lambda: image_bytes("PNG", mode="I;16"), _image_reader(".png")),
     "png-palette": Target(lambda: image_bytes("PNG", mode="P"), _image_reader(".png")),
@@ -237,7 +261,7 @@ TARGETS = {
     "packed-images": Target(lambda: _IMAGES, _read_packed_images),
     "packed-labels": Target(lambda: _LABELS, _read_packed_labels),
     "yaml-config": Target(lambda: b"epochs: 3\nlr: 0.1\nmodel_args: {growth_rate: 12}\nmilestones: [1, 2]\n",
-                          _read_yaml),
+                          _read_yaml, _YAML_TOKENS, _YAML_DOCUMENTS),
 }
 
 

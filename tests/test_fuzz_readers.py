@@ -7,7 +7,7 @@ same targets at random for as long as asked.
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from fuzzing import TARGETS, check, damaged
+from fuzzing import TARGETS, check
 
 EXAMPLES = 120
 
@@ -18,7 +18,7 @@ def test_a_damaged_file_gives_one_line_naming_it_or_reads(name, tmp_path):
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(damaged(target.seed()))
+    @given(target.strategy())
     def read(data):
         check(target, tmp_path / "case", data)
 

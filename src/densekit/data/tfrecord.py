@@ -136,8 +136,10 @@ def read_labels_file(path: Path) -> list[str]:
         idx, sep, name = line.partition(":")
         if not sep or not re.fullmatch(r"[0-9]+", idx.strip()):
             raise DensekitError(f"{path}, line {n}: expected 'id:name', got {line[:80]!r}")
-        if int(idx) >= MAX_CLASSES:  # the class list has an entry for every id up to the largest
-            raise DensekitError(f"{path}, line {n}: class id {int(idx):,} is above densekit's limit of "
+        idx = idx.strip().lstrip("0") or "0"  # digits counted first: int() refuses 4,300 or more
+        if len(idx) > len(str(MAX_CLASSES)) or int(idx) >= MAX_CLASSES:  # the list has an entry per id up to the largest
+            shown = f"{int(idx):,}" if len(idx) <= 30 else f"of {len(idx)} digits"
+            raise DensekitError(f"{path}, line {n}: class id {shown} is above densekit's limit of "
                                 f"{MAX_CLASSES:,} classes; ids count from 0")
         names[int(idx)] = name.strip()
     return [names.get(i, str(i)) for i in range(max(names) + 1)] if names else []
