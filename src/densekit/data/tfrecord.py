@@ -145,7 +145,7 @@ def read_labels_file(path: Path) -> list[str]:
     return [names.get(i, str(i)) for i in range(max(names) + 1)] if names else []
 
 
-def feature(feats: dict, key: str, kind: type, where: str, default=None):
+def _first_value(feats: dict, key: str, kind: type, where: str, default=None):
     """The first value of feature ``key`` when it is of ``kind`` (bytes or int), else ``default`` if
     the feature is absent; a feature of the wrong kind or with no value is a corrupt record."""
     values = feats.get(key)
@@ -179,7 +179,7 @@ def _record_label(data: bytes, where: str) -> int | None:
         feats = parse_example(data)
     except ProtoError as err:
         raise DensekitError(f"{where} is not a tf.train.Example ({err}); regenerate the shard") from None
-    label = feature(feats, "image/class/label", int, where)
+    label = _first_value(feats, "image/class/label", int, where)
     if label is not None and not 0 <= label < MAX_CLASSES:
         # the class list has an entry for every id up to the largest label: bound it before building it
         raise DensekitError(f"{where}: label {label:,} is outside 0..{MAX_CLASSES - 1:,} (densekit's limit on "
@@ -229,13 +229,13 @@ class TFRecordDataset(ImageDataset):
     def _first_readable(self, tries: int) -> torch.Tensor:
         """The first item that decodes (with skip_bad, a few bad ones are passed over): it fixes
         what was not configured, channels and size."""
-        for i in range(min(tries, len(self.labels))):
+        last = min(tries, len(self.labels)) - 1
+        for i in range(last):
             try:
                 return self.load_item(i, self.channels, None)
             except DensekitError:
-                if i + 1 >= min(tries, len(self.labels)):
-                    raise
-        raise AssertionError("unreachable: the loop returns or raises")
+                continue
+        return self.load_item(last, self.channels, None)
 
     def __getstate__(self):  # open files do not cross into worker processes; each opens its own
         return {**self.__dict__, "_handles": {}}
@@ -256,10 +256,10 @@ class TFRecordDataset(ImageDataset):
             feats = parse_example(self._read(i))
         except (ProtoError, OSError) as err:
             raise DensekitError(f"{where}: unreadable ({err}); the shard changed since it was opened") from None
-        encoded = feature(feats, "image/encoded", bytes, where, b"")
-        if feature(feats, "image/format", bytes, where, b"").lower() == b"raw":
-            h, w = feature(feats, "image/height", int, where, 0), feature(feats, "image/width", int, where, 0)
-            c = feature(feats, "image/channels", int, where, len(encoded) // max(h * w, 1))
+        encoded = _first_value(feats, "image/encoded", bytes, where, b"")
+        if _first_value(feats, "image/format", bytes, where, b"").lower() == b"raw":
+            h, w = _first_value(feats, "image/height", int, where, 0), _first_value(feats, "image/width", int, where, 0)
+            c = _first_value(feats, "image/channels", int, where, len(encoded) // max(h * w, 1))
             if min(h, w) < 1 or h * w * c != len(encoded) or c not in (1, 3):
                 raise DensekitError(f"{where}: raw image of {len(encoded)} bytes does not match {h}x{w}x{c}")
             if h * w > MAX_IMAGE_PIXELS:
