@@ -263,3 +263,17 @@ def test_skip_bad_train_skips_in_plots_tensorboard_and_the_accuracy_denominator(
         assert Image.open(run / "plots" / name).size[0] > 0
     assert any((run / "tensorboard" / "train").iterdir())
     assert yaml.safe_load((run / "config.yaml").read_text())["skip_bad"] is True
+
+
+def test_the_skip_bad_scan_in_worker_processes_keeps_the_same_good_items(tmp_path):
+    from densekit.data.loader import drop_unreadable
+    write_folder(tmp_path, classes=("ant", "bee"), per_class=6, size=(9, 9))
+    for bad in ("ant/002.png", "bee/000.png", "bee/005.png"):
+        (tmp_path / bad).write_text("not an image")
+    ds = load_dataset(f"folder:{tmp_path}")       # without skip_bad: all 12 listed, 3 unreadable
+    with pytest.warns(DataWarning, match=r"skipped 3 unreadable item\(s\)"):
+        inline = drop_unreadable(ds, workers=0)
+    with pytest.warns(DataWarning, match=r"skipped 3 unreadable item\(s\)"):
+        pooled = drop_unreadable(ds, workers=2)
+    assert len(inline) == len(pooled) == 9
+    assert inline.indices.tolist() == pooled.indices.tolist() == [0, 1, 3, 4, 5, 7, 8, 9, 10]
