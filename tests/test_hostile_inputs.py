@@ -77,6 +77,15 @@ def test_a_pickle_memo_index_of_four_billion_is_refused_before_unpickling(tmp_pa
         load_dataset("cifar10", "test", data_dir=tmp_path)
 
 
+def test_a_pickle_string_claiming_two_gigabytes_costs_nothing(tmp_path):
+    folder = write_cifar10(tmp_path)
+    # BINSTRING of length 2**31 - 1 in a 10-byte file: Python's unpickler would allocate it first
+    (folder / "test_batch").write_bytes(b"\x80\x02T" + struct.pack("<i", 2 ** 31 - 1) + b"abc")
+    with memory_cap(256 << 20), pytest.raises(DensekitError, match="test_batch: not a readable data pickle") as err:
+        load_dataset("cifar10", "test", data_dir=tmp_path)
+    one_line(err)
+
+
 def test_labels_txt_that_is_not_utf8_is_one_line_not_unicode_decode_error(tmp_path):
     (tmp_path / "labels.txt").write_bytes(b"0:daisy\n1:\xff\xfe\n")
     with pytest.raises(DensekitError, match="labels.txt: unreadable") as err:
