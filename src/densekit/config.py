@@ -169,8 +169,13 @@ def load_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise DensekitError(f"config file {path} not found") from None
-    except yaml.YAMLError as err:
+    except (OSError, UnicodeDecodeError) as err:
+        raise DensekitError(f"{path}: cannot read ({err}); give a UTF-8 YAML file") from None
+    except yaml.YAMLError as err:  # also a tag such as !!python/object, which safe_load refuses
         raise DensekitError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    except Exception as err:  # noqa: BLE001 - PyYAML's safe constructors raise ValueError (`!!int x`, a 5000-digit
+        # int), AttributeError (`!!timestamp 3`), RecursionError, ...: all of them mean the text is not valid YAML
+        raise DensekitError(f"{path} is not valid YAML ({(str(err).splitlines() or [type(err).__name__])[0]})") from None
     if not isinstance(data, dict):
         raise DensekitError(f"{path} must hold a mapping of config fields, e.g. `epochs: 10`")
     return data

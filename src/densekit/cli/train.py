@@ -27,7 +27,7 @@ def _value(text: str):
         return None
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
+    except Exception:  # noqa: BLE001 - PyYAML's constructors raise several types (`!!int x`): then it is a string
         return text
 
 

@@ -9,6 +9,7 @@ worker pool with prefetching.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Iterator
 
@@ -43,6 +44,49 @@ class _Guarded(torch.utils.data.Dataset):
             return self.dataset[i]
         except DensekitError as err:
             return _Bad(str(err))
+
+
+class _Checked(torch.utils.data.Dataset):
+    """Each item's one-line error, or None when it decodes (the pixels stay in the worker)."""
+
+    def __init__(self, dataset: ImageDataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        try:
+            self.dataset[i]
+            return None
+        except DensekitError as err:
+            return str(err)
+
+
+def drop_unreadable(dataset: ImageDataset, workers: int | None = None) -> ImageDataset:
+    """The items of a streamed set that decode, as a subset, for ``skip_bad``.
+
+    Decoding every item once up front (in a pool of ``workers`` processes; by default up to 8 for
+    sets of 512 items or more) makes the skipped items absent from the set's length and indexing,
+    so every consumer (the loader, evaluation and its accuracy denominator, the plots, TensorBoard's
+    sample grid) sees the same good items, instead of each meeting the bad ones on its own."""
+    if dataset.images is not None:
+        return dataset
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if len(dataset) >= 512 else 0
+    checks = torch.utils.data.DataLoader(_Checked(dataset), batch_size=64, num_workers=workers,
+                                         collate_fn=list)
+    errors = [e for batch in checks for e in batch]
+    bad = [i for i, e in enumerate(errors) if e is not None]
+    if not bad:
+        return dataset
+    if len(bad) == len(dataset):
+        raise DensekitError(f"{dataset.name}: none of its {len(dataset)} items is readable; first: {errors[bad[0]]}")
+    warnings.warn(f"skipped {len(bad)} unreadable item(s) of {dataset.name} (of {len(dataset)}); "
+                  f"first: {errors[bad[0]]}", DataWarning, stacklevel=2)
+    keep = torch.ones(len(dataset), dtype=torch.bool)
+    keep[bad] = False
+    return dataset.subset(keep.nonzero().flatten())
 
 
 def _collate(items):
