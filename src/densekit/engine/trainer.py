@@ -64,8 +64,8 @@ class Trainer:
         payload = None
         if resume is not None:
             payload = load_checkpoint(Path(resume) / "checkpoints" / "last.pt")
-            # Only how long to train may change on resume; everything else is the run's own.
-            cfg = TrainConfig.from_dict(payload["config"]).replace(epochs=cfg.epochs, time_budget=cfg.time_budget)
+            # The checkpoint's run, extended or re-homed only as config.py allows; another run's last.pt is refused.
+            cfg, _ = TrainConfig.from_dict(payload["config"]).resume_overrides(cfg.to_dict(), "checkpoints/last.pt", "config.yaml")
         self.cfg = cfg = cfg.validate()
         get_entry(cfg.model)  # an unknown model fails before any data is read
         self.device = pick_device(cfg.device)
@@ -80,6 +80,7 @@ class Trainer:
         val_ds = self._optional_split("val", opts)
         if val_ds is None and cfg.val_split:
             train_ds, val_ds = carve_val(train_ds, cfg.val_split, cfg.seed)
+        self.cfg = cfg = cfg.for_splits(has_val=val_ds is not None)   # a val_* metric needs a validation split
         self.test_ds = self._optional_split("test", opts)
         self.train_ds, self.val_ds = train_ds, val_ds
         self.classes = list(train_ds.classes)
@@ -255,8 +256,7 @@ class Trainer:
             t_compute = time.perf_counter()
             part["data_time"] += t_compute - t_data
 
-            lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, cfg.warmup,
-                                          cfg.milestones, cfg.step_size, cfg.gamma)
+            lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, *cfg.schedule_points(), cfg.gamma)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with autocast(self.device, self.dtype):
