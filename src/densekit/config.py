@@ -312,7 +312,8 @@ class TrainConfig:
         if unknown:
             raise DensekitError(f"unknown config field(s) {', '.join(unknown)}")
         given = {k: v for k, v in given.items() if fields[k].metadata["resume"] != "locate"}
-        wanted = self.replace(**given).validate()     # the given values, normalised and checked
+        wanted = self.replace(**given)
+        wanted._check_types()                         # the given values in the run's types (1 -> 1.0, "5m" -> 300.0)
         changed = [k for k in given if _plain(getattr(wanted, k)) != _plain(getattr(self, k))]
         clash = [k for k in changed if fields[k].metadata["resume"] == "fixed"]
         if clash:
@@ -379,7 +380,7 @@ def parse_duration(text: str | float | int | None) -> float | None:
         return None if text is None else float(text)
     parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
     if not text.strip() or not parts or not any(parts.groups()):
-        raise DensekitError(f"time budget {text!r} is not a duration: write e.g. 5m, 90s or 1h30m")
+        raise DensekitError(f"--time-budget {text!r}: not a duration; write e.g. 5m, 90s or 1h30m")
     h, m, s = (float(g) if g else 0.0 for g in parts.groups())
     return h * 3600 + m * 60 + s
 

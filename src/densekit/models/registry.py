@@ -51,6 +51,27 @@ def list_models(pattern: str = "*") -> list[str]:
     return [n for n in _REGISTRY if fnmatch.fnmatch(n, pattern)]
 
 
+def parse_input_size(text: str, default_channels: int = 3) -> tuple[int, int, int]:
+    """An ``--input-size`` as every verb reads it: ``C,H,W`` (or ``CxHxW``), or one side ``N``
+    (square, ``default_channels``), to (C, H, W)."""
+    try:
+        parts = [int(p) for p in str(text).lower().replace("x", ",").split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1 and parts[0] > 0:
+        return (default_channels, parts[0], parts[0])
+    if len(parts) == 3 and min(parts) > 0:
+        return tuple(parts)
+    raise DensekitError(f"--input-size {text!r}: write C,H,W such as 3,32,32, or one side N such as 64")
+
+
+def input_size(name: str, text: str | None = None) -> tuple[int, int, int]:
+    """(C, H, W) of one input image for model ``name``: a given ``--input-size`` (one side N takes
+    the model's own channels), else the model's own (3,224,224 when it records none)."""
+    own = tuple(get_entry(name).meta.get("input_size", (3, 224, 224)))
+    return own if text is None else parse_input_size(text, own[0])
+
+
 def model_args(name: str, num_classes: int | None = None, in_channels: int | None = None, **overrides) -> dict:
     """The full constructor arguments of a named model with ``overrides`` applied.
 
