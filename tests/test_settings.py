@@ -132,6 +132,12 @@ BAD = [
     ("--embeddings -1", "--embeddings"),
     ("--histograms --no-tensorboard", "--histograms"),
     ("--embeddings 10 --no-tensorboard", "--embeddings"),
+    ("--embeddings 2.5", "--embeddings"),
+    # types that YAML scalars bring along
+    ("--model-arg growth_rate=true", "--model-arg growth_rate"),
+    ("--momentum .nan", "--momentum"),
+    ("--ema .nan", "--ema"),
+    ("--early-stop-patience 1.5", "--early-stop-patience"),
 ]
 
 
@@ -316,3 +322,22 @@ def test_every_verb_reads_input_size_the_same_way(capsys):
     for verb in (["summary", "densenet-bc-40-k12"], ["bench", "densenet-bc-40-k12", "--steps", "1"]):
         assert main([*verb, "--input-size", "0,1"]) == 1
         assert "--input-size '0,1': write C,H,W such as 3,32,32, or one side N" in capsys.readouterr().err
+
+
+def test_the_settings_page_lists_every_flag():
+    from pathlib import Path
+    page = (Path(__file__).parent.parent / "docs" / "config.md").read_text()
+    for name in TrainConfig.__dataclass_fields__:
+        flag = "--model-arg KEY=VALUE" if name == "model_args" else "--" + name.replace("_", "-")
+        assert f"| `{flag}` |" in page, flag
+
+
+def test_resume_with_the_original_config_of_a_run_without_validation_is_no_contradiction(two_epoch_run, capsys):
+    # The Python user passes the config they started with: the default best_metric became train_top1.
+    run_cfg = TrainConfig.from_dict({k: v for k, v in yaml.safe_load((two_epoch_run / "config.yaml").read_text()).items()
+                                     if k != "resolved"})
+    original = run_cfg.replace(best_metric="val_top1")
+    cfg, note = run_cfg.resume_overrides(original.to_dict())
+    assert cfg.best_metric == "train_top1" and note == "resuming with the run's own settings"
+    assert main(["train", "--resume", str(two_epoch_run), "--name", "elsewhere"]) == 1
+    assert "names the run already; drop --out/--name" in capsys.readouterr().err

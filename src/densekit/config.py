@@ -314,7 +314,7 @@ class TrainConfig:
         given = {k: v for k, v in given.items() if fields[k].metadata["resume"] != "locate"}
         wanted = self.replace(**given)
         wanted._check_types()                         # the given values in the run's types (1 -> 1.0, "5m" -> 300.0)
-        changed = [k for k in given if _plain(getattr(wanted, k)) != _plain(getattr(self, k))]
+        changed = [k for k in given if _resume_key(wanted, k) != _resume_key(self, k)]
         clash = [k for k in changed if fields[k].metadata["resume"] == "fixed"]
         if clash:
             said = (lambda k: f"{_flag(k)} {getattr(wanted, k)!r}") if given_as is None else \
@@ -363,6 +363,15 @@ def _either(items) -> str:
 
 def _bad(name: str, value, allowed: str):
     raise DensekitError(f"{_flag(name)} {value!r}: {allowed}")
+
+
+def _resume_key(cfg: TrainConfig, name: str):
+    """A field's value for the resume comparison: the default best_metric of a run without a
+    carved validation split equals the train_top1 it became (``for_splits``)."""
+    value = _plain(getattr(cfg, name))
+    if name == "best_metric" and value == TrainConfig.best_metric and not cfg.val_split:
+        return "train_top1"
+    return value
 
 
 def _plain(value):

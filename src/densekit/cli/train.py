@@ -116,6 +116,9 @@ def run(args) -> int:
     from ..api import train
     fields = fields_from_args(args)
     if args.resume:   # the run's own settings; what the flags may change is TrainConfig.resume_overrides'
+        if args.resume is not True and (args.out is not None or args.name is not None):
+            raise DensekitError(f"--resume {args.resume} names the run already; drop --out/--name "
+                                "(they find the run when --resume has no RUN)")
         located = TrainConfig.from_dict({k: v for k, v in fields.items() if k in ("out", "name")})
         resume = Path(args.resume) if args.resume is not True else _latest_run(located)
         result = train(None, resume=resume, verbose=not args.quiet and not args.json, **fields)
