@@ -334,8 +334,8 @@ def test_the_settings_page_lists_every_flag():
 
 def test_resume_with_the_original_config_of_a_run_without_validation_is_no_contradiction(two_epoch_run, capsys):
     # The Python user passes the config they started with: the default best_metric became train_top1.
-    run_cfg = TrainConfig.from_dict({k: v for k, v in yaml.safe_load((two_epoch_run / "config.yaml").read_text()).items()
-                                     if k != "resolved"})
+    recorded = yaml.safe_load((two_epoch_run / "config.yaml").read_text())
+    run_cfg = TrainConfig.from_dict({k: v for k, v in recorded.items() if k != "resolved"})
     original = run_cfg.replace(best_metric="val_top1")
     cfg, note = run_cfg.resume_overrides(original.to_dict())
     assert cfg.best_metric == "train_top1" and note == "resuming with the run's own settings"

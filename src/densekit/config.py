@@ -98,7 +98,7 @@ class TrainConfig:
     # data
     dataset: str = setting("fashion-mnist", group="data", help="data source (see `densekit data list`), "
                            "kind:ARG (folder:PATH, tfrecord:PATTERN, synthetic:n=1000) or a folder path")
-    data_dir: str | None = setting(None, group="data", none="the densekit data cache",
+    data_dir: str | None = setting(None, group="data", none="the densekit data cache", resume="free",
                                    help="folder holding (or receiving) the dataset's files")
     val_split: float = setting(0.1, group="data", interval="[0, inf)",
                                help="items carved from train for validation: a fraction below 1, or a whole "

@@ -49,12 +49,20 @@ def help_for(f: dataclasses.Field) -> str:
     return f"{text} (default: {shown})".replace("%", "%%")
 
 
+def _metavar(name: str, kind) -> str:
+    if len(name) <= 8:
+        return name.upper()
+    kinds = typing.get_args(kind) + (kind,)
+    return "METRIC" if name.endswith("_metric") else "N" if int in kinds else "X" if float in kinds else "NAME"
+
+
 def add_config_flags(p: argparse.ArgumentParser):
     """One flag per TrainConfig field, in config.GROUPS' groups; help and rules come from config.py."""
     hints = typing.get_type_hints(TrainConfig)
     groups = {key: p.add_argument_group(title) for key, title in GROUPS.items()}
     for f in dataclasses.fields(TrainConfig):
-        g, flag, kind, help_text = groups[f.metadata["group"]], "--" + f.name.replace("_", "-"), hints[f.name], help_for(f)
+        g, flag, kind, help_text = groups[f.metadata["group"]], "--" + f.name.replace("_", "-"), hints[f.name], \
+            help_for(f)
         if f.name == "model_args":
             g.add_argument("--model-arg", dest="model_args", action="append", metavar="KEY=VALUE", help=help_text)
         elif f.name == "time_budget":
@@ -64,7 +72,7 @@ def add_config_flags(p: argparse.ArgumentParser):
         elif f.name == "milestones":
             g.add_argument(flag, dest=f.name, metavar="P1,P2", help=help_text)
         else:
-            g.add_argument(flag, dest=f.name, type=_value, metavar=f.name.upper(), help=help_text)
+            g.add_argument(flag, dest=f.name, type=_value, metavar=_metavar(f.name, kind), help=help_text)
 
 
 def add_parser(sub):
