@@ -41,6 +41,7 @@ BAD = [
     ("--model-arg memory_efficient=3", "--model-arg memory_efficient"),
     ("--model-arg stem_stride=0", "--model-arg stem_stride"),
     ("--model-arg weights=3", "--model-arg weights"),
+    ("--model-arg weights=/no/such/file.pt", "--model-arg weights"),
     ("--model-arg =3", "--model-arg"),
     # data
     ("--image-size -8", "--image-size"),

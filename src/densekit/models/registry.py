@@ -12,6 +12,7 @@ import inspect
 import math
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from torch import nn
@@ -143,8 +144,8 @@ def check_overrides(name: str, overrides: dict) -> None:
         if key in DATA_ARGS:
             raise DensekitError(f"{shown}: {key} is set from {DATA_ARGS[key]}, not by a model argument; drop it")
         if key in _LOADER_ARGS:
-            if not isinstance(value, str):
-                raise DensekitError(f"{shown}: give the path of a weights file")
+            if not isinstance(value, str) or not Path(value).expanduser().is_file():
+                raise DensekitError(f"{shown}: give the path of an existing weights file")
             continue
         if key not in params or params[key].kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             close = difflib.get_close_matches(key, knobs, n=1)
