@@ -60,8 +60,9 @@ class Trainer:
         payload = None
         if resume is not None and (Path(resume) / "checkpoints" / "last.pt").is_file():
             payload = checkpoint.load_checkpoint(Path(resume) / "checkpoints" / "last.pt")
-            # Only how long to train may change on resume; everything else is the run's own.
-            cfg = TrainConfig.from_dict(payload["config"]).replace(epochs=cfg.epochs, time_budget=cfg.time_budget)
+            # The checkpoint's run, extended or re-homed only as config.py allows; another run's last.pt is refused.
+            cfg, _ = TrainConfig.from_dict(payload["config"]).resume_overrides(cfg.to_dict(), "checkpoints/last.pt",
+                                                                                "config.yaml")
         # (a run killed before its first checkpoint has none: it starts afresh with its own settings)
         self.cfg = cfg = cfg.validate()
         if cfg.name is not None:
@@ -79,6 +80,7 @@ class Trainer:
         val_ds = self._optional_split("val", opts)
         if val_ds is None and cfg.val_split:
             train_ds, val_ds = carve_val(train_ds, cfg.val_split, cfg.seed)
+        self.cfg = cfg = cfg.for_splits(has_val=val_ds is not None)   # a val_* metric needs a validation split
         self.test_ds = self._optional_split("test", opts)
         self.train_ds, self.val_ds = train_ds, val_ds
         self.classes = list(train_ds.classes)
@@ -317,7 +319,7 @@ class Trainer:
     def _step(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step on a batch (a micro-step under gradient accumulation)."""
         cfg = self.cfg
-        lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, cfg.warmup, cfg.milestones, cfg.step_size, cfg.gamma)
+        lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, *cfg.schedule_points(), cfg.gamma)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         with autocast(self.device, self.dtype):
