@@ -65,6 +65,7 @@ class TrainConfig:
     precision: str = "auto"            # auto | fp32 | bf16 | fp16
     channels_last: bool | None = None  # None: the device's fast default
     compile: bool = False
+    sync_bn: bool = False              # under DDP, BatchNorm statistics over the global batch (SyncBatchNorm)
     seed: int = 0
     # run folder
     out: str = "runs"

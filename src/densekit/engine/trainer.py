@@ -100,6 +100,8 @@ class Trainer:
         # -- model, precision, optimizer ----------------------------------------------------------
         self.model = create_model(cfg.model, num_classes=len(self.classes), in_channels=channels, **cfg.model_args)
         self.model_spec = {"name": cfg.model, "args": self.model.model_args}
+        if cfg.sync_bn and self.world_size > 1:   # one process's BatchNorm is already the whole batch's
+            self.model = distributed.convert_sync_bn(self.model, self.device)
         fast = fast_defaults(self.device)
         self.dtype = resolve_precision(cfg.precision, self.device)
         self.channels_last = fast["channels_last"] if cfg.channels_last is None else cfg.channels_last
@@ -109,10 +111,8 @@ class Trainer:
         self.base_lr = base_lr(cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
-        self.net = self.model
-        if self.world_size > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.ddp = distributed.wrap(self.model, self.device) if self.world_size > 1 else None
+        self.net = self.ddp or self.model
         if cfg.compile:
             self.net = torch.compile(self.net)
 
@@ -128,6 +128,9 @@ class Trainer:
         self.planned_steps = cfg.epochs * len(self.loader) // cfg.accumulate * cfg.accumulate
         if payload is not None:
             self._restore(payload)
+            note = distributed.resize_note(payload["progress"], self.world_size, cfg.batch_size)
+            if note:
+                self.log(note)
             self.run = RunFolder(Path(resume), main=self.rank == 0)
             self.run.truncate_metrics(self.epoch)
         else:
@@ -137,7 +140,9 @@ class Trainer:
         self.run.write_config({**cfg.to_dict(), "resolved": {"model": self.model_spec, "data": self.data_info,
                                                              "device": str(self.device),
                                                              "precision": precision_name(self.dtype),
-                                                             "channels_last": self.channels_last}})
+                                                             "channels_last": self.channels_last,
+                                                             "distributed": distributed.describe(
+                                                                 self.world_size, cfg.batch_size, cfg.sync_bn, self.device)}})
         self.callbacks = list(callbacks)
 
     def _optional_split(self, split, opts):
@@ -152,7 +157,7 @@ class Trainer:
         return A.default_augment(self.cfg.dataset)
 
     # -- checkpoints ----------------------------------------------------------------------------------
-    def _payload(self, kind: str = "training") -> dict:
+    def _payload(self, kind: str = "training", partial: dict | None = None) -> dict:
         payload = {"kind": kind, "model": self.model_spec, "data": self.data_info,
                    "state_dict": self.model.state_dict(),
                    "ema_state_dict": self.ema.state_dict() if self.ema else None}
@@ -161,8 +166,9 @@ class Trainer:
                 optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), config=self.cfg.to_dict(),
                 progress={"epoch": self.epoch, "step": self.step_in_epoch, "global_step": self.global_step,
                           "elapsed": self.elapsed + self._clock(), "best": self.best, "bad_epochs": self.bad_epochs,
-                          "early_best": self.early_best, "partial": dict(self.partial),
-                          "initial_loss": self.initial_loss, "ema_updates": self.ema.updates if self.ema else 0},
+                          "early_best": self.early_best, "partial": partial or dict(self.partial),
+                          "initial_loss": self.initial_loss, "ema_updates": self.ema.updates if self.ema else 0,
+                          "world_size": self.world_size},
                 rng={"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                      "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []})
         return payload
@@ -178,14 +184,16 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = p["epoch"], p["step"], p["global_step"]
         self.elapsed, self.best, self.bad_epochs = p["elapsed"], p["best"], p["bad_epochs"]
         self.early_best, self.partial, self.initial_loss = p["early_best"], p["partial"], p["initial_loss"]
+        self.partial = distributed.local_partial(self.partial, self.rank)   # the saved sums are every rank's
         torch.set_rng_state(payload["rng"]["torch"])
         random.setstate((3, tuple(payload["rng"]["python"]), None))
         if payload["rng"]["cuda"] and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
 
     def save(self, which: str = "last"):
+        partial = distributed.global_partial(self.partial)   # a collective: every rank saves
         if self.rank == 0:
-            save_checkpoint(self._payload(), self.run.checkpoint(which))
+            save_checkpoint(self._payload(partial=partial), self.run.checkpoint(which))
         distributed.barrier()
 
     # -- the loop -------------------------------------------------------------------------------------
@@ -249,9 +257,11 @@ class Trainer:
         last_save = self.now
         t_data = time.perf_counter()
         check_every = 1 if self.device.type == "cpu" else 10
+        shown = None
         for x, y in self.loader.epoch(self.epoch, self.step_in_epoch):
             x = self.normalize(x).contiguous(memory_format=self.memory_format)
-            x, target = self.augment(x, y, self.epoch, self.step_in_epoch)
+            x, target = distributed.augment_shard(self.augment, x, y, self.epoch, self.step_in_epoch,
+                                                  self.loader.rows(self.step_in_epoch))
             t_compute = time.perf_counter()
             part["data_time"] += t_compute - t_data
 
@@ -259,10 +269,11 @@ class Trainer:
                                           cfg.milestones, cfg.step_size, cfg.gamma)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            with autocast(self.device, self.dtype):
-                logits = net(x)
-                loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
-            self.scaler.scale(loss / cfg.accumulate).backward()
+            with distributed.grad_sync(self.ddp, sync=(self.step_in_epoch + 1) % cfg.accumulate == 0):
+                with autocast(self.device, self.dtype):
+                    logits = net(x)
+                    loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+                self.scaler.scale(loss / cfg.accumulate).backward()
             if (self.step_in_epoch + 1) % cfg.accumulate == 0:
                 if cfg.clip_grad:
                     self.scaler.unscale_(self.optimizer)
@@ -279,15 +290,16 @@ class Trainer:
             self.step_in_epoch += 1
             self.global_step += 1
             hard = target if target.dim() == 1 else target.argmax(1)
-            if self.step_in_epoch % check_every == 0 or self.step_in_epoch == n_steps:
-                self._guard(distributed.mean_over_ranks(loss.item()))
             part["loss"] += loss.detach().float() * len(y)
             part["correct"] += (logits.detach().argmax(1) == hard).sum()
             part["seen"] += len(y)
             part["compute_time"] += time.perf_counter() - t_compute
             seen = max(part["seen"], 1)
-            bar.update(self.step_in_epoch, loss=f"{float(part['loss']) / seen:.4f}",
-                       acc=f"{100 * float(part['correct']) / seen:.1f}%",
+            if self.step_in_epoch % check_every == 0 or self.step_in_epoch == n_steps:
+                step_loss, *shown = distributed.step_figures(loss, part)   # every rank's, one all-reduce
+                self._guard(step_loss)
+            shown_loss, shown_acc = shown or (float(part["loss"]) / seen, float(part["correct"]) / seen)
+            bar.update(self.step_in_epoch, loss=f"{shown_loss:.4f}", acc=f"{100 * shown_acc:.1f}%",
                        **{"img/s": f"{seen / max(part['data_time'] + part['compute_time'], 1e-9):.0f}"})
             self._tick()
             if self.now - last_save > cfg.checkpoint_every and self.step_in_epoch % cfg.accumulate == 0:
@@ -324,14 +336,13 @@ class Trainer:
                   "train_loss": loss_sum / seen, "train_top1": correct / seen,
                   "images_per_s": seen / max(part["data_time"] + part["compute_time"], 1e-9),
                   "data_time_s": part["data_time"], "compute_time_s": part["compute_time"]}
+        # One model on every rank (rank 0's BN running statistics, which its checkpoint holds), so the
+        # ranks' shards of the validation add up and every rank takes the same best/early-stop decisions.
+        distributed.sync_buffers(self.model, self.ema.module if self.ema else None)
         if self.val_ds is not None:
             val = run_eval(self.eval_model(), self.val_ds, self.normalize, self.device, self.dtype,
                            self.memory_format, self.cfg.eval_batch_size, len(self.classes))
-            # Rank 0's figures everywhere: each rank's BN running statistics took its own last
-            # batch, so the ranks' validation can differ, and the best-checkpoint and early-stop
-            # decisions (barriers) made from it must not.
-            record.update(distributed.same_on_all_ranks(
-                {"val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]}))
+            record.update({"val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]})
         self.epoch += 1
         self.step_in_epoch = 0
         self.partial = _new_partial()
