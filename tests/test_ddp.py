@@ -240,3 +240,38 @@ def test_two_agents_on_two_nodes_train_the_two_process_model(two, tmp_path):
     a, b = weights(two), weights(tmp_path / "nodes")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "nodes" / "status.json").read_text())["status"] == "finished"
+
+
+_ACCUMULATE = """
+import json, sys
+import torch.distributed as dist
+from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+from densekit.config import TrainConfig
+from densekit.engine import Trainer
+
+cfg = TrainConfig(dataset="digits", model="densenet-bc-40-k12", model_args={"block_config": [3, 3], "growth_rate": 8},
+                  batch_size=64, accumulate=2, epochs=1, workers=0, tensorboard=False, plots=False,
+                  out=sys.argv[1], name="acc", val_split=0)
+trainer = Trainer(cfg, verbose=False)
+reduced = set()
+
+def hook(group, bucket):   # DDP's own all-reduce, noting the step it serves
+    reduced.add(trainer.step_in_epoch)
+    return allreduce_hook(group, bucket)
+
+trainer.ddp.register_comm_hook(None, hook)
+trainer.fit()
+if dist.get_rank() == 0:
+    print(json.dumps({"reduced": sorted(reduced), "steps": trainer.global_step}))
+"""
+
+
+def test_accumulating_steps_skip_the_gradient_all_reduce(tmp_path):
+    script = tmp_path / "accumulate.py"
+    script.write_text(_ACCUMULATE)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(tmp_path)], env=ENV, capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["steps"] == 22   # 1,437 images: 22 global batches of 64
+    assert seen["reduced"] == list(range(1, 22, 2))   # only the second step of each pair all-reduces
