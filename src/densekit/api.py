@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import TrainConfig
-from .engine import Run, RunFolder, Trainer
+from .engine import Run, RunFolder, Trainer, distributed
 from .tracking import callbacks_for
 
 
@@ -30,6 +30,16 @@ def train(config: TrainConfig | dict | None = None, resume: str | Path | None = 
     else:
         config = TrainConfig.from_dict(config) if isinstance(config, dict) else config
         config = config.replace(**overrides) if overrides else config
+    restarted = None
+    if resume is None:   # a worker torchrun's elastic agent restarted continues its run folder
+        resume = restarted = distributed.elastic_resume(config.out, config.name)
     trainer = Trainer(config, resume=resume, callbacks=callbacks, verbose=verbose)
+    if restarted is not None:
+        trainer.log(f"restart {distributed.restart_count()} (torchrun's elastic agent): resuming {restarted} "
+                    f"at epoch {trainer.epoch + 1} step {trainer.step_in_epoch}")
+        trainer.run.write_status("restarted", restarts=distributed.restart_record(
+            trainer.run.read_status(), trainer.epoch, trainer.step_in_epoch))
     trainer.callbacks += callbacks_for(trainer.cfg, trainer.rank)   # on resume: the run's own settings
-    return trainer.fit()
+    run = trainer.fit()
+    distributed.shutdown()
+    return run

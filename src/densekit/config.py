@@ -185,6 +185,8 @@ class TrainConfig:
     channels_last: bool | None = setting(None, group="devices", none="the device's fast default", resume="free",
                                          help="channels-last memory format")
     compile: bool = setting(False, group="devices", resume="free", help="torch.compile the model")
+    sync_bn: bool = setting(False, group="devices",
+                            help="under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm)")
     seed: int = setting(0, group="devices", interval="[0, inf)",
                         help="seed of the weights, the data order and the augmentation")
     # run folder

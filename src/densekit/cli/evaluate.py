@@ -23,6 +23,10 @@ def run(args) -> int:
     from ..engine.evaluate import tta_note
     m = evaluate(args.checkpoint, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
                  batch_size=args.batch_size, device=args.device, tta=args.tta)
+    from ..engine.distributed import shutdown, world
+    shutdown()
+    if world()[0] != 0:   # under torchrun every rank evaluates its share; rank 0 reports
+        return 0
     if args.json:
         print(json.dumps({k: v for k, v in m.items() if k != "confusion"}))
         return 0

@@ -84,6 +84,15 @@ def add_parser(sub):
                    help="continue a run from its last checkpoint: RUN, or --out/--name when omitted")
     p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    launch = p.add_argument_group("processes (torchrun's elastic agent; docs/distributed.md)")
+    launch.add_argument("--nproc", type=int, metavar="N",
+                        help="start N training processes on this node (torchrun --nproc_per_node N); "
+                             "the batch size stays the global batch")
+    launch.add_argument("--max-restarts", type=int, metavar="K",
+                        help="with --nproc: restart the processes up to K times when one dies; they resume from last.pt")
+    launch.add_argument("--nnodes", metavar="N|MIN:MAX", help="with --nproc: how many nodes take part (default 1)")
+    launch.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                        help="with --nproc: the c10d rendezvous every node joins (for --nnodes above 1)")
     add_config_flags(p)
     p.set_defaults(func=run)
 
@@ -123,6 +132,11 @@ def run(args) -> int:
 
     from ..api import train
     fields = fields_from_args(args)
+    if args.nproc is not None:
+        return _launch(args, TrainConfig.from_dict(fields).validate())
+    given = [f for f in ("max_restarts", "nnodes", "rdzv_endpoint") if getattr(args, f) is not None]
+    if given:
+        raise DensekitError(f"--{given[0].replace('_', '-')} only acts with --nproc N (this command starts the processes)")
     if args.resume:   # the run's own settings; what the flags may change is TrainConfig.resume_overrides'
         if args.resume is not True and (args.out is not None or args.name is not None):
             raise DensekitError(f"--resume {args.resume} names the run already; drop --out/--name "
@@ -156,3 +170,31 @@ def _latest_run(cfg: TrainConfig):
     if not runs:
         raise DensekitError(f"--resume: no run with a checkpoint under {out}; give the run folder: --resume RUN")
     return runs[-1].parent.parent
+
+
+_LAUNCH_FLAGS = ("--nproc", "--max-restarts", "--nnodes", "--rdzv-endpoint")
+
+
+def _launch(args, cfg: TrainConfig) -> int:
+    """``densekit train --nproc N ARGS``: torchrun's elastic agent running ``densekit train ARGS``.
+    The run name is fixed here, once, so restarted workers find the run folder and resume it."""
+    import time
+
+    from ..engine.distributed import launch
+    rest, argv = [], list(args.argv[args.argv.index("train") + 1:])
+    while argv:
+        item = argv.pop(0)
+        flag = item.split("=", 1)[0]
+        if flag in _LAUNCH_FLAGS:
+            if "=" not in item and argv:
+                argv.pop(0)
+            continue
+        rest.append(item)
+    nnodes = args.nnodes or "1"
+    if not args.resume and not cfg.name:
+        if nnodes not in ("1", "1:1"):
+            raise DensekitError("a run over several nodes needs --name NAME, the same on every node")
+        rest += ["--name", f"{cfg.model}-{cfg.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"]
+    launch(rest, args.nproc, max_restarts=args.max_restarts or 0, nnodes=nnodes,
+           rdzv_endpoint=args.rdzv_endpoint, rdzv_id=cfg.name)
+    return 0
