@@ -191,3 +191,25 @@ def test_compare_trains_and_tabulates_googlenet_and_nin_on_digits(tmp_path, caps
     assert [r["params"] for r in rows] == [count("googlenet-cifar", in_channels=1), count("nin-cifar", in_channels=1)]
     assert all(r["flops"] > 0 and 0 <= r["test_top1"] <= 1 for r in rows)
     assert rows[0]["flops"] > 5 * rows[1]["flops"]                  # GoogLeNet does far more arithmetic per image
+
+
+def test_nin_learns_digits_and_keeps_the_caffe_relu_on_the_class_maps_as_an_option():
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
+    x, y = (x - x.mean()) / x.std(), torch.tensor(digits.target)
+    torch.manual_seed(0)
+    model = create_model("nin-cifar", in_channels=1).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(60):
+        i = torch.randint(0, 1500, (64,))
+        loss = F.cross_entropy(model(x[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        held_out = (model.eval()(x[1500:]).argmax(1) == y[1500:]).float().mean()
+    assert held_out > 0.2                                               # chance is 0.1
+    caffe = create_model("nin-cifar", in_channels=1, relu_logits=True).eval()
+    with torch.no_grad():
+        assert (caffe(x[:32]) >= 0).all() and (model(x[:32]) < 0).any()

@@ -4,8 +4,10 @@ convolutions from, as seed 002 lays it out.
 An mlpconv block is a spatial convolution followed by two 1x1 convolutions ("cccp", cascaded
 cross-channel parametric pooling), each with a ReLU; there are no fully connected layers: the
 last 1x1 convolution has one channel per class and global average pooling gives the logits.
-Biased convolutions, no BatchNorm (it came a year later), ReLU on the class maps before the
-pooling, Caffe's ceil-mode pools: all as in the authors' Caffe models.
+Biased convolutions, no BatchNorm (it came a year later), Caffe's ceil-mode pools: as in the
+authors' Caffe models. Their ReLU on the class maps before the pooling is ``relu_logits=True``;
+by default the class maps are averaged as they are, because with the ReLU the net can die for
+good at ordinary learning rates (measured on digits: the loss stuck at ln 10 from step 30).
 
 - ``nin``: the ImageNet model of the seed (the authors' ``nin_imagenet``): conv 11x11/4 96,
   cccp 96, cccp 96, pool; conv 5x5 256, cccp 256 x2, pool; conv 3x3 384, cccp 384 x2, pool,
@@ -43,15 +45,18 @@ class NiN(nn.Module):
     Args:
         layout: "imagenet" or "cifar" (``LAYOUTS``).
         drop_rate: the dropout after the pools that the layout marks (0.5 in both Caffe models).
+        relu_logits: a ReLU on the class maps before the pooling, as the Caffe models have it. Off
+            by default: at SGD learning rates near 0.1 every class map can turn negative within a
+            few dozen steps, and then no gradient reaches the net again (the loss sits at ln C).
         in_channels, num_classes: input channels and classes (the last cccp's width).
     """
 
-    def __init__(self, layout: str = "imagenet", drop_rate: float = 0.5, in_channels: int = 3,
-                 num_classes: int = 1000):
+    def __init__(self, layout: str = "imagenet", drop_rate: float = 0.5, relu_logits: bool = False,
+                 in_channels: int = 3, num_classes: int = 1000):
         super().__init__()
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-        self.layout = layout
+        self.layout, self.relu_logits = layout, relu_logits
         layers, channels, reduction = OrderedDict(), in_channels, 1
         self.feature_info, self.blocks = [], []     # blocks: the layer names of each mlpconv block
         for b, (kernel, stride, padding, widths, pool, drop) in enumerate(LAYOUTS[layout]):
@@ -91,10 +96,12 @@ class NiN(nn.Module):
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Class maps, ReLU, global average pool; ``pre_logits``: the pooled last mlpconv features."""
+        """Class maps (ReLU'd if ``relu_logits``), global average pool; ``pre_logits``: the pooled
+        features of the last mlpconv block."""
         if pre_logits:
             return x.mean((2, 3))
-        return torch.relu(self.classifier(x)).mean((2, 3))
+        maps = self.classifier(x)
+        return (torch.relu(maps) if self.relu_logits else maps).mean((2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
