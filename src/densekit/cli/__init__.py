@@ -14,7 +14,7 @@ import sys
 from ..errors import DensekitError
 
 # Verb modules, in the order `densekit --help` lists them.
-COMMANDS = ["train", "evaluate", "predict", "serve", "models", "data", "summary", "compare", "recipes", "runs", "report", "sweep", "bench"]
+COMMANDS = ["train", "evaluate", "predict", "export", "serve", "models", "data", "summary", "compare", "recipes", "runs", "report", "sweep", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
