@@ -20,13 +20,14 @@ def add_parser(sub):
     p.add_argument("--max-bytes", type=int, help="largest request body in bytes (20 MiB)")
     p.add_argument("--max-files", type=int, help="most images in one request (64)")
     p.add_argument("--max-pixels", type=int, help="largest image, width x height (25,000,000)")
+    p.add_argument("--body-timeout", type=float, help="seconds a client has to send its whole body (30)")
     p.add_argument("--drain-timeout", type=float, help="seconds SIGTERM waits for requests in flight (30)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
 
 
 OPTIONAL = ("max_batch_size", "max_delay_ms", "workers", "queue_size", "max_bytes", "max_files", "max_pixels",
-            "drain_timeout")
+            "body_timeout", "drain_timeout")
 
 
 def run(args) -> int:

@@ -46,23 +46,26 @@ def serve(source, host: str = "127.0.0.1", port: int = 8000, drain_timeout: floa
     SIGTERM stops taking connections, answers the requests in flight (for at most
     ``drain_timeout`` seconds), drains the batcher and returns. ``port`` 0 picks a free port;
     the address is printed on stdout once the socket is bound."""
-    app = create_app(source, **app_options)
-    sock = _listen(host, port)
-    bound = sock.getsockname()[1]
-    url_host = f"[{host}]" if ":" in host else host
-    print(f"densekit serve: {app.state.backend.card['name']} on http://{url_host}:{bound} "
-          f"(docs: /docs, page: /)", flush=True)
-    config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=drain_timeout, access_log=False)
-    server = uvicorn.Server(config)
-    # uvicorn re-raises the signal that stopped it once it has drained; for SIGTERM that should
-    # end in a clean return (exit 0), not in the default handler killing the process.
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda *_: None) if main else None
+    sock = _listen(host, port)  # first: a port in use fails before a model loads
     try:
-        server.run(sockets=[sock])
+        app = create_app(source, **app_options)
+        bound = sock.getsockname()[1]
+        url_host = f"[{host}]" if ":" in host else host
+        print(f"densekit serve: {app.state.backend.card['name']} on http://{url_host}:{bound} "
+              f"(docs: /docs, page: /)", flush=True)
+        config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=drain_timeout,
+                                access_log=False)
+        server = uvicorn.Server(config)
+        # uvicorn re-raises the signal that stopped it once it has drained; for SIGTERM that should
+        # end in a clean return (exit 0), not in the default handler killing the process.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, lambda *_: None) if main else None
+        try:
+            server.run(sockets=[sock])
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
         sock.close()
     if not server.started:
         raise DensekitError("the server did not start; see the log above")
