@@ -19,9 +19,9 @@ from .errors import DensekitError  # noqa: E402
 # Public name -> the module that defines it.
 _LAZY = {"TrainConfig": "config", "list_sources": "data", "load_dataset": "data", "train": "api",
          "Run": "engine", "evaluate": "engine", "DenseNet": "models", "create_model": "models",
-         "list_models": "models", "export": "export"}
+         "list_models": "models", "export": "exporter"}
 # Subpackages that ``import densekit`` used to load, still reachable as attributes.
-_SUBMODULES = {"allocator", "api", "bench", "cli", "compare", "config", "data", "engine", "errors", "export",
+_SUBMODULES = {"allocator", "api", "bench", "cli", "compare", "config", "data", "engine", "errors", "exporter",
                "models", "runtime", "tracking"}
 
 __all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "create_model", "evaluate", "export",

@@ -169,8 +169,9 @@ def _save_torchscript(graph: nn.Module, example: torch.Tensor, path: Path, meta:
     with torch.no_grad(), warnings.catch_warnings():
         # The tracer warns that sizes become constants; chunk() and cat() here follow the batch.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript: docs/export.md
         traced = torch.jit.trace(graph, example, check_trace=False)
-    torch.jit.save(traced, str(path), _extra_files={"densekit.json": json.dumps(metadata.to_strings(meta))})
+        torch.jit.save(traced, str(path), _extra_files={"densekit.json": json.dumps(metadata.to_strings(meta))})
     return "torch.jit.trace"
 
 
@@ -213,6 +214,12 @@ def _save_onnx(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict, 
     return exporter
 
 
+def _load_torchscript(path: Path, extra: dict | None = None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu", _extra_files=extra or {})
+
+
 def read_metadata(path: str | Path) -> dict:
     """The densekit metadata of an exported file of any of the three formats."""
     path = Path(path)
@@ -227,7 +234,7 @@ def read_metadata(path: str | Path) -> dict:
             props = f.metadata() or {}
     else:
         extra = {"densekit.json": ""}
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        _load_torchscript(path, extra)
         props = json.loads(extra["densekit.json"] or "{}")
     return metadata.from_strings(props, str(path))
 
@@ -259,7 +266,7 @@ def _exported_logits(path: Path, fmt: str, x: torch.Tensor, payload: dict) -> to
         from .runtime import OnnxModel
         return torch.from_numpy(OnnxModel(path, device="cpu").logits(x.numpy()))
     if fmt == "torchscript":
-        net = torch.jit.load(str(path), map_location="cpu").eval()
+        net = _load_torchscript(path).eval()
         with torch.no_grad():
             return torch.cat([net(x[i:i + 256].float()) for i in range(0, len(x), 256)])
     from .models import create_model

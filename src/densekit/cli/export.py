@@ -30,7 +30,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..export import export
+    from ..exporter import export
     r = export(args.checkpoint, args.format, out=args.out, dynamic_batch=args.dynamic_batch, opset=args.opset,
                ema=args.ema, check=args.check, tta=args.tta, fold=args.fold, verify=args.verify)
     if args.json:
