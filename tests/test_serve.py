@@ -51,10 +51,11 @@ def images(tmp_path_factory):
 
 
 @contextmanager
-def server(source, *flags, tmp: Path, timeout: float = 90):
-    """`densekit serve SOURCE --port 0 FLAGS` until ready; terminated (then killed) on exit."""
+def server(source, *flags, tmp: Path, timeout: float = 90, cmd=None):
+    """`densekit serve SOURCE --port 0 FLAGS` (or ``cmd``) until ready; terminated (then killed) on exit."""
     out, err = tmp / "stdout.txt", tmp / "stderr.txt"
-    cmd = [sys.executable, "-m", "densekit", "serve", str(source), "--port", "0", "--log-level", "warning", *flags]
+    cmd = cmd or [sys.executable, "-m", "densekit", "serve", str(source), "--port", "0", "--log-level", "warning",
+                  *flags]
     with open(out, "w") as fo, open(err, "w") as fe:
         proc = subprocess.Popen(cmd, stdout=fo, stderr=fe)
     try:

@@ -113,8 +113,8 @@ class OnnxBackend:
                      "mean": meta["mean"], "std": meta["std"], "tta": self.tta, "dataset": meta.get("dataset"),
                      "source": str(self.path), "backend": self.name, "device": self.model.device,
                      "metrics": meta.get("metrics") or {},
-                     "versions": {**meta.get("versions", {}), "densekit": __version__,
-                                  "onnxruntime": onnxruntime.__version__}}
+                     "versions": {"densekit": __version__, "onnxruntime": onnxruntime.__version__,
+                                  "exported_with": meta.get("versions", {})}}
 
     def decode(self, image):
         return self.model.preprocess(image)
