@@ -16,6 +16,8 @@ def add_parser(sub):
     p.add_argument("--max-delay-ms", type=float, help="how long a forward pass waits after its first image for more (5)")
     p.add_argument("--workers", type=int,
                    help="inference threads running forward passes at once, the cores shared among them (1)")
+    p.add_argument("--threads", type=int,
+                   help="intra-op threads of each forward pass (the cores shared among the workers)")
     p.add_argument("--queue-size", type=int, help="images that may wait; beyond it requests get 503 (256)")
     p.add_argument("--max-bytes", type=int, help="largest request body in bytes (20 MiB)")
     p.add_argument("--max-files", type=int, help="most images in one request (64)")
@@ -26,8 +28,8 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-OPTIONAL = ("max_batch_size", "max_delay_ms", "workers", "queue_size", "max_bytes", "max_files", "max_pixels",
-            "body_timeout", "drain_timeout")
+OPTIONAL = ("max_batch_size", "max_delay_ms", "workers", "threads", "queue_size", "max_bytes", "max_files",
+            "max_pixels", "body_timeout", "drain_timeout")
 
 
 def run(args) -> int:

@@ -5,9 +5,9 @@
     GET  /health       alive;  GET /ready: model loaded and warmed up, not draining
     GET  /metrics      Prometheus text;  GET /docs: the OpenAPI page;  GET /: the browser page
 
-Requests are parsed and images decoded off the event loop (a thread pool no larger than the
-machine's cores, so decoded images in memory stay bounded too); forward passes run in the
-batcher's threads. Errors are JSON ``{"error": code, "detail": one line}`` with a 4xx status for
+Large images are decoded off the event loop (in a thread pool no larger than the machine's
+cores, so decoded images in memory stay bounded too), small ones on it; forward passes always
+run in the batcher's threads. Errors are JSON ``{"error": code, "detail": one line}`` with a 4xx status for
 anything the client can fix, 503 when the queue is full or the server is draining.
 """
 from __future__ import annotations
@@ -34,6 +34,9 @@ from .metrics import CountRequests, Metrics
 from .uploads import Limits, RequestError, open_image, read_images
 
 log = logging.getLogger("densekit.serve")
+# Images up to this many pixels in all (a 256 x 256 PNG decodes in well under a millisecond) are
+# decoded on the event loop; larger ones in the thread pool, so that the loop never waits long.
+INLINE_PIXELS = 65536
 PATHS = ("/", "/health", "/ready", "/metrics", "/v1/model", "/v1/predict", "/docs", "/openapi.json")
 
 
@@ -72,7 +75,7 @@ def _check(name: str, value, minimum):
 
 def default_threads(workers: int) -> int | None:
     """Intra-op threads per forward pass with ``workers`` inference threads: the cores shared out
-    among them (None for one worker: the library's own default)."""
+    among them (None for one worker: the library's own default, one per core)."""
     if workers == 1:
         return None
     cores = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
@@ -80,28 +83,33 @@ def default_threads(workers: int) -> int | None:
 
 
 def create_app(source, backend: str = "auto", device: str = "auto", tta: str | None = None,
-               max_batch_size: int = 32, max_delay_ms: float = 5.0, workers: int = 1, queue_size: int = 256,
+               max_batch_size: int = 32, max_delay_ms: float = 5.0, workers: int = 1, threads: int | None = None,
+               queue_size: int = 256,
                max_bytes: int = Limits.max_bytes, max_files: int = Limits.max_files,
                max_pixels: int = Limits.max_pixels, body_timeout: float = Limits.body_timeout) -> FastAPI:
     """The ASGI app serving ``source`` (a run folder, a checkpoint, or an ``.onnx`` export).
 
     ``max_batch_size`` / ``max_delay_ms``: a forward pass takes up to this many images, waiting at
     most this long after the first for more (1: no batching). ``workers``: inference threads, each
-    running forward passes, the cores shared among them. ``queue_size``: images that may wait;
+    running forward passes; ``threads``: intra-op threads of each forward pass (default: the cores
+    shared among the workers; one worker: one per core). ``queue_size``: images that may wait;
     beyond it a request gets 503. ``max_bytes`` / ``max_files`` / ``max_pixels`` / ``body_timeout``:
     per request, per request, per image, seconds to receive a body. The model loads here, so a bad
     source fails before a server starts."""
     for name, value, minimum in (("max_batch_size", max_batch_size, 1), ("max_delay_ms", max_delay_ms, 0),
-                                 ("workers", workers, 1), ("queue_size", queue_size, 1), ("max_bytes", max_bytes, 1),
+                                 ("workers", workers, 1), ("threads", 1 if threads is None else threads, 1),
+                                 ("queue_size", queue_size, 1), ("max_bytes", max_bytes, 1),
                                  ("max_files", max_files, 1), ("max_pixels", max_pixels, 1),
                                  ("body_timeout", body_timeout, 0.001)):
         _check(name, value, minimum)
     limits = Limits(max_bytes=int(max_bytes), max_files=int(max_files), max_pixels=int(max_pixels),
                     body_timeout=float(body_timeout))
-    model = load_backend(source, backend=backend, device=device, tta=tta, threads=default_threads(workers))
+    threads = threads or default_threads(workers)
+    model = load_backend(source, backend=backend, device=device, tta=tta, threads=threads)
     metrics = Metrics(PATHS)
     decoding = anyio.CapacityLimiter(max(1, len(os.sched_getaffinity(0))))
     serving = {"max_batch_size": max_batch_size, "max_delay_ms": max_delay_ms, "workers": workers,
+               "threads": threads,
                "queue_size": queue_size, "max_bytes": limits.max_bytes, "max_files": limits.max_files,
                "max_pixels": limits.max_pixels}
     state = {"batcher": None, "status": "loading"}
@@ -153,10 +161,9 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
     async def internal_error(request, err: Exception):  # logged by the server; the client gets JSON
         return error(500, "internal", f"{type(err).__name__}: {str(err)[:200]}")
 
-    def decode_all(files) -> list:
+    def decode_all(files, images) -> list:
         out = []
-        for name, data in files:
-            img = open_image(data, name, limits.max_pixels)
+        for (name, _), img in zip(files, images):
             try:
                 out.append(model.decode(img))
             except DensekitError as err:
@@ -178,7 +185,11 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
                                f"{queue_size} at once (--queue-size); split the request")
         if batcher.depth + len(files) > queue_size:  # shed load before decoding; submit checks again
             raise RequestError(503, "queue_full", f"the server is busy ({batcher.depth} images waiting); retry")
-        arrays = await anyio.to_thread.run_sync(decode_all, files, limiter=decoding)
+        images = [open_image(data, name, limits.max_pixels) for name, data in files]   # headers only
+        if sum(img.width * img.height for img in images) <= INLINE_PIXELS:
+            arrays = decode_all(files, images)   # small: quicker than a hop to a thread and back
+        else:
+            arrays = await anyio.to_thread.run_sync(decode_all, files, images, limiter=decoding)
         try:
             futures = batcher.submit(arrays)
         except QueueFull as err:
@@ -186,12 +197,14 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
         except Closed:
             raise RequestError(503, "shutting_down", "the server is shutting down; retry on another") from None
         try:
-            rows = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+            rows = [await asyncio.wrap_future(futures[0])] if len(futures) == 1 else \
+                await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
         except Exception as err:
             log.exception("forward pass failed")
             raise RequestError(500, "inference_failed", f"the forward pass failed: {type(err).__name__}: "
                                f"{str(err)[:200]}") from None
-        return [{"file": name, "top_k": model.top_k(row, top_k)} for (name, _), row in zip(files, rows)]
+        # A Response goes out as it is: response_model documents the schema without re-validating each answer.
+        return JSONResponse([{"file": name, "top_k": model.top_k(row, top_k)} for (name, _), row in zip(files, rows)])
 
     @app.get("/v1/model", summary="The model card")
     async def model_card():

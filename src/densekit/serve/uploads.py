@@ -2,17 +2,18 @@
 
 Every check happens before the work it protects: the declared ``Content-Length`` before any
 byte is read, the running byte count while the body streams in (a chunked upload declares
-none), the number of file parts while the multipart body is parsed, and the pixel count from
+none; so a request holds at most ``max_bytes`` in memory), the number of file parts while the
+multipart body is parsed, and the pixel count from
 the image header before Pillow decodes anything (a 100 KB PNG can claim 50,000 x 50,000
 pixels: a decompression bomb). Each failure is a ``RequestError``: an HTTP status, a short code
 and one line saying what to change.
 """
 from __future__ import annotations
 
-import asyncio
 import io
 from dataclasses import dataclass
 
+import anyio
 from PIL import Image, UnidentifiedImageError
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
@@ -50,35 +51,40 @@ def check_length(request: Request, limits: Limits):
                            f"{limits.max_bytes:,} (send fewer or smaller images)")
 
 
-async def _stream(request: Request, limits: Limits):
-    """The body's chunks, stopped with an error once they pass the byte limit or the time limit."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limits.body_timeout
-    chunks, total = request.stream().__aiter__(), 0
-    while True:
-        try:
-            chunk = await asyncio.wait_for(chunks.__anext__(), max(0.0, deadline - loop.time()))
-        except StopAsyncIteration:
-            return
-        except asyncio.TimeoutError:
-            raise RequestError(408, "body_timeout", f"the body did not arrive within {limits.body_timeout:g} s; "
-                               "send it faster or in a smaller request") from None
-        except ClientDisconnect:
-            raise RequestError(400, "client_disconnected", "the client closed the connection mid-body") from None
-        total += len(chunk)
-        if total > limits.max_bytes:
-            raise RequestError(413, "too_large", f"the body passed the limit of {limits.max_bytes:,} bytes "
-                               "(send fewer or smaller images)")
-        yield chunk
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The whole body, stopped with an error as soon as it passes the byte limit or the time limit."""
+    check_length(request, limits)
+    chunks, total = [], 0
+    try:
+        with anyio.fail_after(limits.body_timeout):
+            async for chunk in request.stream():
+                total += len(chunk)
+                if total > limits.max_bytes:
+                    raise RequestError(413, "too_large", f"the body passed the limit of {limits.max_bytes:,} bytes "
+                                       "(send fewer or smaller images)")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestError(408, "body_timeout", f"the body did not arrive within {limits.body_timeout:g} s; "
+                           "send it faster or in a smaller request") from None
+    except ClientDisconnect:
+        raise RequestError(400, "client_disconnected", "the client closed the connection mid-body") from None
+    return b"".join(chunks)
+
+
+async def _once(data: bytes):
+    yield data
 
 
 async def read_images(request: Request, limits: Limits) -> list[tuple[str | None, bytes]]:
     """(file name or None, encoded bytes) of each image in the request: the file parts of a
     multipart/form-data body, or the whole body for an image/* content type."""
     kind = content_type(request)
-    check_length(request, limits)
+    if kind != "multipart/form-data" and not kind.startswith("image/") and kind not in RAW_TYPES:
+        raise RequestError(415, "unsupported_media_type", f"content type {kind or 'none'!r} is not accepted: send "
+                           "multipart/form-data with image files, or one image as the body with an image/* type")
+    body = await read_body(request, limits)
     if kind == "multipart/form-data":
-        parser = MultiPartParser(request.headers, _stream(request, limits), max_files=limits.max_files,
+        parser = MultiPartParser(request.headers, _once(body), max_files=limits.max_files,
                                  max_fields=limits.max_files)
         try:
             form = await parser.parse()
@@ -95,11 +101,8 @@ async def read_images(request: Request, limits: Limits) -> list[tuple[str | None
             files = [(value.filename, await value.read()) for _, value in form.multi_items()]
         finally:
             await form.close()
-    elif kind.startswith("image/") or kind in RAW_TYPES:
-        files = [(None, b"".join([chunk async for chunk in _stream(request, limits)]))]
     else:
-        raise RequestError(415, "unsupported_media_type", f"content type {kind or 'none'!r} is not accepted: send "
-                           "multipart/form-data with image files, or one image as the body with an image/* type")
+        files = [(None, body)]
     if not files:
         raise RequestError(400, "no_image", "the request holds no image: attach image files")
     for name, data in files:
