@@ -2,9 +2,10 @@
 concurrencies, with dynamic batching (the default --max-batch-size 32) and without (1).
 
 Both servers run at once, each loaded with the same model, and are measured in alternation
-(phase by phase, for ``--rounds`` rounds), so that both see the same load on a shared machine;
-the ratio of the two is the figure to read. Every phase is bounded by ``--requests`` and
-``--seconds``; the servers are stopped at the end, whatever happens. Loopback only.
+(``--rounds`` short slices each, per concurrency), so that both see the same load on a shared
+machine; the ratio of the two is the figure to read. Each config at each concurrency is bounded
+by ``--requests`` and ``--seconds``; the servers are stopped at the end, whatever happens.
+Loopback only.
 
     PYTHONPATH=src python benchmarks/serve_load.py                  # trains a quick run if none is given
     PYTHONPATH=src python benchmarks/serve_load.py --run runs/NAME --concurrency 1,8,32 --json out.json
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import io
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -90,6 +92,14 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (Linux /proc), or nan elsewhere."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError):
+            return float("nan")
+
     def batches(self) -> tuple[float, float]:
         """(forward passes, images in them) so far, from /metrics."""
         text = httpx.get(self.url + "/metrics", timeout=10).text
@@ -147,9 +157,15 @@ async def load(url: str, images: list[bytes], concurrency: int, requests: int, s
     start = time.perf_counter()
     await asyncio.gather(*(one_client() for _ in range(concurrency)))
     elapsed = time.perf_counter() - start
+    return {"latencies": latencies, "errors": errors, "seconds": elapsed}
+
+
+def summarize(slices: list[dict], concurrency: int) -> dict:
+    latencies = [x for r in slices for x in r["latencies"]]
+    elapsed = sum(r["seconds"] for r in slices)
     q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
-    return {"concurrency": concurrency, "ok": len(latencies), "errors": errors, "seconds": elapsed,
-            "rps": len(latencies) / elapsed, "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98]}
+    return {"concurrency": concurrency, "ok": len(latencies), "errors": sum(r["errors"] for r in slices),
+            "seconds": elapsed, "rps": len(latencies) / elapsed, "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98]}
 
 
 def main(argv=None) -> dict:
@@ -157,9 +173,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--run", help="run folder to serve (default: train a quick one)")
     ap.add_argument("--train-seconds", type=float, default=30)
     ap.add_argument("--concurrency", default="1,8,32")
-    ap.add_argument("--requests", type=int, default=600, help="per phase (one config at one concurrency)")
-    ap.add_argument("--seconds", type=float, default=15, help="per phase")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best round is reported")
+    ap.add_argument("--requests", type=int, default=600, help="per config and concurrency")
+    ap.add_argument("--seconds", type=float, default=15, help="per config and concurrency")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating slices the requests and seconds are split into")
     ap.add_argument("--threads", type=int, default=1, help="the servers' --threads")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
@@ -168,37 +184,42 @@ def main(argv=None) -> dict:
     run = Path(args.run) if args.run else quick_run(scratch / "runs", args.train_seconds)
     images = test_images(run)
     servers = {name: Server(run, flags, scratch / f"{name.replace(' ', '-')}.log", args.threads) for name, flags in CONFIGS.items()}
-    results = {name: {c: [] for c in levels} for name in CONFIGS}
+    best = {name: {} for name in CONFIGS}
     try:
         for s in servers.values():
             s.wait_ready()
         for s in servers.values():       # warm-up: first connections, first batches of each size
             asyncio.run(load(s.url, images, max(levels), 2 * max(levels), 10))
-        for _ in range(args.rounds):
-            for c in levels:
+        for c in levels:
+            slices = {name: [] for name in CONFIGS}
+            start = {name: (s.batches(), s.cpu_seconds()) for name, s in servers.items()}
+            for _ in range(args.rounds):   # short slices in alternation: both servers see the same load
                 for name, s in servers.items():
-                    before = s.batches()
-                    r = asyncio.run(load(s.url, images, c, args.requests, args.seconds))
-                    after = s.batches()
-                    r["mean_batch"] = (after[1] - before[1]) / max(after[0] - before[0], 1)
-                    results[name][c].append(r)
+                    slices[name].append(asyncio.run(load(s.url, images, c, args.requests // args.rounds,
+                                                         args.seconds / args.rounds)))
+            for name, s in servers.items():
+                (count0, total0), cpu0 = start[name]
+                (count1, total1), cpu1 = s.batches(), s.cpu_seconds()
+                r = summarize(slices[name], c)
+                r["mean_batch"] = (total1 - total0) / max(count1 - count0, 1)
+                r["server_cpu_ms"] = 1000 * (cpu1 - cpu0) / max(r["ok"], 1)
+                best[name][c] = r
     finally:
         for s in servers.values():
             s.stop()
         for s in servers.values():
             s.log.unlink(missing_ok=True)
-    best = {name: {c: max(rs, key=lambda r: r["rps"]) for c, rs in per.items()} for name, per in results.items()}
     print(f"model {json.loads((run / 'summary.json').read_text())['model']}, run {run}, --threads {args.threads}, "
-          f"{args.rounds} alternating rounds, best round shown")
-    print(f"{'config':<12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} {'errors':>6}")
+          f"{args.rounds} alternating slices per concurrency; server CPU per request includes its polling of /metrics")
+    print(f"{'config':<12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} {'cpu ms':>7} {'errors':>6}")
     for name, per in best.items():
         for c, r in per.items():
             print(f"{name:<12} {c:>4} {r['rps']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                  f"{r['mean_batch']:>6.1f} {r['errors']:>6}")
+                  f"{r['mean_batch']:>6.1f} {r['server_cpu_ms']:>7.2f} {r['errors']:>6}")
     ratios = {c: best["batching"][c]["rps"] / best["no batching"][c]["rps"] for c in levels}
     for c, ratio in ratios.items():
         print(f"concurrency {c}: batching / no batching = {ratio:.2f}x requests/s")
-    out = {"run": str(run), "rounds": results, "best": best, "ratio_rps": ratios}
+    out = {"run": str(run), "args": vars(args), "results": best, "ratio_rps": ratios}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
     return out
