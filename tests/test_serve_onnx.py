@@ -1,6 +1,7 @@
 """`densekit serve MODEL.onnx`: the ONNX backend (densekit.runtime) behind the same HTTP API,
 in a process where PyTorch cannot be imported."""
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -43,8 +44,11 @@ def test_an_onnx_export_is_served_without_torch_and_answers_as_densekit_predict(
         assert bad.status_code == 400 and bad.json()["error"] == "not_an_image"
 
 
-def test_serve_onnx_with_the_cli_backend_flag(images, onnx_file, tmp_path):  # noqa: F811
-    with server(onnx_file, "--backend", "onnx", tmp=tmp_path) as srv:
-        res = httpx.post(f"{srv.url}/v1/predict?top_k=2", content=images[4].read_bytes(),
-                         headers={"content-type": "image/png"})
-        assert_same(res.json(), densekit.predict(onnx_file, [images[4]], top_k=2))
+def test_serve_onnx_from_the_cli_with_two_inference_threads(images, onnx_file, tmp_path):  # noqa: F811
+    with server(onnx_file, "--backend", "onnx", "--workers", "2", "--threads", "1", tmp=tmp_path) as srv:
+        with httpx.Client(timeout=60) as client, ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda p: client.post(f"{srv.url}/v1/predict?top_k=2", content=p.read_bytes(),
+                                                          headers={"content-type": "image/png"}), images[:8]))
+        assert_same([a.json()[0] for a in answers], densekit.predict(onnx_file, images[:8], top_k=2))
+        serving = httpx.get(f"{srv.url}/v1/model").json()["serving"]
+        assert serving["workers"] == 2 and serving["threads"] == 1
