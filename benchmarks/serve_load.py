@@ -75,7 +75,8 @@ class Server:
         self.log = log
         self.out = open(log, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "densekit", "serve", str(run), "--port", "0",
-                                      "--log-level", "warning", "--threads", str(threads), *flags], stdout=self.out, stderr=subprocess.STDOUT)
+                                      "--log-level", "warning", "--threads", str(threads), *flags],
+                                     stdout=self.out, stderr=subprocess.STDOUT)
         self.url = None
 
     def wait_ready(self, timeout: float = 120):
@@ -183,7 +184,8 @@ def main(argv=None) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="serve-load-"))
     run = Path(args.run) if args.run else quick_run(scratch / "runs", args.train_seconds)
     images = test_images(run)
-    servers = {name: Server(run, flags, scratch / f"{name.replace(' ', '-')}.log", args.threads) for name, flags in CONFIGS.items()}
+    servers = {name: Server(run, flags, scratch / f"{name.replace(' ', '-')}.log", args.threads)
+               for name, flags in CONFIGS.items()}
     best = {name: {} for name in CONFIGS}
     try:
         for s in servers.values():
@@ -211,7 +213,8 @@ def main(argv=None) -> dict:
             s.log.unlink(missing_ok=True)
     print(f"model {json.loads((run / 'summary.json').read_text())['model']}, run {run}, --threads {args.threads}, "
           f"{args.rounds} alternating slices per concurrency; server CPU per request includes its polling of /metrics")
-    print(f"{'config':<12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} {'cpu ms':>7} {'errors':>6}")
+    print(f"{'config':<12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} {'cpu ms':>7} "
+          f"{'errors':>6}")
     for name, per in best.items():
         for c, r in per.items():
             print(f"{name:<12} {c:>4} {r['rps']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "

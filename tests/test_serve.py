@@ -3,7 +3,6 @@
 Each server is started on a free port, bounded in time and killed at the end of its module.
 Answers are compared with `densekit.predict` on the same files."""
 import io
-import json
 import re
 import socket
 import struct
@@ -287,7 +286,8 @@ def test_a_stalled_body_times_out_while_other_requests_are_served(srv, images):
 
 
 def test_garbage_leaves_the_server_healthy(srv, images):
-    for junk in (b"\x00\xff" * 500, b"GET / HTTP/9.9\r\n\r\n", b"GET /v1/model HTTP/1.1\r\n\r\n", b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n"
+    for junk in (b"\x00\xff" * 500, b"GET / HTTP/9.9\r\n\r\n", b"GET /v1/model HTTP/1.1\r\n\r\n",
+                 b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n"
                  b"Content-Length: -5\r\n\r\n", b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
                  b"Content-Length: 4\r\n\r\n\x89PNG", b"A" * 70000 + b"\r\n\r\n"):
         raw_request(srv.url, junk, wait=5)

@@ -24,7 +24,8 @@ def onnx_file(run, tmp_path_factory):  # noqa: F811
     return out
 
 
-def test_an_onnx_export_is_served_without_torch_and_answers_as_densekit_predict(run, images, onnx_file, tmp_path):  # noqa: F811
+def test_an_onnx_export_is_served_without_torch_and_answers_as_densekit_predict(run, images, onnx_file,  # noqa: F811
+                                                                                tmp_path):
     with server(onnx_file, tmp=tmp_path, cmd=[sys.executable, "-c", NO_TORCH, str(onnx_file)]) as srv:
         sent = [images[0], images[-1], images[11]]
         res = post_files(srv.url, sent, top_k=3)

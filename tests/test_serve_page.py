@@ -69,7 +69,8 @@ def browser(tmp_path):
             proc.wait()
 
 
-def test_the_page_shows_the_model_card_and_the_top_class_of_a_picked_image(run, images, browser, tmp_path):  # noqa: F811
+def test_the_page_shows_the_model_card_and_the_top_class_of_a_picked_image(run, images, browser,  # noqa: F811
+                                                                          tmp_path):
     with server(run.dir, tmp=tmp_path) as srv:
         browser.call("Page.enable")
         browser.call("Page.navigate", url=srv.url + "/")
@@ -88,8 +89,8 @@ def test_the_page_shows_the_model_card_and_the_top_class_of_a_picked_image(run, 
 
         expected = densekit.predict(run.dir, [picked], top_k=5)[0]["top_k"]
         assert browser.eval("document.getElementById('top1').dataset.label") == expected[0]["label"]
-        rows = browser.eval("[...document.querySelectorAll('#results .row')].map(r => "
-                            "[r.dataset.label, r.querySelector('.prob').textContent, r.querySelector('.bar span').style.width])")
+        rows = browser.eval("[...document.querySelectorAll('#results .row')].map(r => [r.dataset.label, "
+                            "r.querySelector('.prob').textContent, r.querySelector('.bar span').style.width])")
         assert [r[0] for r in rows] == [g["label"] for g in expected]
         assert [r[1] for r in rows] == [f"{100 * g['prob']:.1f}%" for g in expected]
         assert rows[0][2] == f"{100 * expected[0]['prob']:.1f}%"            # the bar is as long as the probability

@@ -13,7 +13,8 @@ def add_parser(sub):
     p.add_argument("--tta", choices=["none", "flip"], help="test-time augmentation; default: the model's own")
     # Defaults (None here) live in one place, densekit.serve.create_app / serve; --help names them.
     p.add_argument("--max-batch-size", type=int, help="images per forward pass (32); 1: no batching")
-    p.add_argument("--max-delay-ms", type=float, help="how long a forward pass waits after its first image for more (5)")
+    p.add_argument("--max-delay-ms", type=float,
+                   help="how long a forward pass waits after its first image for more (5)")
     p.add_argument("--workers", type=int,
                    help="inference threads running forward passes at once, the cores shared among them (1)")
     p.add_argument("--threads", type=int,
