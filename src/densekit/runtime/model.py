@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from ..errors import DensekitError
 from . import metadata
@@ -108,7 +109,8 @@ class OnnxModel:
         """Top-k classes of each image, the schema of ``densekit.predict``: a list of
         ``{"file", "top_k": [{"label", "index", "prob"}]}``; an image that cannot be decoded gets
         ``{"file", "error"}``. ``images``: paths of files or folders, PIL images, encoded bytes,
-        or uint8 arrays (C, H, W) already at the model's input shape."""
+        or uint8 arrays (C, H, W) already at the model's input shape (anything with ``__array__``,
+        such as a uint8 torch tensor, counts as an array)."""
         items = images if isinstance(images, (list, tuple)) else [images]
         if items and isinstance(items[0], (str, Path)):
             items = expand_images(items)
@@ -116,6 +118,9 @@ class OnnxModel:
         for item in items:
             name = str(item) if isinstance(item, (str, Path)) else None
             try:
+                if not isinstance(item, (np.ndarray, Image.Image, bytes, bytearray, memoryview, str, Path)) \
+                        and hasattr(item, "__array__"):
+                    item = np.asarray(item)  # e.g. a uint8 torch tensor, without importing torch
                 if isinstance(item, np.ndarray):
                     if item.dtype != np.uint8 or tuple(item.shape) != self.input_shape:
                         raise DensekitError(f"image array: expected uint8 {self.input_shape}, got {item.dtype} "
