@@ -34,7 +34,7 @@ from pathlib import Path
 
 import httpx
 
-CONFIGS = {"batching": ["--max-batch-size", "32", "--max-delay-ms", "5"],
+CONFIGS = {"batching": ["--max-batch-size", "32"],   # plus --max-delay-ms from the command line
            "no batching": ["--max-batch-size", "1"]}
 # One intra-op thread per forward pass by default: the server's event loop (HTTP, decoding) and this
 # client need the other core of a 2-core machine, and OpenMP threads that wait on a busy core slow
@@ -178,14 +178,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--seconds", type=float, default=15, help="per config and concurrency")
     ap.add_argument("--rounds", type=int, default=5, help="alternating slices the requests and seconds are split into")
     ap.add_argument("--threads", type=int, default=1, help="the servers' --threads")
+    ap.add_argument("--max-delay-ms", default="5", help="the batching server's --max-delay-ms")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
     scratch = Path(tempfile.mkdtemp(prefix="serve-load-"))
     run = Path(args.run) if args.run else quick_run(scratch / "runs", args.train_seconds)
     images = test_images(run)
+    configs = {**CONFIGS, "batching": CONFIGS["batching"] + ["--max-delay-ms", args.max_delay_ms]}
     servers = {name: Server(run, flags, scratch / f"{name.replace(' ', '-')}.log", args.threads)
-               for name, flags in CONFIGS.items()}
+               for name, flags in configs.items()}
     best = {name: {} for name in CONFIGS}
     try:
         for s in servers.values():
@@ -212,6 +214,7 @@ def main(argv=None) -> dict:
         for s in servers.values():
             s.log.unlink(missing_ok=True)
     print(f"model {json.loads((run / 'summary.json').read_text())['model']}, run {run}, --threads {args.threads}, "
+          f"batching with --max-delay-ms {args.max_delay_ms}, "
           f"{args.rounds} alternating slices per concurrency; server CPU per request includes its polling of /metrics")
     print(f"{'config':<12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} {'cpu ms':>7} "
           f"{'errors':>6}")
