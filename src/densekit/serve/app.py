@@ -108,8 +108,7 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
     model = load_backend(source, backend=backend, device=device, tta=tta, threads=threads)
     metrics = Metrics(PATHS)
     decoding = anyio.CapacityLimiter(max(1, len(os.sched_getaffinity(0))))
-    serving = {"max_batch_size": max_batch_size, "max_delay_ms": max_delay_ms, "workers": workers,
-               "threads": threads,
+    serving = {"max_batch_size": max_batch_size, "max_delay_ms": max_delay_ms, "workers": workers, "threads": threads,
                "queue_size": queue_size, "max_bytes": limits.max_bytes, "max_files": limits.max_files,
                "max_pixels": limits.max_pixels}
     state = {"batcher": None, "status": "loading"}
