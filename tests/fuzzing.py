@@ -35,7 +35,7 @@ from densekit.data.packed import load_packed
 from densekit.data.tfrecord import TFRecordDataset, image_example, read_labels_file, write_tfrecord
 from densekit.errors import DensekitError
 
-MEMORY_HEADROOM = 768 << 20  # address space one read may add; every limit in data/limits.py is far below a
+MEMORY_HEADROOM = 768 << 20  # address space one read may add; every limit in limits.py is far below a
 # small file's honest needs, so only a claimed size being believed can exceed it
 
 BOUNDARY = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 10 ** 12,

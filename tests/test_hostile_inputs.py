@@ -19,7 +19,7 @@ from densekit.data import load_dataset
 from densekit.data.example import _fields, _put, encode_example
 from densekit.data.idx import read_idx
 from densekit.data.images import decode_image
-from densekit.data.limits import MAX_CLASSES, MAX_IMAGE_PIXELS
+from densekit.limits import MAX_CLASSES, MAX_IMAGE_PIXELS
 from densekit.data.loader import DataWarning
 from densekit.data.tfrecord import TFRecordDataset, image_example, read_labels_file, write_tfrecord
 from densekit.engine.run import RunFolder

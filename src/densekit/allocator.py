@@ -10,8 +10,9 @@ glibc's ceiling (32 MiB) from the heap and never trim it. Freed blocks are then 
 memory stays the same (the same blocks are reused, none are added), but the process keeps its
 peak resident until it exits instead of shrinking after a peak.
 
-It is applied when densekit is imported (so every user of its models gets it, whatever loop
-they train with), on glibc-based Linux only; ``DENSEKIT_MALLOC=system`` leaves glibc's defaults
+It is applied by the ``densekit`` command and by ``densekit.train`` (never by ``import densekit``:
+a library must not change its host process's allocator behind its back; call
+``keep_freed_memory()`` yourself for your own training loop), on glibc-based Linux only; ``DENSEKIT_MALLOC=system`` leaves glibc's defaults
 alone. The jemalloc/tcmalloc ``LD_PRELOAD`` that CPU PyTorch guides recommend does the same job
 and can be used instead.
 """

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .allocator import keep_freed_memory
 from .config import TrainConfig
 from .engine import Run, RunFolder, Trainer, distributed
 from .tracking import callbacks_for
@@ -19,6 +20,7 @@ def train(config: TrainConfig | dict | None = None, resume: str | Path | None = 
     ``config``/``overrides`` may extend it (``epochs``, ``time_budget``) and change what the result
     does not depend on (``workers``, ``device``, tracking); any other difference is refused
     (``TrainConfig.resume_overrides``)."""
+    keep_freed_memory()   # training reuses the same activation blocks every step (allocator.py)
     if resume is not None:
         run_cfg = TrainConfig.from_dict({k: v for k, v in RunFolder(resume).read_config().items() if k != "resolved"})
         given = {} if config is None else dict(config) if isinstance(config, dict) else config.to_dict()

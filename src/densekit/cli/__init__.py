@@ -14,7 +14,7 @@ import sys
 from ..errors import DensekitError
 
 # Verb modules, in the order `densekit --help` lists them.
-COMMANDS = ["train", "evaluate", "predict", "models", "data", "summary", "compare", "recipes", "runs", "report", "sweep", "bench"]
+COMMANDS = ["train", "evaluate", "predict", "export", "serve", "models", "data", "summary", "compare", "recipes", "runs", "report", "sweep", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..allocator import keep_freed_memory
+    keep_freed_memory()   # the command owns its process: glibc keeps freed tensor memory (allocator.py)
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)   # what `train --nproc` hands to torchrun

@@ -26,14 +26,34 @@ def add_parser(sub):
                    help="alternate densekit and reference this many times, keep each one's best")
     p.add_argument("--reference", choices=["naive", "same"], default="naive",
                    help="naive: float32 NCHW eager reference; same: the reference with densekit's settings")
+    p.add_argument("--backends", help="with --mode infer: compare these inference backends instead of the "
+                   "reference, e.g. eager,folded,compiled,onnx (images/s at --batch-sizes, latency at batch 1)")
+    p.add_argument("--batch-sizes", default="1,64", help="with --backends: batch sizes to time (default 1,64)")
+    p.add_argument("--threads", type=int, help="with --backends: intra-op threads for torch and onnxruntime")
+    p.add_argument("--max-seconds", type=float, default=10.0,
+                   help="with --backends: stop timing one setting after this long (at least 3 calls)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
 
 def run(args):
     from .. import bench
+    from ..errors import DensekitError
     from ..models.registry import input_size
     size = input_size(args.model, args.input_size) if args.input_size else None
+    if args.backends:
+        if args.mode != "infer":
+            raise DensekitError("--backends compares inference backends: add --mode infer")
+        from .. import bench_infer
+        try:
+            batches = tuple(int(b) for b in args.batch_sizes.split(","))
+        except ValueError:
+            raise DensekitError(f"--batch-sizes must be integers separated by commas, got {args.batch_sizes!r}") from None
+        precisions = ("fp32", args.precision) if args.precision not in ("fp32",) else ("fp32",)
+        result = bench_infer.run_infer_bench(args.model, size, tuple(args.backends.split(",")), precisions,
+                                             batches, steps=args.steps, max_s=args.max_seconds, threads=args.threads)
+        print(json.dumps(result) if args.json else bench_infer.format_infer_report(result))
+        return 0
     result = bench.run_bench(args.model, size, args.batch_size, args.mode, args.precision, args.compile,
                              args.memory_efficient, args.device, args.steps, channels_last=args.channels_last,
                              reference=args.reference, rounds=args.rounds)

@@ -7,7 +7,8 @@ import sys
 
 def add_parser(sub):
     p = sub.add_parser("predict", help="classify image files (PNG/JPEG/BMP/GIF/WebP, any mode and size)")
-    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
+                   help="a run folder, a checkpoint, or an .onnx file from `densekit export` (no PyTorch needed)")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--device", default="auto")
@@ -18,7 +19,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..engine import predict
+    from .. import predict
     results = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device, tta=args.tta)
     failed = [r for r in results if "error" in r]
     if args.json:

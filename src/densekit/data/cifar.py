@@ -20,7 +20,7 @@ from ..errors import DensekitError
 from .dataset import MissingSplit, TensorImageDataset, check_labels
 from .download import download
 from .idx import default_data_dir
-from .limits import MAX_CLASSES
+from ..limits import MAX_CLASSES
 from .pickles import load_pickle
 
 CIFAR_SETS = {

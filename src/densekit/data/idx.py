@@ -19,7 +19,7 @@ import torch
 from ..errors import DensekitError
 from .dataset import MissingSplit, TensorImageDataset, check_labels
 from .download import download
-from .limits import MAX_ARRAY_BYTES, read_at_most
+from ..limits import MAX_ARRAY_BYTES, read_at_most
 from .mnist_pickle import hub_pickle_path, read_mnist_pickle
 
 _DTYPES = {0x08: np.uint8}

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import DensekitError
 from .dataset import ImageDataset, MissingSplit, check_labels
-from .limits import MAX_CLASSES
+from ..limits import MAX_CLASSES
 
 FORMAT, VERSION = "densekit-packed", 1
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DensekitError
-from .limits import MAX_PICKLE_BYTES, read_at_most
+from ..limits import MAX_PICKLE_BYTES, read_at_most
 
 _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
             ("numpy", "ndarray"), ("numpy", "dtype")}

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..errors import DensekitError
 from .dataset import MissingSplit, TensorImageDataset
-from .limits import MAX_ARRAY_BYTES, MAX_CLASSES
+from ..limits import MAX_ARRAY_BYTES, MAX_CLASSES
 
 DEFAULTS = {"n": 1000, "classes": 10, "size": 32, "channels": 3, "seed": 0, "test": None, "noise": 40}
 

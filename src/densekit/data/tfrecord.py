@@ -30,7 +30,7 @@ from ..errors import DensekitError
 from .dataset import ImageDataset, MissingSplit, check_labels
 from .example import ProtoError, encode_example, parse_example
 from .images import decode_image
-from .limits import MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_RECORD_BYTES
+from ..limits import MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_RECORD_BYTES
 
 try:  # the C implementation when installed; the table version below is the same function, slower
     from crc32c import crc32c as _crc32c_fast

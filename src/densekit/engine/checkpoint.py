@@ -41,10 +41,10 @@ import torch
 
 from ..errors import DensekitError
 from ..files import atomic_write
+from ..limits import MAX_CLASSES
 
 FORMAT, VERSION = "densekit-checkpoint", 2
 KINDS = ("training", "weights")
-MAX_CLASSES = 100_000
 MAX_SIDE = 16_384
 _TTAS = ("none", "flip")
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .. import data as D
 from ..data.augment import TTA, check_tta
-from ..data.images import EXTENSIONS
+from ..runtime.images import expand_images  # noqa: F401  (one list of image suffixes, torch-free)
 from ..errors import DensekitError
 from . import distributed
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
@@ -205,17 +205,14 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     return out
 
 
-def expand_images(paths) -> list[Path]:
-    """Files as given, folders expanded to the images inside them (sorted, recursively)."""
-    out = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in EXTENSIONS)
-        elif p.exists():
-            out.append(p)
-        else:
-            raise DensekitError(f"{p} not found; give image files or folders of images")
-    return out
+@torch.no_grad()
+def probabilities(model, images: list, opts: EvalOptions) -> torch.Tensor:
+    """Class probabilities (N x K, float32, CPU) of uint8 C x H x W tensors already at the model's
+    channels and size, in one forward pass with the run's normalisation, precision and TTA (predict's
+    batches, and the server's dynamically gathered ones)."""
+    x = opts.prepare(torch.stack(images).to(opts.device))
+    with autocast(opts.device, opts.dtype):
+        return tta_log_probs(model, x, opts.tta)[0].exp().float().cpu()
 
 
 @torch.no_grad()
@@ -248,10 +245,7 @@ def predict(run_or_checkpoint: str | Path, images, top_k: int = 5, device: str =
     k = min(top_k, len(opts.classes))
     for i in range(0, len(batch), batch_size):
         chunk = batch[i:i + batch_size]
-        x = opts.prepare(torch.stack([t for _, t in chunk]).to(opts.device))
-        with autocast(opts.device, opts.dtype):
-            probs = tta_log_probs(model, x, opts.tta)[0].exp()
-        p, idx = probs.topk(k, 1)
+        p, idx = probabilities(model, [t for _, t in chunk], opts).topk(k, 1)
         for (slot, _), pr, ix in zip(chunk, p.tolist(), idx.tolist()):
             results[slot]["top_k"] = [{"label": opts.classes[j], "index": j, "prob": q} for q, j in zip(pr, ix)]
     return results

@@ -1,4 +1,5 @@
-"""The sizes a data file may claim, in one place.
+"""The sizes a data file, an image or a checkpoint may claim, in one place (no imports: the
+torch-free runtime reads it too).
 
 Every reader compares what a header or a label claims with these before allocating, so a small
 malformed or hostile file fails at once with a one-line error instead of building a class list or

@@ -1,0 +1,235 @@
+"""Load test of `densekit serve` on 127.0.0.1: requests/s and p50/p99 latency at several
+concurrencies, with dynamic batching (the default --max-batch-size 32) and without (1).
+
+Both servers run at once, each loaded with the same model, and are measured in alternation
+(``--rounds`` short slices each, per concurrency), so that both see the same load on a shared
+machine; the ratio of the two is the figure to read. Each config at each concurrency is bounded
+by ``--requests`` and ``--seconds``; the servers are stopped at the end, whatever happens.
+Loopback only.
+
+    PYTHONPATH=src python benchmarks/serve_load.py                  # trains a quick run if none is given
+    PYTHONPATH=src python benchmarks/serve_load.py --run runs/NAME --concurrency 1,8,32 --json out.json
+
+Without ``--run`` it trains the default model (densenet-c-fmnist) on Fashion-MNIST for
+``--train-seconds`` (default 30 s; digits upscaled to 28x28 where Fashion-MNIST is absent): a real
+run folder, whose accuracy does not matter for speed. Each request is one 28x28 PNG test image
+as the body (``Content-Type: image/png``) on a keep-alive connection per client. The client is
+a few lines of asyncio streams rather than an HTTP library: on a 2-core machine the client shares
+the cores with the server, and httpx's own ~1 ms of CPU per request would be measured instead.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+CONFIGS = {"batching": ["--max-batch-size", "32"],   # plus --max-delay-ms from the command line
+           "no batching": ["--max-batch-size", "1"]}
+# One intra-op thread per forward pass by default: the server's event loop (HTTP, decoding) and this
+# client need the other core of a 2-core machine, and OpenMP threads that wait on a busy core slow
+# every operator (a batch-1 forward of 9 ms took 340 ms with 2 threads at load 11).
+
+
+def quick_run(out: Path, seconds: float) -> Path:
+    import densekit
+    from densekit.errors import DensekitError
+    base = dict(model="densenet-c-fmnist", time_budget=seconds, out=str(out), workers=0, tensorboard=False,
+                plots=False, embeddings=0)
+    try:
+        densekit.load_dataset("fashion-mnist", "test")
+        cfg = densekit.TrainConfig(dataset="fashion-mnist", name="serve-load", **base)
+    except DensekitError:
+        cfg = densekit.TrainConfig(dataset="digits", image_size=28, name="serve-load", **base)
+    return densekit.train(cfg, verbose=False).dir
+
+
+def test_images(run: Path, count: int = 64) -> list[bytes]:
+    """PNG bytes of the run's first test images."""
+    import densekit
+    from PIL import Image
+    info = json.loads((run / "summary.json").read_text())
+    size = 28 if info["dataset"] == "digits" else None
+    ds = densekit.load_dataset(info["dataset"], "test", image_size=size)
+    out = []
+    for i in range(min(count, len(ds))):
+        x, _ = ds[i]
+        buf = io.BytesIO()
+        Image.fromarray(x.permute(1, 2, 0).squeeze(-1).numpy()).save(buf, "PNG")
+        out.append(buf.getvalue())
+    return out
+
+
+class Server:
+    def __init__(self, run: Path, flags: list[str], log: Path, threads: int):
+        self.log = log
+        self.out = open(log, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "densekit", "serve", str(run), "--port", "0",
+                                      "--log-level", "warning", "--threads", str(threads), *flags],
+                                     stdout=self.out, stderr=subprocess.STDOUT)
+        self.url = None
+
+    def wait_ready(self, timeout: float = 120):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self.url is None and (m := re.search(r"http://127\.0\.0\.1:(\d+)", self.log.read_text())):
+                self.url = f"http://127.0.0.1:{m.group(1)}"
+            if self.url:
+                try:
+                    if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (Linux /proc), or nan elsewhere."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError):
+            return float("nan")
+
+    def batches(self) -> tuple[float, float]:
+        """(forward passes, images in them) so far, from /metrics."""
+        text = httpx.get(self.url + "/metrics", timeout=10).text
+        count = float(re.search(r"^densekit_batch_size_count (\S+)$", text, re.M).group(1))
+        total = float(re.search(r"^densekit_batch_size_sum (\S+)$", text, re.M).group(1))
+        return count, total
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+
+
+def request_bytes(image: bytes) -> bytes:
+    return (b"POST /v1/predict?top_k=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(image), image))
+
+
+async def load(url: str, images: list[bytes], concurrency: int, requests: int, seconds: float) -> dict:
+    """``concurrency`` clients, each on its own keep-alive connection, sending one image per request
+    until ``requests`` are done or time is up."""
+    host, port = url.removeprefix("http://").split(":")
+    payloads = [request_bytes(im) for im in images]
+    latencies, errors, sent = [], 0, 0
+    deadline = time.perf_counter() + seconds
+
+    async def one_client():
+        nonlocal errors, sent
+        reader = writer = None
+        while sent < requests and time.perf_counter() < deadline:
+            payload = payloads[sent % len(payloads)]
+            sent += 1
+            start = time.perf_counter()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(host, int(port))
+                writer.write(payload)
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                await reader.readexactly(length)
+                ok = head.startswith(b"HTTP/1.1 200")
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, AttributeError):
+                ok, writer = False, None
+            if ok:
+                latencies.append(time.perf_counter() - start)
+            else:
+                errors += 1
+        if writer is not None:
+            writer.close()
+    start = time.perf_counter()
+    await asyncio.gather(*(one_client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    return {"latencies": latencies, "errors": errors, "seconds": elapsed}
+
+
+def summarize(slices: list[dict], concurrency: int) -> dict:
+    latencies = [x for r in slices for x in r["latencies"]]
+    elapsed = sum(r["seconds"] for r in slices)
+    q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
+    return {"concurrency": concurrency, "ok": len(latencies), "errors": sum(r["errors"] for r in slices),
+            "seconds": elapsed, "rps": len(latencies) / elapsed, "p50_ms": 1000 * q[49], "p99_ms": 1000 * q[98]}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", help="run folder to serve (default: train a quick one)")
+    ap.add_argument("--train-seconds", type=float, default=30)
+    ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--requests", type=int, default=600, help="per config and concurrency")
+    ap.add_argument("--seconds", type=float, default=15, help="per config and concurrency")
+    ap.add_argument("--rounds", type=int, default=5, help="alternating slices the requests and seconds are split into")
+    ap.add_argument("--threads", type=int, default=1, help="the servers' --threads")
+    ap.add_argument("--max-delay-ms", default="5", help="the batching server's --max-delay-ms")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    scratch = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    run = Path(args.run) if args.run else quick_run(scratch / "runs", args.train_seconds)
+    images = test_images(run)
+    configs = {**CONFIGS, "batching": CONFIGS["batching"] + ["--max-delay-ms", args.max_delay_ms]}
+    servers = {name: Server(run, flags, scratch / f"{name.replace(' ', '-')}.log", args.threads)
+               for name, flags in configs.items()}
+    best = {name: {} for name in CONFIGS}
+    try:
+        for s in servers.values():
+            s.wait_ready()
+        for s in servers.values():       # warm-up: first connections, first batches of each size
+            asyncio.run(load(s.url, images, max(levels), 2 * max(levels), 10))
+        for c in levels:
+            slices = {name: [] for name in CONFIGS}
+            start = {name: (s.batches(), s.cpu_seconds()) for name, s in servers.items()}
+            for _ in range(args.rounds):   # short slices in alternation: both servers see the same load
+                for name, s in servers.items():
+                    slices[name].append(asyncio.run(load(s.url, images, c, args.requests // args.rounds,
+                                                         args.seconds / args.rounds)))
+            for name, s in servers.items():
+                (count0, total0), cpu0 = start[name]
+                (count1, total1), cpu1 = s.batches(), s.cpu_seconds()
+                r = summarize(slices[name], c)
+                r["mean_batch"] = (total1 - total0) / max(count1 - count0, 1)
+                r["server_cpu_ms"] = 1000 * (cpu1 - cpu0) / max(r["ok"], 1)
+                best[name][c] = r
+    finally:
+        for s in servers.values():
+            s.stop()
+        for s in servers.values():
+            s.log.unlink(missing_ok=True)
+    print(f"model {json.loads((run / 'summary.json').read_text())['model']}, run {run}, --threads {args.threads}, "
+          f"batching with --max-delay-ms {args.max_delay_ms}, "
+          f"{args.rounds} alternating slices per concurrency; server CPU per request includes its polling of /metrics")
+    print(f"{'config':<12} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'batch':>6} {'cpu ms':>7} "
+          f"{'errors':>6}")
+    for name, per in best.items():
+        for c, r in per.items():
+            print(f"{name:<12} {c:>4} {r['rps']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+                  f"{r['mean_batch']:>6.1f} {r['server_cpu_ms']:>7.2f} {r['errors']:>6}")
+    ratios = {c: best["batching"][c]["rps"] / best["no batching"][c]["rps"] for c in levels}
+    for c, ratio in ratios.items():
+        print(f"concurrency {c}: batching / no batching = {ratio:.2f}x requests/s")
+    out = {"run": str(run), "args": vars(args), "results": best, "ratio_rps": ratios}
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""``densekit export``: a checkpoint as an inference file (ONNX, TorchScript or safetensors) that
+says what it needs, checked against the PyTorch model on real images before it is handed over.
+
+The ONNX and TorchScript graphs are inference graphs (``InferenceModel``): eval mode, BatchNorm
+folded into the convolution before it where the network allows (``models/fold.py``), the input
+normalisation inside (a client sends raw pixels, 0..255, float32 N x C x H x W) and the
+checkpoint's test-time augmentation inside (flip: the logits of the image and its mirror averaged,
+as ``engine.evaluate.tta_log_probs`` does). Their output is those logits; a softmax gives the
+probabilities ``densekit.predict`` reports.
+
+ONNX goes through ``torch.onnx``'s dynamo exporter (``torch.export`` + onnxscript); where that fails
+(onnxscript missing, an operator it cannot translate) the TorchScript-based exporter
+(``dynamo=False``) is used instead and the result says why. TorchScript is traced, not scripted:
+``torch.jit.script`` cannot compile the dense layers' forward, which takes a Python list of
+feature maps and branches on training-time flags. safetensors holds the plain, unfolded
+``state_dict`` (keys as ``create_model`` builds them, so it loads back with
+``create_model(name, weights=PATH)``), since folding renames and removes parameters.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import __version__
+from .data.augment import TTA, check_tta
+from .engine.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from .errors import DensekitError
+from .models.fold import count_batchnorms, fold_batchnorm
+from .runtime import metadata
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "safetensors": ".safetensors"}
+CHECK_LIMIT = 1000  # test images the self-check runs: enough for a 99.9% agreement to mean one miss
+# max |logit difference| allowed, relative to the largest |logit|: float32 keeps ~7 digits, and
+# folding and another runtime's kernels reorder sums over thousands of products per output, which
+# costs ~1e-6..1e-5 of the logits' scale (measured: docs/export.md); a wrong operator, a missed
+# normalisation or a wrong weight is off by order 1.
+TOLERANCE = 1e-3
+DYNAMO_MIN_OPSET = 18  # torch.onnx's dynamo exporter converts older requests only partly, and silently
+
+
+class InferenceModel(nn.Module):
+    """Raw pixels in (float32 N x C x H x W, 0..255), logits out: normalisation, the network and
+    the test-time augmentation's views in one graph. Normalisation is the arithmetic of
+    ``data.Normalize`` (x * 1/(255 std) - mean/std), so both compute identical floats."""
+
+    def __init__(self, net: nn.Module, mean, std, channels: int, tta: str = "none"):
+        super().__init__()
+        mean = torch.tensor(list(mean)).view(1, -1, 1, 1)
+        std = torch.tensor(list(std)).view(1, -1, 1, 1)
+        if mean.shape[1] != channels:  # the model's channels differ from the stats: as Normalize does
+            mean, std = mean.mean(1, keepdim=True), std.mean(1, keepdim=True)
+        self.register_buffer("scale", 1 / (255 * std))
+        self.register_buffer("shift", mean / std)
+        self.net, self.tta = net, check_tta(tta)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels * self.scale - self.shift
+        if self.tta == "none":
+            return self.net(x)
+        # One pass per view, as tta_log_probs does (one batch of both would be split by chunk(),
+        # which torch.export specialises to the example's batch size).
+        return torch.stack([self.net(view) for view in TTA[self.tta](x)]).mean(0)
+
+
+def _run_dir(checkpoint: Path) -> Path | None:
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+
+
+def _metrics(checkpoint: Path) -> dict:
+    """The run's test metrics from summary.json, when they describe this checkpoint (best.pt)."""
+    run = _run_dir(checkpoint)
+    if run is None or checkpoint.name != "best.pt" or not (run / "summary.json").is_file():
+        return {}
+    summary = json.loads((run / "summary.json").read_text())
+    keys = ("test_top1", "test_top5", "test_loss", "test_count", "test_tta", "test_top1_single", "dataset")
+    return {k: summary[k] for k in keys if k in summary}
+
+
+def _weights(payload: dict, ema: bool | None) -> str:
+    has_ema = bool(payload.get("ema_state_dict"))
+    if ema and not has_ema:
+        raise DensekitError("this checkpoint has no EMA weights (it was trained without --ema); "
+                            "export without --ema")
+    return "ema" if has_ema and ema is not False else "plain"
+
+
+def _default_out(checkpoint: Path, fmt: str) -> Path:
+    run = _run_dir(checkpoint)
+    return (run / f"model{FORMATS[fmt]}") if run else checkpoint.with_suffix(FORMATS[fmt])
+
+
+def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None,
+           dynamic_batch: bool = False, opset: int | None = None, ema: bool | None = None,
+           check: list | None = None, tta: str | None = None, fold: bool = True, verify: bool = True,
+           check_limit: int = CHECK_LIMIT) -> dict:
+    """Export a run (its best checkpoint) or a checkpoint file; returns ``{"path", "format",
+    "exporter", "folded_batchnorm", "notes", "check"}``.
+
+    ``format``: onnx, torchscript or safetensors. ``out``: the file (default: ``model.onnx`` etc.
+    in the run folder, or beside the checkpoint). ``dynamic_batch``: an ONNX graph for any batch
+    size (else batch 1). ``opset``: the ONNX opset (default: the exporter's). ``ema``: the EMA
+    weights (None: when the checkpoint has them). ``tta``: "none" or "flip" in the graph (None:
+    the checkpoint's own). ``fold``: fold BatchNorm into convolutions. ``verify``: run the file
+    against the float32 PyTorch model on the first ``check_limit`` test images of the run's
+    dataset, or on the image files ``check``; a disagreement raises ``DensekitError``.
+    """
+    if format not in FORMATS:
+        raise DensekitError(f"unknown export format {format!r}: choose {', '.join(FORMATS)}")
+    if format != "onnx" and (dynamic_batch or opset is not None):
+        raise DensekitError("--dynamic-batch and --opset apply to --format onnx only (a traced TorchScript "
+                            "graph takes any batch size)")
+    if format == "safetensors" and tta is not None:
+        raise DensekitError("--tta applies to graphs (onnx, torchscript); safetensors holds weights only")
+    checkpoint = resolve_checkpoint(run_or_checkpoint)
+    payload = load_checkpoint(checkpoint)
+    info = payload["data"]
+    weights = _weights(payload, ema)
+    model = model_from_checkpoint(payload, use_ema=weights == "ema").eval()
+    tta = check_tta(tta or info.get("tta", "none"))
+    path = Path(out) if out else _default_out(checkpoint, format)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    c, (h, w) = info["channels"], info["image_size"]
+    notes, exporter, folded = [], format, 0
+
+    meta = {"classes": info["classes"], "mean": info["mean"], "std": info["std"], "channels": c,
+            "image_size": [h, w], "tta": tta, "tta_in_graph": format != "safetensors",
+            "folded_batchnorm": 0, "model": payload["model"], "weights": weights,
+            "dataset": info.get("dataset"), "metrics": _metrics(checkpoint),
+            "versions": {"densekit": __version__, "torch": torch.__version__},
+            "input": {"name": "pixels", "dtype": "float32", "layout": "NCHW", "range": [0, 255],
+                      "normalised_in_graph": format != "safetensors"},
+            "output": {"name": "logits", "kind": "logits after test-time augmentation; softmax gives probabilities"}}
+    if format == "safetensors":
+        _save_safetensors(model, path, meta)
+    else:
+        net = model
+        if fold:
+            net, folded, why = fold_batchnorm(model)
+            total = count_batchnorms(model)
+            notes.append(f"BatchNorm folded into the convolution before it: {folded} of {total}"
+                         + (f" ({why})" if why else " (the pre-activation BatchNorms cannot fold: docs/export.md)"))
+        meta["folded_batchnorm"] = folded
+        graph = InferenceModel(net, info["mean"], info["std"], c, tta).eval()
+        # Batch 2, not 1: torch.export specialises a dimension whose example size is 1.
+        example = torch.rand(2 if dynamic_batch else 1, c, h, w) * 255
+        if format == "onnx":
+            exporter = _save_onnx(graph, example, path, meta, dynamic_batch, opset, notes)
+        else:
+            exporter = _save_torchscript(graph, example, path, meta)
+    result = {"path": str(path), "format": format, "exporter": exporter, "checkpoint": str(checkpoint),
+              "folded_batchnorm": folded, "tta": tta, "weights": weights, "notes": notes}
+    if verify:
+        result["check"] = verify_export(path, checkpoint, images=check, limit=check_limit, ema=weights == "ema")
+    return result
+
+
+def _save_safetensors(model: nn.Module, path: Path, meta: dict):
+    from safetensors.torch import save_file
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata=metadata.to_strings(meta))
+
+
+def _save_torchscript(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict) -> str:
+    with torch.no_grad(), warnings.catch_warnings():
+        # The tracer warns that sizes become constants; chunk() and cat() here follow the batch.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript: docs/export.md
+        traced = torch.jit.trace(graph, example, check_trace=False)
+        torch.jit.save(traced, str(path), _extra_files={"densekit.json": json.dumps(metadata.to_strings(meta))})
+    return "torch.jit.trace"
+
+
+def _save_onnx(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict, dynamic_batch: bool,
+               opset: int | None, notes: list) -> str:
+    try:
+        import onnx
+    except ImportError:
+        raise DensekitError("ONNX export needs the onnx package: pip install 'densekit[export]'") from None
+    # Its registry logs a warning per torchvision operator it skips; densekit uses none of them.
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    kwargs = dict(input_names=["pixels"], output_names=["logits"], opset_version=opset)
+    exporter = "torch.onnx (dynamo)"
+    try:
+        if opset is not None and opset < DYNAMO_MIN_OPSET:
+            raise DensekitError(f"it writes opset {DYNAMO_MIN_OPSET} and later, not {opset}")
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+            program = torch.onnx.export(graph, (example,), dynamo=True, external_data=False,
+                                        dynamic_shapes=shapes, verbose=False, **kwargs)
+            program.save(str(path))
+    except Exception as err:  # the dynamo exporter fails in many ways (missing onnxscript, an op it lacks)
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        notes.append(f"the dynamo exporter failed ({type(err).__name__}: {reason}); used the "
+                     "TorchScript-based exporter (dynamo=False) instead")
+        exporter = "torch.onnx (TorchScript-based, dynamo=False)"
+        axes = {"pixels": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, (example,), str(path), dynamo=False, dynamic_axes=axes,
+                              **{**kwargs, "opset_version": opset or 17})
+    proto = onnx.load(str(path))
+    meta["versions"] = {**meta["versions"], "onnx": onnx.__version__,
+                        "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))}
+    del proto.metadata_props[:]
+    for key, value in metadata.to_strings(meta).items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(path))
+    return exporter
+
+
+def _load_torchscript(path: Path, extra: dict | None = None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu", _extra_files=extra or {})
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The densekit metadata of an exported file of any of the three formats."""
+    path = Path(path)
+    if not path.is_file():
+        raise DensekitError(f"{path} not found")
+    if path.suffix == ".onnx":
+        import onnx
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    elif path.suffix == ".safetensors":
+        from safetensors import safe_open
+        with safe_open(str(path), "pt") as f:
+            props = f.metadata() or {}
+    else:
+        extra = {"densekit.json": ""}
+        _load_torchscript(path, extra)
+        props = json.loads(extra["densekit.json"] or "{}")
+    return metadata.from_strings(props, str(path))
+
+
+# ---- Self-check -------------------------------------------------------------------------------
+
+def _check_batch(info: dict, images, limit: int) -> tuple[torch.Tensor, str]:
+    """uint8 (N, C, H, W) to check on: the given image files, else the run's test split."""
+    from .data import load_dataset
+    from .data.images import decode_image
+    from .runtime.images import expand_images
+    c, (h, w) = info["channels"], info["image_size"]
+    if images:
+        files = expand_images(images)[:limit]
+        if not files:
+            raise DensekitError("--check found no image files; give image files or folders of images")
+        return torch.stack([decode_image(f, channels=c, size=(h, w)) for f in files]), f"{len(files)} --check images"
+    try:
+        ds = load_dataset(info["dataset"], "test", channels=c, image_size=(h, w))
+    except DensekitError as err:
+        raise DensekitError(f"cannot load the test split of {info['dataset']} to check the export ({err}); "
+                            "give images with --check IMAGE_OR_DIR") from None
+    n = min(len(ds), limit)
+    return torch.stack([ds[i][0] for i in range(n)]), f"the first {n} test images of {info['dataset']}"
+
+
+def _exported_logits(path: Path, fmt: str, x: torch.Tensor, payload: dict) -> torch.Tensor:
+    if fmt == "onnx":
+        from .runtime import OnnxModel
+        return torch.from_numpy(OnnxModel(path, device="cpu").logits(x.numpy()))
+    if fmt == "torchscript":
+        net = _load_torchscript(path).eval()
+        with torch.no_grad():
+            return torch.cat([net(x[i:i + 256].float()) for i in range(0, len(x), 256)])
+    from .models import create_model
+    meta = read_metadata(path)
+    spec = payload["model"]
+    net = create_model(spec["name"], weights=str(path), **spec["args"]).eval()
+    graph = InferenceModel(net, meta["mean"], meta["std"], meta["channels"], meta["tta"])
+    with torch.no_grad():
+        return torch.cat([graph(x[i:i + 256].float()) for i in range(0, len(x), 256)])
+
+
+def verify_export(path: str | Path, run_or_checkpoint: str | Path, images=None, limit: int = CHECK_LIMIT,
+                  ema: bool = True, tolerance: float = TOLERANCE) -> dict:
+    """Run the exported file and the float32 PyTorch model (unfolded, eager, normalised by
+    ``data.Normalize``, the checkpoint's test-time augmentation) on the same real images:
+    ``{"images", "source", "max_abs_diff", "tolerance", "top1_agreement"}``. Raises
+    ``DensekitError`` when top-1 agreement is below 99.9% or the difference exceeds ``tolerance``
+    times the largest |logit| (at least 1)."""
+    from .data import Normalize
+    path = Path(path)
+    fmt = next((f for f, suffix in FORMATS.items() if path.name.endswith(suffix)), None)
+    if fmt is None:
+        raise DensekitError(f"{path}: not an exported file (.onnx, .torchscript or .safetensors)")
+    checkpoint = resolve_checkpoint(run_or_checkpoint)
+    payload = load_checkpoint(checkpoint)
+    info = payload["data"]
+    meta = read_metadata(path)
+    for key in ("classes", "mean", "std", "channels"):
+        if meta[key] != info[key]:
+            raise DensekitError(f"{path}: its {key} differ from the checkpoint's; export again")
+    x, source = _check_batch(info, images, limit)
+    model = model_from_checkpoint(payload, use_ema=ema).eval()
+    normalize = Normalize(info["mean"], info["std"])
+    with torch.no_grad():
+        ref = torch.cat([torch.stack([model(v).float() for v in TTA[meta["tta"]](normalize(x[i:i + 256]))]).mean(0)
+                         for i in range(0, len(x), 256)])
+    got = _exported_logits(path, fmt, x, payload)
+    diff = (got - ref).abs().max().item()
+    allowed = tolerance * max(1.0, ref.abs().max().item())
+    agreement = (got.argmax(1) == ref.argmax(1)).float().mean().item()
+    out = {"images": len(x), "source": source, "max_abs_diff": diff, "tolerance": allowed,
+           "top1_agreement": agreement}
+    if agreement < 0.999 or not diff <= allowed:
+        raise DensekitError(f"{path} disagrees with the PyTorch model on {source}: max |logit difference| "
+                            f"{diff:.3g} (allowed {allowed:.3g}), top-1 agreement {100 * agreement:.2f}% "
+                            "(needed 99.9%); the file is not usable, export again or report a bug")
+    return out

@@ -1,0 +1,31 @@
+"""Prediction with an exported ``.onnx`` model and no PyTorch: numpy, Pillow and onnxruntime only.
+
+    from densekit.runtime import OnnxModel
+    model = OnnxModel("model.onnx")
+    model.meta["classes"], model.meta["metrics"]
+    model.predict(["shoe.png"], top_k=3)   # [{"file", "top_k": [{"label", "index", "prob"}]}]
+
+Importing this package imports no torch (a test checks it in a process where torch cannot be
+imported); a deployment needs ``pip install --no-deps densekit`` plus the ``runtime`` extra's
+packages (numpy, pillow, onnxruntime).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DensekitError
+from .images import EXTENSIONS, expand_images, read_image
+from .model import OnnxModel, softmax
+
+__all__ = ["OnnxModel", "predict", "read_image", "softmax", "EXTENSIONS", "expand_images"]
+
+
+def predict(model: str | Path, images, top_k: int = 5, device: str = "auto", batch_size: int = 256,
+            tta: str | None = None) -> list[dict]:
+    """``densekit.predict`` for an ``.onnx`` file: the same arguments and output. Test-time
+    augmentation is part of the exported graph, so ``tta`` may only name the file's own."""
+    m = OnnxModel(model, device=device)
+    if tta is not None and tta != m.meta["tta"]:
+        raise DensekitError(f"{model} applies tta={m.meta['tta']} inside its graph; export again with "
+                            f"--tta {tta} to predict with {tta}")
+    return m.predict(images, top_k=top_k, batch_size=batch_size)

@@ -1,0 +1,48 @@
+"""What an exported model says about itself: one schema for ONNX ``metadata_props``, TorchScript
+extra files and safetensors metadata, all of which hold string -> string maps.
+
+Each field is stored under its own key as a JSON value, so that generic tools (Netron,
+``onnx.load``, ``safetensors``' header) show them readably and nothing has to be guessed:
+
+    format "densekit-export", format_version 1
+    classes [names]; mean, std [per channel]; channels; image_size [h, w]
+    input {"name", "dtype", "layout", "range", "normalised_in_graph"}; output {"name", "kind"}
+    tta "none" | "flip"; tta_in_graph (flip views averaged inside the graph)
+    folded_batchnorm (BatchNorm layers folded into the convolution before them)
+    model {"name", "args"}; weights "ema" | "plain"; dataset
+    metrics {"test_top1", ...} from the run's summary.json ({} without one)
+    versions {"densekit", "torch", "opset"?}
+"""
+from __future__ import annotations
+
+import json
+
+from ..errors import DensekitError
+
+FORMAT, FORMAT_VERSION = "densekit-export", 1
+FIELDS = ("classes", "mean", "std", "channels", "image_size", "input", "output", "tta", "tta_in_graph",
+          "folded_batchnorm", "model", "weights", "dataset", "metrics", "versions")
+
+
+def to_strings(meta: dict) -> dict[str, str]:
+    """The metadata as a string map (JSON values), with the format marker."""
+    missing = [k for k in FIELDS if k not in meta]
+    if missing:
+        raise ValueError(f"export metadata lacks {', '.join(missing)}")
+    out = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
+    out.update({k: json.dumps(meta[k]) for k in FIELDS})
+    return out
+
+
+def from_strings(props: dict[str, str], source: str) -> dict:
+    """Parse ``to_strings``' map back; ``source`` names the file in errors."""
+    if props.get("format") != FORMAT:
+        raise DensekitError(f"{source} was not exported by densekit (no '{FORMAT}' metadata); "
+                            "export it with `densekit export RUN --format onnx`")
+    if int(props.get("format_version", 0)) > FORMAT_VERSION:
+        raise DensekitError(f"{source} was exported by a newer densekit (format version "
+                            f"{props['format_version']}); upgrade densekit")
+    try:
+        return {k: json.loads(props[k]) for k in FIELDS}
+    except (KeyError, ValueError) as err:
+        raise DensekitError(f"{source}: damaged densekit metadata ({err}); export the model again") from None

@@ -1,0 +1,71 @@
+"""``densekit serve``: an HTTP prediction service over a run folder, a checkpoint or an ONNX export.
+
+    from densekit.serve import create_app, serve
+    app = create_app("runs/NAME")                  # the ASGI app (FastAPI), for any ASGI server
+    serve("runs/NAME", port=8000)                  # or run it with uvicorn until SIGTERM
+
+FastAPI and uvicorn do the HTTP; densekit adds the model backends (``backends.py``), dynamic
+batching (``batcher.py``), request limits (``uploads.py``), metrics and the browser page.
+See docs/serving.md.
+"""
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+
+from ..errors import DensekitError
+
+try:
+    import uvicorn
+
+    from .app import create_app
+except ImportError as err:  # the serve extra is optional
+    raise DensekitError(f"densekit serve needs the serve extra ({err.name} is missing): "
+                        "pip install 'densekit[serve]'") from None
+
+__all__ = ["create_app", "serve"]
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise DensekitError(f"cannot listen on {host}:{port} ({err.strerror}); pick another --port or --host") from None
+    return sock
+
+
+def serve(source, host: str = "127.0.0.1", port: int = 8000, drain_timeout: float = 30.0,
+          log_level: str = "info", **app_options) -> None:
+    """Serve ``source`` over HTTP until SIGTERM or Ctrl-C; ``app_options`` go to ``create_app``.
+
+    SIGTERM stops taking connections, answers the requests in flight (for at most
+    ``drain_timeout`` seconds), drains the batcher and returns. ``port`` 0 picks a free port;
+    the address is printed on stdout once the socket is bound."""
+    sock = _listen(host, port)  # first: a port in use fails before a model loads
+    try:
+        app = create_app(source, **app_options)
+        bound = sock.getsockname()[1]
+        url_host = f"[{host}]" if ":" in host else host
+        print(f"densekit serve: {app.state.backend.card['name']} on http://{url_host}:{bound} "
+              f"(docs: /docs, page: /)", flush=True)
+        config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=drain_timeout,
+                                access_log=False)
+        server = uvicorn.Server(config)
+        # uvicorn re-raises the signal that stopped it once it has drained; for SIGTERM that should
+        # end in a clean return (exit 0), not in the default handler killing the process.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, lambda *_: None) if main else None
+        try:
+            server.run(sockets=[sock])
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
+    finally:
+        sock.close()
+    if not server.started:
+        raise DensekitError("the server did not start; see the log above")

@@ -1,0 +1,233 @@
+"""The HTTP prediction service: a FastAPI app over one model and its dynamic batcher.
+
+    POST /v1/predict   images (multipart file parts, or one image as the body) -> densekit predict's JSON
+    GET  /v1/model     the model card: name, classes, input size, metrics, versions, serving limits
+    GET  /health       alive;  GET /ready: model loaded and warmed up, not draining
+    GET  /metrics      Prometheus text;  GET /docs: the OpenAPI page;  GET /: the browser page
+
+Large images are decoded off the event loop (in a thread pool no larger than the machine's
+cores, so decoded images in memory stay bounded too), small ones on it; forward passes always
+run in the batcher's threads. Errors are JSON ``{"error": code, "detail": one line}`` with a 4xx status for
+anything the client can fix, 503 when the queue is full or the server is draining.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from contextlib import asynccontextmanager
+from importlib import resources
+
+import anyio
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from ..errors import DensekitError
+from .backends import load_backend
+from .batcher import Batcher, Closed, QueueFull
+from .metrics import CountRequests, Metrics
+from .uploads import Limits, RequestError, open_image, read_images
+
+log = logging.getLogger("densekit.serve")
+# Images up to this many pixels in all (a 256 x 256 PNG decodes in well under a millisecond) are
+# decoded on the event loop; larger ones in the thread pool, so that the loop never waits long.
+INLINE_PIXELS = 65536
+PATHS = ("/", "/health", "/ready", "/metrics", "/v1/model", "/v1/predict", "/docs", "/openapi.json")
+
+
+class Guess(BaseModel):
+    label: str
+    index: int
+    prob: float
+
+
+class Prediction(BaseModel):
+    file: str | None
+    top_k: list[Guess]
+
+
+class Error(BaseModel):
+    error: str
+    detail: str
+
+
+# The request body, for the OpenAPI page: the handler reads it itself, to apply the limits while it streams.
+BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                 "description": "one or more images (any field name)"}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}, "description": "one image as the whole body"}}}}
+ERRORS = {status: {"model": Error, "description": text} for status, text in {
+    400: "not an image, a truncated image, a malformed body", 408: "the body arrived too slowly",
+    413: "over the byte, file or pixel limit", 415: "neither multipart/form-data nor an image type",
+    422: "a bad query parameter", 503: "the queue is full or the server is shutting down"}.items()}
+
+
+def _check(name: str, value, minimum):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < minimum:
+        raise DensekitError(f"--{name.replace('_', '-')} must be a number >= {minimum}, got {value!r}")
+
+
+def default_threads(workers: int) -> int | None:
+    """Intra-op threads per forward pass with ``workers`` inference threads: the cores shared out
+    among them (None for one worker: the library's own default, one per core)."""
+    if workers == 1:
+        return None
+    cores = int(os.environ.get("OMP_NUM_THREADS") or len(os.sched_getaffinity(0)))
+    return max(1, cores // workers)
+
+
+def create_app(source, backend: str = "auto", device: str = "auto", tta: str | None = None,
+               max_batch_size: int = 32, max_delay_ms: float = 5.0, workers: int = 1, threads: int | None = None,
+               queue_size: int = 256,
+               max_bytes: int = Limits.max_bytes, max_files: int = Limits.max_files,
+               max_pixels: int = Limits.max_pixels, body_timeout: float = Limits.body_timeout) -> FastAPI:
+    """The ASGI app serving ``source`` (a run folder, a checkpoint, or an ``.onnx`` export).
+
+    ``max_batch_size`` / ``max_delay_ms``: a forward pass takes up to this many images, waiting at
+    most this long after the first for more (1: no batching). ``workers``: inference threads, each
+    running forward passes; ``threads``: intra-op threads of each forward pass (default: the cores
+    shared among the workers; one worker: one per core). ``queue_size``: images that may wait;
+    beyond it a request gets 503. ``max_bytes`` / ``max_files`` / ``max_pixels`` / ``body_timeout``:
+    per request, per request, per image, seconds to receive a body. The model loads here, so a bad
+    source fails before a server starts."""
+    for name, value, minimum in (("max_batch_size", max_batch_size, 1), ("max_delay_ms", max_delay_ms, 0),
+                                 ("workers", workers, 1), ("threads", 1 if threads is None else threads, 1),
+                                 ("queue_size", queue_size, 1), ("max_bytes", max_bytes, 1),
+                                 ("max_files", max_files, 1), ("max_pixels", max_pixels, 1),
+                                 ("body_timeout", body_timeout, 0.001)):
+        _check(name, value, minimum)
+    limits = Limits(max_bytes=int(max_bytes), max_files=int(max_files), max_pixels=int(max_pixels),
+                    body_timeout=float(body_timeout))
+    threads = threads or default_threads(workers)
+    model = load_backend(source, backend=backend, device=device, tta=tta, threads=threads)
+    metrics = Metrics(PATHS)
+    decoding = anyio.CapacityLimiter(max(1, len(os.sched_getaffinity(0))))
+    serving = {"max_batch_size": max_batch_size, "max_delay_ms": max_delay_ms, "workers": workers, "threads": threads,
+               "queue_size": queue_size, "max_bytes": limits.max_bytes, "max_files": limits.max_files,
+               "max_pixels": limits.max_pixels}
+    state = {"batcher": None, "status": "loading"}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher = Batcher(model.probabilities, max_batch_size, max_delay_ms / 1000, queue_size, workers,
+                          on_batch=metrics.on_batch)
+        metrics.queue_depth.set_function(lambda: batcher.depth)
+        state["batcher"] = batcher
+        h, w = model.image_size
+        blank = model.decode(Image.new("L", (w, h)))
+        await anyio.to_thread.run_sync(model.probabilities, [blank])  # the first pass sets up kernels: not on a client
+        state["status"] = "ready"
+        log.info("serving %s (%s backend)", model.card["name"], model.name)
+        try:
+            yield
+        finally:
+            # uvicorn calls this after the requests in flight have been answered; close answers any left.
+            state["status"] = "draining"
+            await anyio.to_thread.run_sync(batcher.close)
+
+    app = FastAPI(title=f"densekit: {model.card['name']}", version=model.card["versions"]["densekit"],
+                  description="Image classification with a densekit model. POST images to /v1/predict.",
+                  lifespan=lifespan)
+    app.add_middleware(CountRequests, metrics=metrics)
+
+    def error(status: int, code: str, detail: str) -> JSONResponse:
+        metrics.errors.labels(code).inc()
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestError)
+    async def request_error(request, err: RequestError):
+        return error(err.status, err.code, err.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(request, err: RequestValidationError):
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return error(422, "bad_parameter", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, err: HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(err.status_code, f"http_{err.status_code}")
+        return error(err.status_code, code, f"{request.method} {request.url.path}: {err.detail}")
+
+    @app.exception_handler(Exception)
+    async def internal_error(request, err: Exception):  # logged by the server; the client gets JSON
+        return error(500, "internal", f"{type(err).__name__}: {str(err)[:200]}")
+
+    def decode_all(files, images) -> list:
+        out = []
+        for (name, _), img in zip(files, images):
+            try:
+                out.append(model.decode(img))
+            except DensekitError as err:
+                raise RequestError(400, "unreadable_image", f"{name or 'the body'} could not be decoded "
+                                   f"(truncated or corrupt): {err}") from None
+        return out
+
+    @app.post("/v1/predict", response_model=list[Prediction], openapi_extra=BODY, responses=ERRORS,
+              summary="Top-k classes of one or more images")
+    async def predict(request: Request, top_k: int = Query(5, ge=1, description="classes per image")):
+        """The schema of ``densekit predict --json``: one entry per image, in the order sent, ``file``
+        the part's file name (null for a raw body)."""
+        batcher = state["batcher"]
+        if state["status"] != "ready":
+            raise RequestError(503, "not_ready", f"the server is {state['status']}; retry shortly")
+        files = await read_images(request, limits)
+        if len(files) > queue_size:
+            raise RequestError(413, "too_many_files", f"{len(files)} images; this server takes at most "
+                               f"{queue_size} at once (--queue-size); split the request")
+        if batcher.depth + len(files) > queue_size:  # shed load before decoding; submit checks again
+            raise RequestError(503, "queue_full", f"the server is busy ({batcher.depth} images waiting); retry")
+        images = [open_image(data, name, limits.max_pixels) for name, data in files]   # headers only
+        if sum(img.width * img.height for img in images) <= INLINE_PIXELS:
+            arrays = decode_all(files, images)   # small: quicker than a hop to a thread and back
+        else:
+            arrays = await anyio.to_thread.run_sync(decode_all, files, images, limiter=decoding)
+        try:
+            futures = batcher.submit(arrays)
+        except QueueFull as err:
+            raise RequestError(503, "queue_full", f"the server is busy ({err}); retry") from None
+        except Closed:
+            raise RequestError(503, "shutting_down", "the server is shutting down; retry on another") from None
+        try:
+            rows = [await asyncio.wrap_future(futures[0])] if len(futures) == 1 else \
+                await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        except Exception as err:
+            log.exception("forward pass failed")
+            raise RequestError(500, "inference_failed", f"the forward pass failed: {type(err).__name__}: "
+                               f"{str(err)[:200]}") from None
+        # A Response goes out as it is: response_model documents the schema without re-validating each answer.
+        return JSONResponse([{"file": name, "top_k": model.top_k(row, top_k)} for (name, _), row in zip(files, rows)])
+
+    @app.get("/v1/model", summary="The model card")
+    async def model_card():
+        return {**model.card, "serving": serving}
+
+    @app.get("/health", summary="Alive")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/ready", summary="Model loaded and taking requests", responses={503: {"model": Error}})
+    async def ready():
+        if state["status"] != "ready":
+            return error(503, "not_ready", f"the server is {state['status']}")
+        return {"status": "ready"}
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    page = resources.files(__package__).joinpath("page.html").read_text()
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index():
+        return page
+
+    app.state.backend, app.state.metrics = model, metrics
+    return app
