@@ -10,7 +10,8 @@ from .data import list_sources, load_dataset
 from .api import train
 from .engine import Run, evaluate, predict
 from .errors import DensekitError
+from .lr_find import lr_find
 from .models import DenseNet, create_model, list_models
 
 __all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "create_model", "evaluate", "list_models",
-           "list_sources", "load_dataset", "predict", "train", "__version__"]
+           "list_sources", "load_dataset", "lr_find", "predict", "train", "__version__"]
