@@ -9,9 +9,10 @@ from .config import TrainConfig
 from .data import list_sources, load_dataset
 from .api import train
 from .engine import Run, evaluate, predict
+from .engine.explain import explain
 from .errors import DensekitError
 from .lr_find import lr_find
 from .models import DenseNet, create_model, list_models
 
-__all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "create_model", "evaluate", "list_models",
+__all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "create_model", "evaluate", "explain", "list_models",
            "list_sources", "load_dataset", "lr_find", "predict", "train", "__version__"]

@@ -14,7 +14,7 @@ import sys
 from ..errors import DensekitError
 
 # Verb modules, in the order `densekit --help` lists them.
-COMMANDS = ["train", "evaluate", "predict", "models", "data", "summary", "compare", "recipes", "runs", "report", "sweep", "lr-find", "bench"]
+COMMANDS = ["train", "evaluate", "predict", "explain", "models", "data", "summary", "compare", "recipes", "runs", "report", "sweep", "lr-find", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
