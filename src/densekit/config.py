@@ -34,6 +34,7 @@ class TrainConfig:
                                        # "auto": flip when training flips images
     workers: int = 2                   # decoding processes for streamed (folder/tfrecord) sets
     skip_bad: bool = False             # warn about and skip undecodable items instead of stopping
+    sampler: str = "shuffle"           # shuffle | balanced (each class equally likely per draw, with replacement)
     # schedule
     epochs: int = 12                   # the quick start: densenet-c-fmnist, ~7 min on 2 quiet CPU cores
     time_budget: float | None = None   # seconds; plans the LR schedule to the wall clock and stops on time
@@ -52,6 +53,7 @@ class TrainConfig:
     gamma: float = 0.1                 # step/multistep decay factor
     warmup: float = 0.0                # linear warmup, fraction of training; for onecycle its ramp (0: 10%)
     label_smoothing: float = 0.1       # +0.2-0.3 points on Fashion-MNIST in short schedules
+    class_weights: str | None = None   # loss weight per class: auto (inverse frequency) or a YAML/JSON file
     clip_grad: float | None = None     # max gradient norm
     accumulate: int = 1                # gradient accumulation steps
     ema: float | None = None           # EMA decay of weights (e.g. 0.999); evaluated and saved alongside
@@ -85,6 +87,13 @@ class TrainConfig:
             bad("schedule", self.schedule, "choose constant, step, multistep, cosine or onecycle")
         if self.tta not in ("auto", "none", "flip"):
             bad("tta", self.tta, "choose auto, none or flip")
+        if self.sampler not in ("shuffle", "balanced"):
+            bad("sampler", self.sampler, "choose shuffle or balanced")
+        if self.class_weights == "auto" and self.sampler == "balanced":
+            bad("class_weights", self.class_weights, "with --sampler balanced the two correct the imbalance twice "
+                "(rare classes then dominate); choose one")
+        if self.class_weights not in (None, "auto") and not Path(self.class_weights).expanduser().is_file():
+            bad("class_weights", self.class_weights, "give auto or an existing YAML/JSON file of weights")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             bad("precision", self.precision, "choose auto, fp32, bf16 or fp16")
         for name in ("epochs", "batch_size", "eval_batch_size", "accumulate"):

@@ -142,7 +142,7 @@ def _sweep(t, start_lr, end_lr, num_iter, beta, diverge, verbose) -> LRFind:
             x, target = t.augment(x, y, epoch, step)
             with autocast(t.device, t.dtype):
                 logits = t.net(x)
-                loss = F.cross_entropy(logits.float(), target, weight=getattr(t, "class_weights", None),
+                loss = F.cross_entropy(logits.float(), target, weight=t.class_weights,
                                        label_smoothing=cfg.label_smoothing)
             t.scaler.scale(loss / cfg.accumulate).backward()
             acc_loss += loss.item() / cfg.accumulate

@@ -2,7 +2,9 @@
 
 The order of epoch ``e`` is a permutation drawn from ``seed`` and ``e`` alone, so a resumed run
 (or another rank) reproduces it exactly; ``start`` skips batches already seen. Under DDP each
-rank takes every ``world_size``-th index of the same permutation.
+rank takes every ``world_size``-th index of the same permutation. ``balanced`` draws the epoch's
+items with replacement, every class equally likely, from the same (seed, epoch) generator
+(``balance.balanced_order``).
 In-memory sets are gathered by tensor indexing (no per-item Python); streamed sets decode in a
 worker pool with prefetching.
 """
@@ -15,6 +17,7 @@ from typing import Iterator
 import torch
 
 from ..errors import DensekitError
+from .balance import balanced_order
 from .dataset import ImageDataset
 
 
@@ -58,16 +61,18 @@ def _collate(items):
 class Loader:
     def __init__(self, dataset: ImageDataset, batch_size: int, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, device: str | torch.device = "cpu", workers: int = 0,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, balanced: bool = False):
         self.dataset, self.batch_size, self.shuffle, self.seed = dataset, batch_size, shuffle, seed
         self.drop_last, self.device, self.workers = drop_last, torch.device(device), workers
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.balanced = rank, world_size, balanced
+        if balanced and not shuffle:
+            raise ValueError("a balanced order is a random one: pass shuffle=True")
 
     def indices(self, epoch: int) -> torch.Tensor:
         n = len(self.dataset)
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            order = torch.randperm(n, generator=g)
+            order = balanced_order(self.dataset.labels, g) if self.balanced else torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
         if self.world_size > 1:

@@ -15,6 +15,7 @@ from ..data.augment import TTA, check_tta
 from ..data.images import EXTENSIONS
 from ..errors import DensekitError
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from .metrics import class_metrics
 from .precision import autocast, fast_defaults, pick_device
 
 
@@ -85,7 +86,8 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
 
     ``tta``: test-time augmentation, "none" or "flip"; None applies the checkpoint's own (what its
     training resolved; "none" for checkpoints that name none).
-    Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "confusion", "checkpoint"}``,
+    Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "class_metrics": {"per_class":
+    {name: {precision, recall, f1, support}}, "macro"}, "confusion", "checkpoint"}``,
     plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation."""
     dev = pick_device(device)
     path, payload, model, dtype, memory_format = _load(run_or_checkpoint, dev)
@@ -101,6 +103,7 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     out = run_eval(model, ds, D.Normalize(info["mean"], info["std"]), dev, dtype, memory_format, batch_size,
                    len(info["classes"]), per_class=True, tta=tta or info.get("tta", "none"))
     out["per_class"] = dict(zip(info["classes"], out["per_class"]))
+    out["class_metrics"] = class_metrics(out["confusion"], info["classes"])   # precision, recall, F1
     out.update(checkpoint=str(path), dataset=dataset, split=split)
     return out
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .. import data as D
 from ..data import augment as A
+from ..data.balance import class_weights
 from ..data.dataset import MissingSplit
 from ..data.splits import carve_val
 from ..config import TrainConfig
@@ -30,6 +31,7 @@ from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import EMA
 from .evaluate import run_eval, tta_note
+from .metrics import class_metrics
 from .optim import base_lr, build_optimizer
 from .precision import autocast, fast_defaults, peak_memory_mb, pick_device, precision_name, resolve_precision
 from .progress import ProgressBar, fmt_time
@@ -92,7 +94,10 @@ class Trainer:
         self.augment = A.Augment(self._augment_preset(), seed=cfg.seed, num_classes=len(train_ds.classes))
         self.tta = A.default_tta(self.augment.preset) if cfg.tta == "auto" else cfg.tta
         self.loader = D.Loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=len(train_ds) > cfg.batch_size,
-                               device=self.device, workers=cfg.workers, rank=self.rank, world_size=self.world_size)
+                               device=self.device, workers=cfg.workers, rank=self.rank, world_size=self.world_size,
+                               balanced=cfg.sampler == "balanced")
+        weights = class_weights(cfg.class_weights, train_ds.labels, self.classes)
+        self.class_weights = None if weights is None else weights.to(self.device)
         self.data_info = {"classes": self.classes, "mean": list(mean), "std": list(std),
                           "channels": channels, "image_size": [height, width], "dataset": cfg.dataset,
                           "tta": self.tta}
@@ -261,7 +266,8 @@ class Trainer:
                 group["lr"] = lr
             with autocast(self.device, self.dtype):
                 logits = net(x)
-                loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(logits.float(), target, weight=self.class_weights,
+                                       label_smoothing=cfg.label_smoothing)
             self.scaler.scale(loss / cfg.accumulate).backward()
             if (self.step_in_epoch + 1) % cfg.accumulate == 0:
                 if cfg.clip_grad:
@@ -398,7 +404,8 @@ class Trainer:
                             self.cfg.eval_batch_size, len(self.classes), per_class=True, tta=self.tta)
             summary.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
                            test_count=test["count"], test_tta=self.tta,
-                           per_class={c: a for c, a in zip(self.classes, test["per_class"])})
+                           per_class={c: a for c, a in zip(self.classes, test["per_class"])},
+                           class_metrics=class_metrics(test["confusion"], self.classes))
             if "top1_single" in test:
                 summary["test_top1_single"] = test["top1_single"]
             self.test_result = test
@@ -406,7 +413,7 @@ class Trainer:
                      f"({test['count']:,} images, {'best' if best.exists() and self.val_ds is not None else 'last'} checkpoint)")
         self.run.write_json("summary.json", summary)
         self.run.write_status("finished" if finished else "stopped", ended=now(), summary={
-            k: v for k, v in summary.items() if k != "per_class"})
+            k: v for k, v in summary.items() if k not in ("per_class", "class_metrics")})
         for cb in self.callbacks:
             cb.on_train_end(self, summary)
         self.log(f"run folder: {self.run.path}")
