@@ -23,6 +23,11 @@ class TrainConfig:
     # model
     model: str = "densenet-c-fmnist"     # models/compact.py: the quick-start default (docs/time-to-accuracy.md)
     model_args: dict = field(default_factory=dict)   # constructor overrides, e.g. {"growth_rate": 24}
+    pretrained: bool = False           # torchvision's ImageNet weights (densenet121/161/169/201), cached, verified
+    weights: str | None = None         # a local weights file to start from (torchvision, densekit, safetensors)
+    freeze: list = field(default_factory=list)  # "features" (the backbone) or module names, e.g. denseblock1
+    unfreeze_after: int = 0            # epochs after which --freeze ends; 0: frozen throughout
+    lr_backbone: float | None = None   # the backbone's LR as a factor of --lr (the head gets --lr), e.g. 0.1
     # data
     dataset: str = "fashion-mnist"
     data_dir: str | None = None
@@ -107,6 +112,16 @@ class TrainConfig:
             bad("label_smoothing", self.label_smoothing, "must be in [0, 1)")
         if self.ema is not None and not 0 < self.ema < 1:
             bad("ema", self.ema, "the EMA decay must be in (0, 1), e.g. 0.999")
+        if self.pretrained and self.weights is not None:
+            bad("weights", self.weights, "give either --pretrained or --weights, not both")
+        if self.weights is not None and not Path(self.weights).expanduser().is_file():
+            bad("weights", self.weights, "no such file; give a .pth/.pt/.safetensors weights file")
+        if not all(isinstance(v, str) for v in self.freeze):
+            bad("freeze", self.freeze, "give features or module names, e.g. --freeze denseblock1 denseblock2")
+        if self.unfreeze_after < 0 or (self.unfreeze_after and not self.freeze):
+            bad("unfreeze_after", self.unfreeze_after, "a number of epochs >= 0, and only with --freeze")
+        if self.lr_backbone is not None and not self.lr_backbone > 0:
+            bad("lr_backbone", self.lr_backbone, "a positive factor of --lr, e.g. 0.1")
         if self.val_split < 0:
             bad("val_split", self.val_split, "must be 0 (none), a count, or a fraction below 1")
         return self

@@ -126,8 +126,11 @@ def _sweep(t, start_lr, end_lr, num_iter, beta, diverge, verbose) -> LRFind:
     from .engine.precision import autocast
     from .engine.progress import ProgressBar
 
+    from .models.finetune import set_frozen
+
     cfg, model = t.cfg, t.model
     model.train()
+    set_frozen(model, t.frozen, True)      # the sweep is for the first epochs: what --freeze trains
     q = (end_lr / start_lr) ** (1 / (num_iter - 1))
     lrs, smooth, raw = [], [], []
     avg, best, stopped = 0.0, math.inf, False
@@ -137,7 +140,7 @@ def _sweep(t, start_lr, end_lr, num_iter, beta, diverge, verbose) -> LRFind:
         for step, (x, y) in enumerate(t.loader.epoch(epoch)):
             lr = start_lr * q ** len(lrs)
             for group in t.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)      # --lr-backbone
             x = t.normalize(x).contiguous(memory_format=t.memory_format)
             x, target = t.augment(x, y, epoch, step)
             with autocast(t.device, t.dtype):

@@ -44,6 +44,9 @@ def add_config_flags(p: argparse.ArgumentParser):
             p.add_argument(flag, dest=f.name, metavar="DURATION", help=help_text)
         elif kind is bool or kind == (bool | None):
             p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.name == "freeze":
+            p.add_argument(flag, dest=f.name, nargs="+", metavar="MODULE",
+                           help="train with these frozen: features (the backbone) or module names, e.g. denseblock1")
         elif f.name == "milestones":
             p.add_argument(flag, dest=f.name, metavar="P1,P2", help="multistep: fractions of training, e.g. 0.5,0.75")
         else:
@@ -81,6 +84,9 @@ def config_from_args(args) -> TrainConfig:
                     raise DensekitError(f"--model-arg {item!r}: write KEY=VALUE, e.g. growth_rate=24")
                 pairs[key.replace("-", "_")] = _value(val)
             value = {**fields.get("model_args", {}), **pairs}
+        elif f.name == "freeze":
+            p.add_argument(flag, dest=f.name, nargs="+", metavar="MODULE",
+                           help="train with these frozen: features (the backbone) or module names, e.g. denseblock1")
         elif f.name == "milestones":
             value = [float(v) for v in str(value).split(",")]
         fields[f.name] = value

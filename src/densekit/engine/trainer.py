@@ -27,6 +27,8 @@ from ..data.splits import carve_val
 from ..config import TrainConfig
 from ..errors import DensekitError
 from ..models import create_model, get_entry
+from ..models.finetune import frozen_modules, set_frozen
+from ..models.pretrained import pretrained_stats
 from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .ema import EMA
@@ -88,6 +90,8 @@ class Trainer:
         channels, height, width = train_ds.shape
         if payload is not None:
             mean, std = payload["data"]["mean"], payload["data"]["std"]
+        elif cfg.pretrained:                   # the statistics the weights were trained with
+            mean, std = pretrained_stats(channels)
         else:
             mean, std = D.channel_stats(train_ds, workers=cfg.workers)
         self.normalize = D.Normalize(mean, std)
@@ -103,7 +107,10 @@ class Trainer:
                           "tta": self.tta}
 
         # -- model, precision, optimizer ----------------------------------------------------------
-        self.model = create_model(cfg.model, num_classes=len(self.classes), in_channels=channels, **cfg.model_args)
+        self.model = create_model(cfg.model, num_classes=len(self.classes), in_channels=channels, **cfg.model_args,
+                                  pretrained=cfg.pretrained and payload is None,
+                                  weights=cfg.weights if payload is None else None)
+        self.frozen = frozen_modules(self.model, cfg.freeze) if cfg.freeze else []
         self.model_spec = {"name": cfg.model, "args": self.model.model_args}
         fast = fast_defaults(self.device)
         self.dtype = resolve_precision(cfg.precision, self.device)
@@ -117,7 +124,8 @@ class Trainer:
         self.net = self.model
         if self.world_size > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=bool(self.frozen))   # frozen parameters get no gradient
         if cfg.compile:
             self.net = torch.compile(self.net)
 
@@ -248,6 +256,7 @@ class Trainer:
     def _train_epoch(self):
         cfg, model, net = self.cfg, self.model, self.net
         model.train()
+        set_frozen(model, self.frozen, not cfg.unfreeze_after or self.epoch < cfg.unfreeze_after)
         n_steps = len(self.loader)
         bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}", enabled=self.verbose and self.rank == 0)
         part = self.partial
@@ -263,7 +272,7 @@ class Trainer:
             lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, cfg.warmup,
                                           cfg.milestones, cfg.step_size, cfg.gamma)
             for group in self.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)     # --lr-backbone
             with autocast(self.device, self.dtype):
                 logits = net(x)
                 loss = F.cross_entropy(logits.float(), target, weight=self.class_weights,
