@@ -155,3 +155,18 @@ def test_freeze_names_and_weights_flags_are_checked(tmp_path):
                                plots=False)
     trainer = densekit.engine.Trainer(cfg, verbose=False)
     assert all(torch.equal(a, b) for a, b in zip(trainer.model.state_dict().values(), read_state_dict(w).values()))
+
+
+def test_fine_tuning_flags_on_the_command_line(tmp_path):
+    import subprocess
+    import sys
+    import yaml
+    done = subprocess.run([sys.executable, "-m", "densekit", "lr-find", "--dataset", "digits", "--model",
+                           "densenet-bc-40-k12", "--model-arg", "block_config=[3,3]", "--freeze", "denseblock1",
+                           "transition1", "--unfreeze-after", "1", "--lr-backbone", "0.5", "--num-iter", "10",
+                           "--workers", "0", "--out", str(tmp_path), "--name", "lr", "--quiet"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    cfg = yaml.safe_load((tmp_path / "lr" / "config.yaml").read_text())
+    assert cfg["freeze"] == ["denseblock1", "transition1"] and cfg["unfreeze_after"] == 1
+    assert cfg["lr_backbone"] == 0.5 and cfg["pretrained"] is False

@@ -84,9 +84,6 @@ def config_from_args(args) -> TrainConfig:
                     raise DensekitError(f"--model-arg {item!r}: write KEY=VALUE, e.g. growth_rate=24")
                 pairs[key.replace("-", "_")] = _value(val)
             value = {**fields.get("model_args", {}), **pairs}
-        elif f.name == "freeze":
-            p.add_argument(flag, dest=f.name, nargs="+", metavar="MODULE",
-                           help="train with these frozen: features (the backbone) or module names, e.g. denseblock1")
         elif f.name == "milestones":
             value = [float(v) for v in str(value).split(",")]
         fields[f.name] = value
