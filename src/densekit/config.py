@@ -114,8 +114,6 @@ class TrainConfig:
             bad("ema", self.ema, "the EMA decay must be in (0, 1), e.g. 0.999")
         if self.pretrained and self.weights is not None:
             bad("weights", self.weights, "give either --pretrained or --weights, not both")
-        if self.weights is not None and not Path(self.weights).expanduser().is_file():
-            bad("weights", self.weights, "no such file; give a .pth/.pt/.safetensors weights file")
         if not all(isinstance(v, str) for v in self.freeze):
             bad("freeze", self.freeze, "give features or module names, e.g. --freeze denseblock1 denseblock2")
         if self.unfreeze_after < 0 or (self.unfreeze_after and not self.freeze):
