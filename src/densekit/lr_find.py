@@ -17,7 +17,6 @@ which that library's model/loader interface would have to be wrapped around; the
 """
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
@@ -205,7 +204,3 @@ def plot_lr_find(result: LRFind, path: Path, title: str = ""):
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def dumps(result: LRFind) -> str:
-    return json.dumps(result.to_dict())
