@@ -45,7 +45,7 @@ def quick_run(out: Path, seconds: float) -> Path:
     import densekit
     from densekit.errors import DensekitError
     base = dict(model="densenet-c-fmnist", time_budget=seconds, out=str(out), workers=0, tensorboard=False,
-                plots=False, embeddings=0)
+                plots=False)
     try:
         densekit.load_dataset("fashion-mnist", "test")
         cfg = densekit.TrainConfig(dataset="fashion-mnist", name="serve-load", **base)

@@ -52,6 +52,9 @@ def test_report_renders_in_chromium_with_every_section(run, tmp_path, capsys):
     per_class = re.search(r"<table id=\"per-class\">(.*?)</table>", dom, re.S).group(1)
     for name, acc in summary["per_class"].items():
         assert re.search(rf"<td>{name}</td><td class=\"num\">{100 * acc:.2f}%</td>", per_class), name
+        f1 = summary["class_metrics"]["per_class"][name]["f1"]
+        assert re.search(rf"<td>{name}</td>.*?<td class=\"num\">{100 * f1:.2f}%</td></tr>", per_class), name
+    assert "<th>precision</th><th>recall</th><th>F1</th>" in per_class
     samples = re.search(r"<table id=\"samples\">(.*?)</table>", dom, re.S).group(1)
     assert samples.count("<tr>") == 1 + 16
     settings = re.search(r"<table id=\"settings\">(.*?)</table>", dom, re.S).group(1)

@@ -29,7 +29,7 @@ from densekit.cli import main
 def run(tmp_path_factory):
     cfg = densekit.TrainConfig(model="densenet-bc-40-k12", dataset="digits", epochs=1, batch_size=64, val_split=100,
                                out=str(tmp_path_factory.mktemp("runs")), name="served", workers=0,
-                               tensorboard=False, plots=False, embeddings=0)
+                               tensorboard=False, plots=False)
     return densekit.train(cfg, verbose=False)
 
 

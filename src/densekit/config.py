@@ -95,6 +95,18 @@ class TrainConfig:
     model_args: dict = setting(group="model", factory=dict,
                                help="model constructor override KEY=VALUE, repeatable, checked against the "
                                     "model's arguments (see `densekit summary MODEL`), e.g. --model-arg growth_rate=24")
+    pretrained: bool = setting(False, group="model",
+                               help="start from torchvision's ImageNet weights (densenet121/161/169/201), downloaded "
+                                    "once into the cache and verified (docs/finetune.md)")
+    weights: str | None = setting(None, group="model", none="no weights file",
+                                  help="start from a local weights file (torchvision, densekit or safetensors)")
+    freeze: list = setting(group="model", factory=list,
+                           help="train with these frozen: features (the backbone) or module names, e.g. denseblock1")
+    unfreeze_after: int = setting(0, group="model", interval="[0, inf)",
+                                  applies=(lambda c: bool(c.freeze), "--freeze"),
+                                  help="epochs after which --freeze ends; 0: frozen throughout")
+    lr_backbone: float | None = setting(None, group="optimizer", interval="(0, inf)", none="the same LR as the head",
+                                        help="the backbone's LR as a factor of --lr (the head gets --lr), e.g. 0.1")
     # data
     dataset: str = setting("fashion-mnist", group="data", help="data source (see `densekit data list`), "
                            "kind:ARG (folder:PATH, tfrecord:PATTERN, synthetic:n=1000) or a folder path")
@@ -113,6 +125,12 @@ class TrainConfig:
     tta: str = setting("auto", group="regularisation", choices=("auto", "none", "flip"), resume="free",
                        help="test-time augmentation of the final test, eval and predict: none or flip; "
                             "auto: flip when the augmentation flips images")
+    sampler: str = setting("shuffle", group="data", choices=("shuffle", "balanced"),
+                           help="training order: shuffle, or balanced (each class equally likely per draw, with "
+                                "replacement; resumable)")
+    class_weights: str | None = setting(None, group="regularisation", none="every class weighs 1",
+                                        help="loss weight per class: auto (inverse frequency) or a YAML/JSON file "
+                                             "of weights")
     workers: int = setting(2, group="data", interval="[0, inf)", resume="free",
                            help="decoding processes for streamed (folder/tfrecord) sets; 0 decodes in this process")
     skip_bad: bool = setting(False, group="data", help="warn about and skip undecodable items instead of stopping")
@@ -272,6 +290,15 @@ class TrainConfig:
                 if v >= 1 and v >= self.epochs:
                     _bad(name, value, f"from 1 up this counts epochs and the run has only --epochs "
                                       f"{self.epochs}; give fewer, or a fraction of training below 1")
+        if self.class_weights == "auto" and self.sampler == "balanced":
+            _bad("class_weights", self.class_weights, "with --sampler balanced the two correct the imbalance twice "
+                 "(rare classes then dominate); choose one")
+        if self.class_weights not in (None, "auto") and not Path(self.class_weights).expanduser().is_file():
+            _bad("class_weights", self.class_weights, "give auto or an existing YAML/JSON file of weights")
+        if self.pretrained and self.weights:
+            _bad("weights", self.weights, "give either --pretrained or --weights, not both")
+        if not all(isinstance(v, str) for v in self.freeze):
+            _bad("freeze", self.freeze, "give features or module names, e.g. --freeze denseblock1 denseblock2")
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             _bad("device", self.device, "use auto, cpu, cuda or cuda:N")
         if not self.out.strip():

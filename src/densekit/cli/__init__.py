@@ -14,7 +14,8 @@ import sys
 from ..errors import DensekitError
 
 # Verb modules, in the order `densekit --help` lists them.
-COMMANDS = ["train", "evaluate", "predict", "export", "serve", "models", "data", "summary", "compare", "recipes", "runs", "report", "sweep", "bench"]
+COMMANDS = ["train", "evaluate", "predict", "explain", "export", "serve", "models", "data", "summary", "compare",
+            "recipes", "runs", "report", "sweep", "lr-find", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"densekit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f".{name}", __name__).add_parser(sub)
+        importlib.import_module(f".{name.replace('-', '_')}", __name__).add_parser(sub)
     return parser
 
 

@@ -71,6 +71,12 @@ def run_info(args):
             "splits": {name: {"count": len(ds),
                               "per_class": torch.bincount(ds.labels, minlength=len(ds.classes)).tolist()}
                        for name, ds in splits.items()}}
+    from ..data.balance import imbalance_note
+    counted = info["splits"].get("train") or next(iter(info["splits"].values()))
+    note = imbalance_note(counted["per_class"], info["classes"])
+    if note:
+        info["warnings"] = [note]
+        print(f"densekit: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(info))
         return 0

@@ -1,4 +1,4 @@
-"""`densekit eval RUN_OR_CHECKPOINT`: top-1, top-5, loss and per-class accuracy on a split."""
+"""`densekit eval RUN_OR_CHECKPOINT`: top-1, top-5, loss; per-class accuracy (= recall), precision, F1 on a split."""
 from __future__ import annotations
 
 import json
@@ -32,7 +32,13 @@ def run(args) -> int:
         return 0
     print(f"{m['dataset']} {m['split']}: top-1 {100 * m['top1']:.2f}%{tta_note(m)}  top-5 {100 * m['top5']:.2f}%  "
           f"loss {m['loss']:.4f}  ({m['count']:,} images, {m['checkpoint']})")
-    width = max(len(c) for c in m["per_class"])
+    width = max([5] + [len(c) for c in m["per_class"]])
+    print(f"  {'class':<{width}}  {'accuracy':>8}  {'precision':>9}  {'recall':>7}  {'F1':>6}  {'support':>7}")
     for name, acc in m["per_class"].items():
-        print(f"  {name:<{width}}  {100 * acc:6.2f}%")
+        c = m["class_metrics"]["per_class"][name]
+        print(f"  {name:<{width}}  {100 * acc:7.2f}%  {100 * c['precision']:8.2f}%  {100 * c['recall']:6.2f}%  "
+              f"{100 * c['f1']:5.2f}%  {c['support']:>7,}")
+    macro = m["class_metrics"]["macro"]
+    print(f"  {'macro':<{width}}  {'':>8}  {100 * macro['precision']:8.2f}%  {100 * macro['recall']:6.2f}%  "
+          f"{100 * macro['f1']:5.2f}%")
     return 0

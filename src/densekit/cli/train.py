@@ -69,6 +69,8 @@ def add_config_flags(p: argparse.ArgumentParser):
             g.add_argument(flag, dest=f.name, metavar="DURATION", help=help_text)
         elif kind is bool or kind == (bool | None):
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif f.name == "freeze":
+            g.add_argument(flag, dest=f.name, nargs="+", metavar="MODULE", help=help_text)
         elif f.name == "milestones":
             g.add_argument(flag, dest=f.name, metavar="P1,P2", help=help_text)
         else:

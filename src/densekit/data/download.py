@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -19,21 +20,33 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
     return h.hexdigest()
 
 
-def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float = 30.0) -> Path:
+def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float = 30.0,
+             sha256_prefix: str | None = None, progress: bool = False) -> Path:
     """Download the first of ``urls`` that answers with the right checksum to ``dest``.
 
-    The file appears at ``dest`` only once complete and verified, so an interrupted or corrupt
-    download never leaves a file that a later run would trust."""
+    ``md5``: the whole MD5 digest; ``sha256_prefix``: the start of the SHA-256 digest (what
+    torchvision puts in its weight files' names). ``progress``: a one-line byte count on stderr
+    when it is a terminal. The file appears at ``dest`` only once complete and verified, so an
+    interrupted or corrupt download never leaves a file that a later run would trust."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                total, done = int(resp.headers.get("Content-Length") or 0), 0
                 for chunk in iter(lambda: resp.read(1 << 20), b""):
                     out.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        _show(dest.name, done, total)
+            if progress:
+                _show(dest.name, done, total, end=True)
             if md5 is not None and (got := file_digest(Path(tmp))) != md5:
                 errors.append(f"{url}: checksum mismatch (md5 {got}, expected {md5})")
+                continue
+            if sha256_prefix is not None and not (got := file_digest(Path(tmp), "sha256")).startswith(sha256_prefix):
+                errors.append(f"{url}: checksum mismatch (sha256 {got[:16]}..., expected {sha256_prefix}...)")
                 continue
             os.replace(tmp, dest)
             return dest
@@ -43,3 +56,11 @@ def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float
             if os.path.exists(tmp):
                 os.unlink(tmp)
     raise DensekitError(f"could not download {dest.name} ({'; '.join(errors)})")
+
+
+def _show(name: str, done: int, total: int, end: bool = False):
+    if not sys.stderr.isatty():
+        return
+    of = f" / {total / 1e6:.1f} MB ({100 * done / total:.0f}%)" if total else " MB"
+    sys.stderr.write(f"\rdownloading {name}: {done / 1e6:.1f}{of}" + ("\n" if end else "\033[K"))
+    sys.stderr.flush()

@@ -7,6 +7,8 @@ share each epoch's batches in one of two ways (``shard``): "split" (training) cu
 into ``world_size`` contiguous parts, so N ranks together take exactly one process's batches and
 the order is a function of (seed, epoch, global position) alone; "deal" (evaluation) hands whole
 batches to the ranks in turn, so every batch is computed exactly as one process computes it.
+``balanced`` draws the epoch's items with replacement, every class equally likely, from the same
+(seed, epoch) generator (``balance.balanced_order``), then shards like any order.
 In-memory sets are gathered by tensor indexing (no per-item Python); streamed sets decode in a
 worker pool with prefetching.
 """
@@ -20,6 +22,7 @@ from typing import Iterator
 import torch
 
 from ..errors import DensekitError
+from .balance import balanced_order
 from .dataset import ImageDataset
 
 
@@ -106,10 +109,12 @@ def _collate(items):
 class Loader:
     def __init__(self, dataset: ImageDataset, batch_size: int, shuffle: bool = False, seed: int = 0,
                  drop_last: bool = False, device: str | torch.device = "cpu", workers: int = 0,
-                 rank: int = 0, world_size: int = 1, shard: str = "split"):
+                 rank: int = 0, world_size: int = 1, shard: str = "split", balanced: bool = False):
         self.dataset, self.batch_size, self.shuffle, self.seed = dataset, batch_size, shuffle, seed
         self.drop_last, self.device, self.workers = drop_last, torch.device(device), workers
-        self.rank, self.world_size, self.shard = rank, world_size, shard
+        self.rank, self.world_size, self.shard, self.balanced = rank, world_size, shard, balanced
+        if balanced and not shuffle:
+            raise ValueError("a balanced order is a random one: pass shuffle=True")
         if shard == "split" and world_size > 1:
             if batch_size % world_size:
                 raise DensekitError(f"batch size {batch_size} does not split evenly over {world_size} processes: "
@@ -122,7 +127,7 @@ class Loader:
         n = len(self.dataset)
         if self.shuffle:
             g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            return torch.randperm(n, generator=g)
+            return balanced_order(self.dataset.labels, g) if self.balanced else torch.randperm(n, generator=g)
         return torch.arange(n)
 
     def __len__(self) -> int:

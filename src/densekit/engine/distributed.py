@@ -186,10 +186,12 @@ def convert_sync_bn(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def wrap(model: nn.Module, device: torch.device) -> nn.Module:
+def wrap(model: nn.Module, device: torch.device, frozen: bool = False) -> nn.Module:
     """DDP around ``model``. ``broadcast_buffers`` (the default) copies rank 0's BatchNorm running
-    statistics to every rank at each forward; ``sync_buffers`` does the same before evaluation."""
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    statistics to every rank at each forward; ``sync_buffers`` does the same before evaluation.
+    ``frozen``: some parameters get no gradient (``--freeze``), which DDP must be told."""
+    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                               find_unused_parameters=frozen)
 
 
 def sync_buffers(*models: nn.Module | None):

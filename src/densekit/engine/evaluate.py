@@ -23,6 +23,7 @@ from ..runtime.images import expand_images  # noqa: F401  (one list of image suf
 from ..errors import DensekitError
 from . import distributed
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from .metrics import class_metrics
 from .precision import autocast, dtype_from_name, fast_defaults, memory_format, pick_device
 
 
@@ -187,7 +188,8 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     ``tta``: test-time augmentation, "none" or "flip"; None applies the checkpoint's own (what its
     training resolved; "none" for checkpoints that name none). A dataset whose class names are the
     model's in another order is scored by name; other class names are refused.
-    Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "confusion", "checkpoint"}``,
+    Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "class_metrics": {"per_class":
+    {name: {precision, recall, f1, support}}, "macro"}, "confusion", "checkpoint"}``,
     plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation."""
     distributed.init(pick_device(device))   # under torchrun the ranks share the split
     path, payload, model, opts = load_for_inference(run_or_checkpoint, device, batch_size, tta, workers)
@@ -201,6 +203,7 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     label_map = _label_map(ds.classes, opts.classes, f"{dataset} {split}")
     out = run_eval(model, ds, opts, per_class=True, label_map=label_map)
     out["per_class"] = dict(zip(opts.classes, out["per_class"]))
+    out["class_metrics"] = class_metrics(out["confusion"], list(opts.classes))   # precision, recall, F1
     out.update(checkpoint=str(path), dataset=dataset, split=split)
     return out
 

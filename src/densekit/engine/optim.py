@@ -1,4 +1,5 @@
-"""Optimizers, with weight decay kept off BatchNorm and bias parameters when asked."""
+"""Optimizers, with weight decay kept off BatchNorm and bias parameters when asked, and a lower
+learning rate for a fine-tuned backbone than for its new head when asked (``lr_backbone``)."""
 from __future__ import annotations
 
 import torch
@@ -7,20 +8,30 @@ from torch import nn
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 
 
-def param_groups(model: nn.Module, weight_decay: float, exclude_norm_bias: bool) -> list[dict]:
-    if not exclude_norm_bias or weight_decay == 0:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            # 1-d tensors are BN scales/shifts and biases: decaying them only fights normalisation.
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def param_groups(model: nn.Module, weight_decay: float, exclude_norm_bias: bool,
+                 lr_backbone: float | None = None) -> list[dict]:
+    """Parameter groups: decayed and not (BN scales/shifts and biases), and with ``lr_backbone``
+    the backbone apart from the head (``models.finetune.head_name``), its groups carrying
+    ``lr_scale`` = the factor that the trainer multiplies the scheduled LR by."""
+    from ..models.finetune import head_name, is_head
+    head = head_name(model) if lr_backbone is not None else None
+    groups: dict[tuple, list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        # 1-d tensors are BN scales/shifts and biases: decaying them only fights normalisation.
+        decay = weight_decay if not (exclude_norm_bias and p.ndim <= 1) else 0.0
+        scale = 1.0 if head is None or is_head(name, head) else lr_backbone
+        groups.setdefault((decay, scale), []).append(p)
+    return [{"params": params, "weight_decay": decay, "lr_scale": scale}
+            for (decay, scale), params in sorted(groups.items(), key=lambda kv: (-kv[0][1], -kv[0][0]))]
 
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     lr = base_lr(cfg)
-    groups = param_groups(model, cfg.weight_decay, cfg.wd_exclude_norm_bias)
+    groups = param_groups(model, cfg.weight_decay, cfg.wd_exclude_norm_bias, getattr(cfg, "lr_backbone", None))
+    for group in groups:
+        group["lr"] = lr * group["lr_scale"]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0)
     if cfg.optimizer == "adam":

@@ -29,15 +29,19 @@ import torch.nn.functional as F
 from .. import data as D
 from ..config import TrainConfig
 from ..data import augment as A
+from ..data.balance import class_weights
 from ..data.dataset import MissingSplit
 from ..data.splits import carve_val
 from ..errors import DensekitError
 from ..files import WriteError
 from ..models import create_model, get_entry
+from ..models.finetune import frozen_modules, set_frozen
+from ..models.pretrained import pretrained_stats
 from . import checkpoint, distributed
 from .callbacks import Callback, Context, Run
 from .ema import EMA
 from .evaluate import EvalOptions, run_eval, tta_note
+from .metrics import class_metrics
 from .optim import base_lr, build_optimizer
 from .precision import autocast, fast_defaults, memory_format, peak_memory_mb, pick_device, precision_name, \
     resolve_precision
@@ -87,19 +91,27 @@ class Trainer:
         channels, height, width = train_ds.shape
         if payload is not None:
             mean, std = payload["data"]["mean"], payload["data"]["std"]
+        elif cfg.pretrained:                   # the statistics the weights were trained with
+            mean, std = pretrained_stats(channels)
         else:
             mean, std = D.channel_stats(train_ds, workers=cfg.workers)
         self.normalize = D.Normalize(mean, std)
         self.augment = A.Augment(self._augment_preset(), seed=cfg.seed, num_classes=len(train_ds.classes))
         self.tta = A.default_tta(self.augment.preset) if cfg.tta == "auto" else cfg.tta
         self.loader = D.Loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=len(train_ds) > cfg.batch_size,
-                               device=self.device, workers=cfg.workers, rank=self.rank, world_size=self.world_size)
+                               device=self.device, workers=cfg.workers, rank=self.rank, world_size=self.world_size,
+                               balanced=cfg.sampler == "balanced")
+        weights = class_weights(cfg.class_weights, train_ds.labels, self.classes)
+        self.class_weights = None if weights is None else weights.to(self.device)
         self.data_info = {"classes": self.classes, "mean": list(mean), "std": list(std),
                           "channels": channels, "image_size": [height, width], "dataset": cfg.dataset,
                           "tta": self.tta}
 
         # -- model, precision, optimizer ----------------------------------------------------------
-        self.model = create_model(cfg.model, num_classes=len(self.classes), in_channels=channels, **cfg.model_args)
+        self.model = create_model(cfg.model, num_classes=len(self.classes), in_channels=channels, **cfg.model_args,
+                                  pretrained=cfg.pretrained and payload is None,
+                                  weights=cfg.weights if payload is None else None)
+        self.frozen = frozen_modules(self.model, cfg.freeze) if cfg.freeze else []
         self.model_spec = {"name": cfg.model, "args": self.model.model_args}
         if cfg.sync_bn and self.world_size > 1:   # one process's BatchNorm is already the whole batch's
             self.model = distributed.convert_sync_bn(self.model, self.device)
@@ -114,7 +126,7 @@ class Trainer:
         self.base_lr = base_lr(cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
-        self.ddp = distributed.wrap(self.model, self.device) if self.world_size > 1 else None
+        self.ddp = distributed.wrap(self.model, self.device, bool(self.frozen)) if self.world_size > 1 else None
         self.net = self.ddp or self.model
         if cfg.compile:
             self.net = torch.compile(self.net)
@@ -323,17 +335,20 @@ class Trainer:
             print(f"\ndensekit: {signal.Signals(signum).name} received, stopping at the next step with a checkpoint "
                   "(interrupt again to exit at once)", file=sys.stderr, flush=True)
 
-    def _step(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step on a batch (a micro-step under gradient accumulation)."""
+    def _step(self, x: torch.Tensor, target: torch.Tensor, lr: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a batch (a micro-step under gradient accumulation), at the
+        schedule's LR or at ``lr`` (the LR range test's sweep)."""
         cfg = self.cfg
-        lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, *cfg.schedule_points(), cfg.gamma)
+        if lr is None:
+            lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, *cfg.schedule_points(), cfg.gamma)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)     # --lr-backbone
         applies = (self.step_in_epoch + 1) % cfg.accumulate == 0
         with distributed.grad_sync(self.ddp, sync=applies):   # no gradient all-reduce while accumulating
             with autocast(self.device, self.dtype):
                 logits = self.net(x)
-                loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(logits.float(), target, weight=self.class_weights,
+                                       label_smoothing=cfg.label_smoothing)
                 if getattr(self.model, "aux_outputs", None):   # GoogLeNet's auxiliary classifiers (aux_logits=True)
                     loss = loss + self.model.aux_loss(target, label_smoothing=cfg.label_smoothing)
             self.scaler.scale(loss / cfg.accumulate).backward()
@@ -351,6 +366,7 @@ class Trainer:
     def _train_epoch(self):
         cfg = self.cfg
         self.model.train()
+        set_frozen(self.model, self.frozen, not cfg.unfreeze_after or self.epoch < cfg.unfreeze_after)
         n_steps = len(self.loader)
         bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}", enabled=self.verbose and self.rank == 0)
         part, last_save, shown = self.partial, self.now, None
@@ -492,10 +508,11 @@ class Trainer:
                 model.load_state_dict(payload["ema_state_dict"] or payload["state_dict"])
             # one pass for the summary and for the callbacks' plots and embeddings
             test = run_eval(model, self.test_ds, self.eval_opts.replace(tta=self.tta), per_class=True, outputs=True,
-                            features=self.cfg.embeddings)
+                            features=self.cfg.embeddings if self.cfg.tensorboard else 0)   # the projector's
             summary.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
                            test_count=test["count"], test_tta=self.tta,
-                           per_class={c: a for c, a in zip(self.classes, test["per_class"])})
+                           per_class={c: a for c, a in zip(self.classes, test["per_class"])},
+                           class_metrics=class_metrics(test["confusion"], self.classes))
             if "top1_single" in test:
                 summary["test_top1_single"] = test["top1_single"]
             self.context.test = test
@@ -509,7 +526,7 @@ class Trainer:
             summary["signal"] = self.signal
         self.run.write_json("summary.json", summary)
         self.run.write_status(status, ended=now(), reason=self.stop_reason if not finished or self.early_stopped else None,
-                              summary={k: v for k, v in summary.items() if k != "per_class"})
+                              summary={k: v for k, v in summary.items() if k not in ("per_class", "class_metrics")})
         for cb in self.callbacks:
             cb.on_train_end(self.context, summary)
         if not finished and self.rank == 0:

@@ -169,11 +169,17 @@ def check_overrides(name: str, overrides: dict) -> None:
 
 
 def create_model(name: str, num_classes: int | None = None, in_channels: int | None = None,
-                 weights: str | None = None, features_only: bool = False, **overrides) -> nn.Module:
+                 weights: str | None = None, features_only: bool = False, pretrained: bool = False,
+                 **overrides) -> nn.Module:
     """Build a registered model; ``overrides`` replace any constructor argument.
 
     ``weights`` loads a state_dict file (densekit, torchvision or safetensors format);
-    ``features_only`` returns a backbone whose forward gives every stage's output."""
+    ``pretrained`` loads torchvision's ImageNet weights of the DenseNets, downloaded once into the
+    densekit cache and verified (``models/pretrained.py``); another ``num_classes`` gets a fresh
+    head, other ``in_channels`` an adapted stem. ``features_only`` returns a backbone whose
+    forward gives every stage's output."""
+    if pretrained and weights is not None:
+        raise DensekitError("give either pretrained=True (--pretrained) or a weights file (--weights), not both")
     entry = get_entry(name)
     args = model_args(name, num_classes=num_classes, in_channels=in_channels, **overrides)
     try:
@@ -185,6 +191,9 @@ def create_model(name: str, num_classes: int | None = None, in_channels: int | N
         raise DensekitError(f"model {name!r}: {err}") from None
     model.model_name = name
     model.model_args = args
+    if pretrained:
+        from .pretrained import pretrained_file
+        weights = pretrained_file(name)
     if weights is not None:
         from .weights import load_weights
         load_weights(model, weights)

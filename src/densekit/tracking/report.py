@@ -71,12 +71,16 @@ def build_report(path: str | Path) -> str:
                          "no confusion matrix: the run has no test split, or was trained with --no-plots"))
 
     per_class = summary.get("per_class") or {}
+    prf = (summary.get("class_metrics") or {}).get("per_class", {})   # precision, recall, F1 (engine/metrics.py)
     if per_class:
+        extra = lambda c: "".join(f"<td class='num'>{fmt_pct(prf[c][k])}</td>" for k in ("precision", "recall", "f1")) \
+            if c in prf else ""  # noqa: E731
         rows = "".join(f"<tr><td>{e(str(c))}</td><td class='num'>{fmt_pct(a)}</td>"
-                       f"<td><span class='bar' style='width:{200 * a:.0f}px'></span></td></tr>"
+                       f"<td><span class='bar' style='width:{200 * a:.0f}px'></span></td>{extra(c)}</tr>"
                        for c, a in per_class.items())
+        heads = "<th>precision</th><th>recall</th><th>F1</th>" if prf else ""
         parts.append(f"<h2>Per-class accuracy (test)</h2><table id='per-class'><tr><th>class</th><th>accuracy</th>"
-                     f"<th></th></tr>{rows}</table>")
+                     f"<th></th>{heads}</tr>{rows}</table>")
 
     predictions = plots / "predictions.json"
     listed = read_json(predictions)

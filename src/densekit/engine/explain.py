@@ -1,0 +1,163 @@
+"""Why did the model decide that? Grad-CAM and saliency maps for a trained run.
+
+Grad-CAM (Selvaraju et al., arXiv 1610.02391): the class score's gradient with respect to the
+last convolutional feature maps, averaged over space, weights those maps; the ReLU of the
+weighted sum, upsampled to the image, is the heat map. densekit takes the maps from the model's
+``forward_features`` (for a DenseNet: the output of the last dense block after the final
+BatchNorm-ReLU, ``features.norm5``) and the score from ``forward_head``, so every model of the
+zoo is explained the same way.
+
+Gradients are taken with ``torch.autograd.grad`` on the feature *tensor*, never with module
+backward hooks: DenseNets (and the baselines) use in-place ReLUs, and PyTorch refuses an
+in-place operation on the output of a module that carries a full backward hook (the error that
+hook-based Grad-CAM code hits on torchvision's DenseNet and ResNet); the older non-full hooks
+instead report gradients of the wrong tensor. A gradient with respect to a tensor has neither
+problem, and needs no hook to remove afterwards.
+
+Saliency (Simonyan et al., arXiv 1312.6034): |d class score / d input pixel|, the maximum over
+channels. Images are preprocessed exactly as ``predict`` does (``decode_image`` to the
+checkpoint's channels and size, its normalisation), one view, float32.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import data as D
+from ..data.images import decode_image
+from ..errors import DensekitError
+from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from .evaluate import expand_images
+from .precision import pick_device
+
+METHODS = ("gradcam", "saliency")
+
+
+def gradcam(model, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(heat maps N x H x W in [0, 1] at the input's size, logits) for class ``target`` of each image."""
+    if not (hasattr(model, "forward_features") and hasattr(model, "forward_head")):
+        raise DensekitError(f"{type(model).__name__} has no forward_features/forward_head: Grad-CAM needs the "
+                            "last feature maps; use --method saliency")
+    feats = model.forward_features(x)
+    logits = model.forward_head(feats)
+    if feats.dim() != 4:
+        raise DensekitError(f"{type(model).__name__}'s features are {tuple(feats.shape)}, not maps: "
+                            "use --method saliency")
+    score = logits.gather(1, target[:, None]).sum()
+    grads, = torch.autograd.grad(score, feats)
+    weights = grads.mean((2, 3), keepdim=True)                 # alpha_k^c: global-average-pooled gradients
+    cam = F.relu((weights * feats).sum(1, keepdim=True))
+    cam = F.interpolate(cam, size=x.shape[2:], mode="bilinear", align_corners=False)[:, 0]
+    return _unit(cam.detach()), logits.detach()
+
+
+def saliency(model, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(|d score / d pixel|, max over channels, N x H x W in [0, 1], logits)."""
+    x = x.detach().clone().requires_grad_(True)
+    logits = model(x)
+    grads, = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), x)
+    return _unit(grads.abs().amax(1)), logits.detach()
+
+
+def _unit(maps: torch.Tensor) -> torch.Tensor:
+    """Each map scaled to [0, 1] by its own maximum (an all-zero map stays zero)."""
+    peak = maps.flatten(1).amax(1).clamp_min(1e-12)
+    return maps / peak[:, None, None]
+
+
+def explain(run_or_checkpoint: str | Path, images, method: str = "gradcam", out: str | Path | None = None,
+            top_k: int = 3, device: str = "auto", target: str | int | None = None) -> list[dict]:
+    """Heat maps of why a run's model classified each image as it did.
+
+    ``images``: files or folders (expanded like ``predict``), PIL images or uint8 tensors C x H x W.
+    ``method``: "gradcam" or "saliency". ``target``: a class name or index to explain for every
+    image; None explains each image's top-1 class. ``out``: a folder for one PNG per image (the
+    image, and the heat map over it, titled with the top-k classes).
+    Returns ``[{"file", "top_k": [{"label", "index", "prob"}], "explained": label, "method",
+    "heatmap": float32 H x W in [0, 1], "image": uint8 H x W x C, "png": path or None}]``."""
+    if method not in METHODS:
+        raise DensekitError(f"unknown method {method!r}: choose gradcam or saliency")
+    dev = pick_device(device)
+    payload = load_checkpoint(resolve_checkpoint(run_or_checkpoint))
+    model = model_from_checkpoint(payload).to(dev).eval()
+    info = payload["data"]
+    classes, c, (h, w) = info["classes"], info["channels"], info["image_size"]
+    target_index = _target(target, classes)
+    items = images if isinstance(images, (list, tuple)) else [images]
+    if items and isinstance(items[0], (str, Path)):
+        items = expand_images(items)
+    if not items:
+        raise DensekitError("no images to explain; give image files or folders of images")
+    normalize = D.Normalize(info["mean"], info["std"])
+    fn = gradcam if method == "gradcam" else saliency
+    out_dir = Path(out) if out is not None else None
+    results = []
+    for i, item in enumerate(items):
+        name = str(item) if isinstance(item, (str, Path)) else None
+        pixels = decode_image(item, channels=c, size=(h, w), name=name)
+        x = normalize(pixels[None].to(dev)).contiguous()
+        if target_index is None:
+            with torch.no_grad():
+                explained = model(x).argmax(1)
+        else:
+            explained = torch.tensor([target_index], device=dev)
+        heat, logits = fn(model, x, explained)
+        p, idx = logits.float().softmax(1)[0].topk(min(top_k, len(classes)))
+        result = {"file": name, "method": method, "explained": classes[int(explained[0])],
+                  "top_k": [{"label": classes[j], "index": j, "prob": q} for q, j in zip(p.tolist(), idx.tolist())],
+                  "heatmap": heat[0].float().cpu().numpy(), "image": pixels.permute(1, 2, 0).numpy(), "png": None}
+        if out_dir is not None:
+            stem = Path(name).stem if name else f"image{i:04d}"
+            result["png"] = str(save_overlay(result, out_dir / f"{i:04d}-{stem}-{method}.png"))
+        results.append(result)
+    return results
+
+
+def _target(target, classes) -> int | None:
+    if target is None:
+        return None
+    if isinstance(target, int) or (isinstance(target, str) and target not in classes and target.isdigit()):
+        index = int(target)
+        if not 0 <= index < len(classes):
+            raise DensekitError(f"class index {index} out of range: the model has {len(classes)} classes")
+        return index
+    if target not in classes:
+        raise DensekitError(f"unknown class {target!r}: the model's classes are {', '.join(classes[:20])}")
+    return classes.index(target)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The heat map in matplotlib's "jet" colours blended over the image: uint8 H x W x 3."""
+    from matplotlib import colormaps
+    rgb = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[:, :, :3]
+    colours = colormaps["jet"](heat)[:, :, :3] * 255
+    return np.clip((1 - alpha) * rgb + alpha * colours, 0, 255).astype(np.uint8)
+
+
+def save_overlay(result: dict, path: Path, display: int = 224) -> Path:
+    """A PNG of the image beside the heat map over it, titled with the top-k classes. Small images
+    are enlarged by Pillow (nearest, so pixels stay visible) to about ``display`` pixels."""
+    from PIL import Image
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image, heat = result["image"], result["heatmap"]
+    h, w = heat.shape
+    scale = max(1, display // max(h, w))
+    big = lambda a: np.asarray(Image.fromarray(a).resize((w * scale, h * scale), Image.NEAREST))  # noqa: E731
+    plain = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3.4))
+    for ax, picture in zip(axes, (big(plain), big(overlay(image, heat)))):
+        ax.imshow(picture)
+        ax.axis("off")
+    guesses = ", ".join(f"{g['label']} {100 * g['prob']:.0f}%" for g in result["top_k"])
+    fig.suptitle(f"{guesses}\n{result['method']} of {result['explained']!r}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
