@@ -70,6 +70,14 @@ def atomic_write(path: str | Path, data: bytes | str | Callable[[], bytes], dura
     return path
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """A matplotlib figure as a PNG, atomically (a report or browser never reads half a PNG)."""
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return atomic_write(path, buf.getvalue(), durable=False)
+
+
 def os_reason(err: OSError) -> str:
     """An OS error in a few words: "the disk is full", "the file system is read-only"..."""
     return _WHY.get(err.errno, err.strerror or type(err).__name__)

@@ -28,6 +28,7 @@ import torch
 
 from .config import TrainConfig
 from .errors import DensekitError
+from .files import save_figure
 
 
 @dataclass
@@ -191,6 +192,5 @@ def plot_lr_find(result: LRFind, path: Path, title: str = ""):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from .. import data as D
 from ..data.images import decode_image
 from ..errors import DensekitError
+from ..files import save_figure
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
 from .evaluate import expand_images
 from .precision import pick_device
@@ -157,7 +158,6 @@ def save_overlay(result: dict, path: Path, display: int = 224) -> Path:
     guesses = ", ".join(f"{g['label']} {100 * g['prob']:.0f}%" for g in result["top_k"])
     fig.suptitle(f"{guesses}\n{result['method']} of {result['explained']!r}", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
     return path

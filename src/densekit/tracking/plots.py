@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +16,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import torch  # noqa: E402
 
 from ..engine.callbacks import Callback  # noqa: E402
-from ..files import atomic_write  # noqa: E402
+from ..files import save_figure  # noqa: E402
 from .predictions import image_batch  # noqa: E402
 
 WORST = 24
@@ -86,10 +85,8 @@ def plot_predictions(images: torch.Tensor, true: list[str], pred: list[str], pro
 
 
 def _save(fig, path: Path):
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
-    atomic_write(path, buf.getvalue(), durable=False)    # a reader (report, browser) never sees half a PNG
 
 
 class PlotsCallback(Callback):
