@@ -9,7 +9,7 @@ from densekit.cli import main
 
 def test_list_names_every_source(capsys):
     assert main(["data", "list", "--json"]) == 0
-    sources = json.loads(capsys.readouterr().out)
+    sources = {json.loads(line)["name"] for line in capsys.readouterr().out.splitlines()}
     assert {"mnist", "fashion-mnist", "cifar10", "cifar100", "folder", "tfrecord", "digits", "synthetic",
             "packed"} <= set(sources)
 

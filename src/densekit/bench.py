@@ -26,19 +26,6 @@ def _malloc() -> str:
     return "densekit" if keep_freed_memory() else "system"
 
 
-def parse_input_size(text: str, default_channels: int = 3) -> tuple[int, int, int]:
-    """``"3,64,64"`` or ``"64"`` (square, default channels) to (C, H, W)."""
-    try:
-        parts = [int(p) for p in str(text).split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) == 1 and parts[0] > 0:
-        return (default_channels, parts[0], parts[0])
-    if len(parts) == 3 and min(parts) > 0:
-        return tuple(parts)
-    raise DensekitError(f"--input-size must be C,H,W or one side N, got {text!r}")
-
-
 def _build(spec: dict, device: torch.device) -> torch.nn.Module:
     from .models import create_model
     from .models.reference import reference_model

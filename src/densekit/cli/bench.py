@@ -3,13 +3,14 @@ reference DenseNet measured in the same run."""
 from __future__ import annotations
 
 import argparse
-import json
+
+from .common import add_input_size, add_json_flag, parse_input_size, print_json
 
 
 def add_parser(sub):
     p = sub.add_parser("bench", help="measure images/s, peak memory and GFLOP/s against the naive reference")
     p.add_argument("model", help="a registered model name, e.g. densenet121")
-    p.add_argument("--input-size", default=None, help="C,H,W or one side N (default: the model's own)")
+    add_input_size(p)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--mode", choices=["train", "infer"], default="train")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
@@ -24,7 +25,7 @@ def add_parser(sub):
                    help="alternate densekit and reference this many times, keep each one's best")
     p.add_argument("--reference", choices=["naive", "same"], default="naive",
                    help="naive: float32 NCHW eager reference; same: the reference with densekit's settings")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
@@ -34,9 +35,12 @@ def run(args):
     size = None
     if args.input_size:
         channels = get_entry(args.model).meta.get("input_size", (3,))[0]
-        size = bench.parse_input_size(args.input_size, channels)
+        size = parse_input_size(args.input_size, channels)
     result = bench.run_bench(args.model, size, args.batch_size, args.mode, args.precision, args.compile,
                              args.memory_efficient, args.device, args.steps, channels_last=args.channels_last,
                              reference=args.reference, rounds=args.rounds)
-    print(json.dumps(result) if args.json else bench.format_report(result))
+    if args.json:
+        print_json(result)
+    else:
+        print(bench.format_report(result))
     return 0

@@ -1,20 +1,21 @@
 """`densekit eval RUN_OR_CHECKPOINT`: top-1, top-5, loss and per-class accuracy on a split."""
 from __future__ import annotations
 
-import json
+from .common import add_json_flag, print_json
 
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="evaluate a run or checkpoint on a dataset split")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("--dataset", help="default: the dataset the model was trained on")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test",
+                   help="train, val or test; val of a source without one is the split training carved out")
     p.add_argument("--data-dir")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", choices=["none", "flip"],
-                   help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+                   help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own (none on --split val, as training validated)")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
@@ -24,7 +25,7 @@ def run(args) -> int:
     m = evaluate(args.checkpoint, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
                  batch_size=args.batch_size, device=args.device, tta=args.tta)
     if args.json:
-        print(json.dumps({k: v for k, v in m.items() if k != "confusion"}))
+        print_json({k: v for k, v in m.items() if k != "confusion"})
         return 0
     print(f"{m['dataset']} {m['split']}: top-1 {100 * m['top1']:.2f}%{tta_note(m)}  top-5 {100 * m['top5']:.2f}%  "
           f"loss {m['loss']:.4f}  ({m['count']:,} images, {m['checkpoint']})")

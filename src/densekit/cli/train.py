@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import typing
 
 from ..config import TrainConfig, load_recipe, load_yaml, parse_duration
 from ..errors import DensekitError
+from .common import add_json_flag, print_json
 
 _HELP = {"model": "registered model name (see `densekit models`)", "dataset": "data source (see `densekit data list`)",
          "time_budget": "wall-clock budget such as 5m or 1h; plans the LR schedule and stops on time",
@@ -57,13 +57,21 @@ def add_parser(sub):
     p.add_argument("--config", help="a YAML file of config fields")
     p.add_argument("--resume", nargs="?", const=True, metavar="RUN",
                    help="continue a run from its last checkpoint: RUN, or --out/--name when omitted")
-    p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    add_json_flag(p, "the final summary")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_config_flags(p)
     p.set_defaults(func=run)
 
 
 def config_from_args(args) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(config_fields(args)).validate()
+    except TypeError as err:
+        raise DensekitError(f"bad config value: {err}") from None
+
+
+def config_fields(args) -> dict:
+    """The TrainConfig fields the command line sets: --recipe, then --config, then flags."""
     fields = {}
     if args.recipe:
         fields.update(load_recipe(args.recipe))
@@ -86,10 +94,7 @@ def config_from_args(args) -> TrainConfig:
         fields[f.name] = value
     if "time_budget" in fields:
         fields["time_budget"] = parse_duration(fields["time_budget"])
-    try:
-        return TrainConfig.from_dict(fields).validate()
-    except TypeError as err:
-        raise DensekitError(f"bad config value: {err}") from None
+    return fields
 
 
 def run(args) -> int:
@@ -110,7 +115,7 @@ def run(args) -> int:
     if result.summary.get("signal"):   # stopped by SIGINT/SIGTERM: the shell's convention, 128 + N
         return 128 + result.summary["signal"]
     if args.json:
-        print(json.dumps(result.summary))
+        print_json(result.summary)
     elif "test_top1" in result.summary:
         s = result.summary
         tta = f", {s['test_tta']} TTA" if "test_top1_single" in s else ""

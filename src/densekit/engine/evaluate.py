@@ -177,15 +177,19 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     """Evaluate a run (its best checkpoint) or a checkpoint file on a dataset split.
 
     ``tta``: test-time augmentation, "none" or "flip"; None applies the checkpoint's own (what its
-    training resolved; "none" for checkpoints that name none). A dataset whose class names are the
+    training resolved; "none" for checkpoints that name none), except on ``split="val"``, where it
+    is "none", as training validated. ``split="val"`` of a source without a val split is the one
+    training carved out of train (its seed and val_split, read from the checkpoint). A dataset whose class names are the
     model's in another order is scored by name; other class names are refused.
     Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "confusion", "checkpoint"}``,
     plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation."""
+    if split == "val" and tta is None:
+        tta = "none"      # the figure training recorded: it validates on the plain view
     path, payload, model, opts = load_for_inference(run_or_checkpoint, device, batch_size, tta, workers)
     info = payload["data"]
     dataset = dataset or info["dataset"]
     c, (h, w) = info["channels"], info["image_size"]
-    ds = D.load_dataset(dataset, split, data_dir, channels=c, image_size=h)
+    ds = _load_split(dataset, split, data_dir, c, h, payload)
     if tuple(ds.shape) != (c, h, w):
         raise DensekitError(f"{dataset} {split} images are {tuple(ds.shape)} but the model was trained on "
                             f"{(c, h, w)}; evaluate on the dataset it was trained on")
@@ -194,6 +198,22 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     out["per_class"] = dict(zip(opts.classes, out["per_class"]))
     out.update(checkpoint=str(path), dataset=dataset, split=split)
     return out
+
+
+def _load_split(dataset: str, split: str, data_dir, channels: int, size: int, payload: dict):
+    """The split; "val" of a source without one is the split training carved from train (the
+    run's own seed and val_split: the same items)."""
+    from ..data.dataset import MissingSplit
+    from ..data.splits import carve_val
+    try:
+        return D.load_dataset(dataset, split, data_dir, channels=channels, image_size=size)
+    except MissingSplit:
+        cfg = payload.get("config") or {}
+        if split != "val" or not cfg.get("val_split") or dataset != payload["data"]["dataset"]:
+            raise
+    skip = {"skip_bad": True} if cfg.get("skip_bad") else {}
+    train = D.load_dataset(dataset, "train", data_dir, channels=channels, image_size=size, **skip)
+    return carve_val(train, cfg["val_split"], cfg.get("seed", 0))[1]
 
 
 def expand_images(paths) -> list[Path]:

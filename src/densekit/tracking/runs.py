@@ -107,6 +107,16 @@ def artefacts(path: str | Path) -> list[tuple[str, int]]:
     return sorted((str(f.relative_to(path)), f.stat().st_size) for f in path.rglob("*") if f.is_file())
 
 
+def run_details(path: str | Path) -> dict:
+    """`densekit runs show --json`: the same facts as ``describe_run``, as one object."""
+    run = RunFolder(path)
+    cfg, row = run.read_config(), run_row(path)
+    resolved = cfg.pop("resolved", {})
+    return {**row, "config": cfg, "resolved": resolved, "metrics": run.read_metrics(),
+            "summary": read_json(run.path / "summary.json"),
+            "artefacts": [{"file": name, "bytes": size} for name, size in artefacts(run.path)]}
+
+
 def describe_run(path: str | Path) -> str:
     """`densekit runs show`: settings, per-epoch metrics, final results and artefacts, as text."""
     run = RunFolder(path)
