@@ -21,13 +21,25 @@ def add_parser(sub):
 
 def run(args) -> int:
     from ..engine import evaluate
-    from ..engine.evaluate import tta_note
-    m = evaluate(args.checkpoint, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
-                 batch_size=args.batch_size, device=args.device, tta=args.tta)
+    from ..engine.evaluate import top5_name, tta_note
+    from ..engine.progress import ProgressBar
+    bar = None
+
+    def progress(done, total):     # a live bar on a terminal only, never in --json output
+        nonlocal bar
+        bar = bar or ProgressBar(total, f"eval {args.split}", enabled=not args.json)
+        bar.update(done)
+
+    try:
+        m = evaluate(args.checkpoint, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
+                     batch_size=args.batch_size, device=args.device, tta=args.tta, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
     if args.json:
         print_json({k: v for k, v in m.items() if k != "confusion"})
         return 0
-    print(f"{m['dataset']} {m['split']}: top-1 {100 * m['top1']:.2f}%{tta_note(m)}  top-5 {100 * m['top5']:.2f}%  "
+    print(f"{m['dataset']} {m['split']}: top-1 {100 * m['top1']:.2f}%{tta_note(m)}  {top5_name(len(m['per_class']))} {100 * m['top5']:.2f}%  "
           f"loss {m['loss']:.4f}  ({m['count']:,} images, {m['checkpoint']})")
     width = max(len(c) for c in m["per_class"])
     for name, acc in m["per_class"].items():

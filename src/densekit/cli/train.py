@@ -116,11 +116,8 @@ def run(args) -> int:
         return 128 + result.summary["signal"]
     if args.json:
         print_json(result.summary)
-    elif "test_top1" in result.summary:
-        s = result.summary
-        tta = f", {s['test_tta']} TTA" if "test_top1_single" in s else ""
-        print(f"test top-1 {100 * s['test_top1']:.2f}%  top-5 {100 * s['test_top5']:.2f}%  "
-              f"({s['test_count']:,} images{tta})  results in {result.dir}")
+    elif args.quiet:   # otherwise training printed this line itself
+        print(result.result_line())
     return 0
 
 

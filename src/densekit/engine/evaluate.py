@@ -87,6 +87,11 @@ def tta_log_probs(model, x: torch.Tensor, tta: str = "none") -> tuple[torch.Tens
     return mean.log_softmax(1), plain
 
 
+def top5_name(num_classes: int) -> str:
+    """How ``top5`` is shown: top-5, or top-k with fewer than 5 classes (k = the number of classes)."""
+    return f"top-{min(5, num_classes)}"
+
+
 def tta_note(metrics: dict) -> str:
     """The suffix that names a result's test-time augmentation and its one-view top-1, e.g.
     ' (flip TTA; one view 93.29%)'; empty without test-time augmentation."""
@@ -95,12 +100,13 @@ def tta_note(metrics: dict) -> str:
 
 @torch.no_grad()
 def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: bool = False, features: int = 0,
-             label_map: torch.Tensor | None = None) -> dict:
+             label_map: torch.Tensor | None = None, progress=None) -> dict:
     """Metrics of ``model`` over all of ``ds``; fractions in [0, 1]. With test-time augmentation the
     metrics are those of the averaged prediction, and ``top1_single`` is the plain view's.
     ``outputs`` adds ``logits`` (averaged over the views) and ``labels`` (CPU tensors over the whole
     set); ``features`` adds the penultimate features of the first ``features`` items.
-    ``label_map[dataset label] = model class`` when the dataset orders the same classes differently."""
+    ``label_map[dataset label] = model class`` when the dataset orders the same classes differently.
+    ``progress(done, total)`` is called after each batch, in images."""
     num_classes, device = len(opts.classes), opts.device
     was_training = model.training
     model.eval()
@@ -108,7 +114,7 @@ def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: boo
     top1, top5, single = (torch.zeros((), dtype=torch.int64, device=device) for _ in range(3))
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     k = min(5, num_classes)
-    kept_logits, kept_labels, kept_features, n_feat = [], [], [], 0
+    kept_logits, kept_labels, kept_features, n_feat, seen_images = [], [], [], 0, 0
     for x, y in D.Loader(ds, opts.batch_size, device=device, workers=opts.workers).epoch():
         if label_map is not None:
             y = label_map.to(device)[y]
@@ -128,6 +134,9 @@ def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: boo
         if pre is not None:
             kept_features.append(pre[:features - n_feat].float().cpu())
             n_feat += len(kept_features[-1])
+        if progress is not None:
+            seen_images += len(y)
+            progress(seen_images, len(ds))
     model.train(was_training)
     n = max(len(ds), 1)
     out = {"top1": top1.item() / n, "top5": top5.item() / n, "loss": loss_sum.item() / n, "count": len(ds)}
@@ -173,12 +182,12 @@ def _label_map(ds_classes: list, classes: tuple, where: str) -> torch.Tensor | N
 
 def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: str = "test",
              data_dir: str | None = None, batch_size: int = 512, device: str = "auto",
-             tta: str | None = None, workers: int = 2) -> dict:
+             tta: str | None = None, workers: int = 2, progress=None) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file on a dataset split.
 
     ``tta``: test-time augmentation, "none" or "flip"; None applies the checkpoint's own (what its
     training resolved; "none" for checkpoints that name none), except on ``split="val"``, where it
-    is "none", as training validated. ``split="val"`` of a source without a val split is the one
+    is "none", as training validated. ``progress(done, total)``: as in ``run_eval``. ``split="val"`` of a source without a val split is the one
     training carved out of train (its seed and val_split, read from the checkpoint). A dataset whose class names are the
     model's in another order is scored by name; other class names are refused.
     Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "confusion", "checkpoint"}``,
@@ -194,7 +203,7 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
         raise DensekitError(f"{dataset} {split} images are {tuple(ds.shape)} but the model was trained on "
                             f"{(c, h, w)}; evaluate on the dataset it was trained on")
     label_map = _label_map(ds.classes, opts.classes, f"{dataset} {split}")
-    out = run_eval(model, ds, opts, per_class=True, label_map=label_map)
+    out = run_eval(model, ds, opts, per_class=True, label_map=label_map, progress=progress)
     out["per_class"] = dict(zip(opts.classes, out["per_class"]))
     out.update(checkpoint=str(path), dataset=dataset, split=split)
     return out

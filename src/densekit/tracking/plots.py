@@ -27,7 +27,7 @@ SAMPLES = 16
 def plot_curves(metrics: list[dict], path: Path):
     epochs = [m["epoch"] for m in metrics]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "top1", "accuracy")):
+    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "top1", "top-1")):
         ax.plot(epochs, [m[f"train_{key}"] for m in metrics], "o-", label="train")
         if any(f"val_{key}" in m for m in metrics):
             ax.plot(epochs, [m.get(f"val_{key}") for m in metrics], "o-", label="val")
