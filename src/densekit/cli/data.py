@@ -45,6 +45,7 @@ def add_parser(sub):
     _source_args(v)
     v.add_argument("--out", required=True, help="folder to write")
     v.add_argument("--workers", type=int, default=2, help="decoding processes")
+    v.add_argument("--overwrite", action="store_true", help="replace an earlier import in --out")
     add_json_flag(v, "what was written")
     v.set_defaults(func=run_import)
 
@@ -97,15 +98,17 @@ def run_show(args):
 
 
 def run_import(args):
-    from ..data.packed import write_packed
+    from ..data.packed import check_out, write_packed
     from ..data.sources import load_splits
+    check_out(args.out, args.overwrite)    # before the decoding, which may take long
     splits = load_splits(args.source, args.data_dir, **_options(args))
 
     def progress(split, done, total):
         if sys.stderr.isatty():
             print(f"\r{split}: {done:,}/{total:,}", end="" if done < total else "\n", file=sys.stderr)
 
-    meta = write_packed(splits, args.out, args.source, workers=args.workers, progress=progress)
+    meta = write_packed(splits, args.out, args.source, workers=args.workers, progress=progress,
+                        overwrite=args.overwrite)
     if args.json:
         print_json({"out": args.out, **meta})
         return 0

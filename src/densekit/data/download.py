@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -19,19 +21,45 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
     return h.hexdigest()
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _say(line: str):
+    print(line, file=sys.stderr, flush=True)
+
+
+def _progress(name: str, done: int, size: int | None, end: bool = False):
+    """A live byte count on a terminal (the announcement line alone elsewhere, e.g. in CI logs)."""
+    if not sys.stderr.isatty():
+        return
+    of = f"/{_mb(size)} ({100 * done / size:.0f}%)" if size else ""
+    sys.stderr.write(f"\r{name}: {_mb(done)}{of}" + ("\n" if end else "\033[K"))
+    sys.stderr.flush()
+
+
 def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float = 30.0) -> Path:
     """Download the first of ``urls`` that answers with the right checksum to ``dest``.
 
     The file appears at ``dest`` only once complete and verified, so an interrupted or corrupt
-    download never leaves a file that a later run would trust."""
+    download never leaves a file that a later run would trust. Each attempt says on stderr what it
+    downloads and its size (so `densekit data info` on a set not on disk says so), with a live
+    byte count on a terminal."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+                size = int(resp.headers.get("Content-Length") or 0) or None
+                _say(f"densekit: downloading {dest.name} ({_mb(size) if size else 'size unknown'}) from "
+                     f"{urllib.parse.urlsplit(url).netloc or url} into {dest.parent}")
+                done = 0
                 for chunk in iter(lambda: resp.read(1 << 20), b""):
                     out.write(chunk)
+                    done += len(chunk)
+                    _progress(dest.name, done, size)
+                _progress(dest.name, done, size, end=True)
             if md5 is not None and (got := file_digest(Path(tmp))) != md5:
                 errors.append(f"{url}: checksum mismatch (md5 {got}, expected {md5})")
                 continue
