@@ -21,7 +21,12 @@ def add_parser(sub):
                    help="train all in this process (faster start; peak memory then accumulates)")
     add_json_flag(p, "each model's row")
     p.add_argument("--quiet", action="store_true", help="no training progress output")
-    add_config_flags(p)   # --epochs defaults to 1 here; run folders go to OUT/compare-<time>/<model>
+    add_config_flags(p)
+    for action in p._actions:    # compare's own defaults for two of train's flags
+        if action.dest == "epochs":
+            action.help = "epochs per model (default 1 here)"
+        elif action.dest == "out":
+            action.help = "run folders go to OUT/compare-<time>/<model> (default runs)"
     p.set_defaults(func=run)
 
 
