@@ -20,7 +20,9 @@ from densekit.models import create_model
 
 PAIRS = [("densenet121", "densenet121"), ("densenet169", "densenet169"), ("densenet201", "densenet201"),
          ("densenet161", "densenet161"), ("resnet18", "resnet18"), ("resnet50", "resnet50"),
-         ("vgg11_bn", "vgg11-bn"), ("vgg16_bn", "vgg16-bn")]
+         ("vgg11_bn", "vgg11-bn"), ("vgg16_bn", "vgg16-bn"), ("googlenet", "googlenet-tv")]
+# torchvision's GoogLeNet files hold the auxiliary classifiers: both sides build them (eval ignores them).
+ARGS = {"googlenet": ({"aux_logits": True, "init_weights": True}, {"aux_logits": True})}
 
 
 def main():
@@ -31,7 +33,8 @@ def main():
     x = torch.randn(2, 3, 224, 224, device=args.device)
     with tempfile.TemporaryDirectory() as tmp:
         for tv_name, dk_name in PAIRS:
-            tv = getattr(torchvision.models, tv_name)(weights=None).eval()
+            tv_args, dk_args = ARGS.get(tv_name, ({}, {}))
+            tv = getattr(torchvision.models, tv_name)(weights=None, **tv_args).eval()
             with torch.no_grad():
                 for m in tv.modules():
                     if isinstance(m, torch.nn.BatchNorm2d):
@@ -43,7 +46,7 @@ def main():
                          for k, v in state.items()}
             path = Path(tmp) / f"{tv_name}.pth"
             torch.save(state, path)
-            dk = create_model(dk_name, weights=path).eval().to(args.device)
+            dk = create_model(dk_name, weights=path, **dk_args).eval().to(args.device)
             tv = tv.to(args.device)
             with torch.no_grad():
                 a, b = tv(x), dk(x)

@@ -9,6 +9,7 @@ import io
 import pickle
 import struct
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +120,28 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 def gz(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def huge_constant_png(path: Path, width: int, height: int, color=(10, 200, 30)) -> Path:
+    """A valid RGB PNG of one colour, of any size, written in well under a second.
+
+    Every row after the first is filter "Up" (zero differences); compressed after a full flush
+    (which resets deflate's state) such a row always compresses to the same bytes, so the image
+    data is one short block repeated, not hundreds of megabytes run through zlib."""
+    first, rest = b"\x00" + bytes(color) * width, b"\x02" + bytes(3 * width)
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = c.compress(first) + c.flush(zlib.Z_FULL_FLUSH)
+    block = c.compress(rest) + c.flush(zlib.Z_FULL_FLUSH)
+    adler = zlib.adler32(first)
+    for _ in range(height - 1):
+        adler = zlib.adler32(rest, adler)
+    idat = b"\x78\xda" + head + block * (height - 1) + c.flush() + struct.pack(">I", adler)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat)
+                     + _png_chunk(b"IEND", b""))
+    return path

@@ -36,8 +36,8 @@ def test_two_ranks_agree_on_checkpoints_and_the_time_budget(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == list(range(1, len(records) + 1))
-    # Both ranks' shards (618 images each, in 38 full batches of 16), not rank 0's alone.
-    assert records[0]["train_images"] == 2 * 38 * 16
+    # Both ranks' halves of each global batch of 16 (8 each), not rank 0's alone.
+    assert records[0]["train_images"] == 16 * records[0]["global_step"]
 
 
 def test_a_diverging_run_stops_on_every_rank_with_one_error(tmp_path):

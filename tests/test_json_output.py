@@ -91,4 +91,4 @@ def test_input_size_means_the_same_to_summary_and_bench(text, size, capsys):
 def test_a_bad_input_size_is_one_line_for_every_verb(verb, capsys):
     assert main([verb, "densenet-bc-40-k12", "--input-size", "16x16"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--input-size '16x16' is not C,H,W or one side N" in err[0]
+    assert len(err) == 1 and "--input-size '16x16': write C,H,W" in err[0]

@@ -17,6 +17,7 @@ import torch
 
 from .allocator import keep_freed_memory
 from .errors import DensekitError
+from .models.registry import parse_input_size  # noqa: F401  (densekit.bench's public name)
 
 REFERENCE_SETTINGS = ("naive", "same")
 

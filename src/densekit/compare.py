@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from .config import TrainConfig
-from .models import create_model, get_entry
+from .models import create_model
 from .models.summary import summarize
 
 COLUMNS = [("model", "model", "{}"), ("params", "params", "{:,}"), ("GFLOPs", "flops", "{:.3f}"),
@@ -25,14 +25,13 @@ def compare(models: list[str], dataset: str, epochs: int = 1, isolate: bool = Tr
             out: str = "runs", **config) -> list[dict]:
     """Train each of ``models`` on ``dataset`` with the same ``TrainConfig`` fields (``config``) and
     return one row per model. Runs go to ``out/compare-<UTC time>/<model>``."""
-    for name in models:
-        get_entry(name)                      # an unknown name fails before anything trains
     folder = Path(out) / f"compare-{dt.datetime.now(dt.timezone.utc):%Y%m%d-%H%M%S}"
     config = {"tensorboard": False, "plots": False, **config}   # a comparison needs the numbers only
+    # Every model's settings are checked (config.py) before anything trains.
+    configs = [TrainConfig.from_dict({**config, "model": name, "dataset": dataset, "epochs": epochs,
+                                      "out": str(folder), "name": name}).validate() for name in models]
     rows = []
-    for name in models:
-        cfg = TrainConfig.from_dict({**config, "model": name, "dataset": dataset, "epochs": epochs,
-                                     "out": str(folder), "name": name}).validate()
+    for cfg in configs:
         if isolate:
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 rows.append(pool.submit(measure, cfg.to_dict(), verbose).result())

@@ -2,10 +2,19 @@
 
 Everything needed to rebuild the model and the data pipeline lives here; the run folder's
 ``config.yaml`` adds what training resolved (classes, channels, normalisation statistics).
+
+Each field's metadata is its one description: the help text and group of its `densekit train`
+flag, the values it allows (``interval``, ``choices``), whether it acts under the other settings
+(``applies``) and what a resume may do with it (``resume``). ``validate`` checks every field from
+that metadata before any data is read, so no value is accepted and then ignored or misused.
+Rules are written here rather than with a schema library (pydantic, attrs validators) because
+the messages must name the `densekit train` flag and the fix in one line, and the same metadata
+drives the CLI's help and the resume policy.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,117 +26,325 @@ from .errors import DensekitError
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
+# `densekit train --help` groups, in order (after timm's train.py).
+GROUPS = {"data": "data", "model": "model", "optimizer": "optimizer and batches",
+          "schedule": "learning-rate schedule and training length", "regularisation": "regularisation",
+          "checkpointing": "checkpoints, stopping and the run folder", "tracking": "tracking",
+          "devices": "devices and reproducibility"}
+
+# What an epoch's record (metrics.jsonl) can hold for best_metric and early_stop_metric.
+METRICS = ("val_top1", "val_loss", "val_top5", "train_top1", "train_loss")
+
+# How the position settings of the schedule read: below 1 a fraction of training, from 1 up a
+# number of epochs (timm's --warmup-epochs, --decay-epochs, --decay-milestones).
+_POSITION = "below 1 a fraction of training, from 1 up epochs"
+
+
+def setting(default=dataclasses.MISSING, *, group: str, help: str, factory=None, interval: str | None = None,
+            choices=None, none: str | None = None, applies=None, resume: str = "fixed"):
+    """A TrainConfig field with its description and rules.
+
+    interval: allowed numbers in interval notation, e.g. "[0, 1)", "(0, inf)"; floats must also be finite.
+    choices: allowed values (a tuple, or a function returning one, for lists known elsewhere).
+    none: what None means, shown as the default in the help ("the source's size").
+    applies: (predicate(cfg), where) -- a value other than the default is refused when the
+        predicate is false, because it would be ignored ("applies to --schedule step only").
+    resume: "fixed" (must match the run), "extend" (how long to train), "free" (changes nothing
+        the run's result depends on: applied), "locate" (finds the run folder; never applied).
+    """
+    meta = {"group": group, "help": help, "interval": _interval(interval) if interval else None,
+            "choices": choices, "none": none, "applies": applies, "resume": resume}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _interval(text: str):
+    m = re.fullmatch(r"([\[(])\s*(\S+)\s*,\s*(\S+)\s*([\])])", text)
+    lo, hi = float(m.group(2)), float(m.group(3))
+    return text, lo, m.group(1) == "[", hi, m.group(4) == "]"
+
+
+def _inside(value: float, interval) -> bool:
+    _, lo, lo_in, hi, hi_in = interval
+    return (lo <= value if lo_in else lo < value) and (value <= hi if hi_in else value < hi)
+
+
+def _interval_words(interval, whole: bool) -> str:
+    text, lo, lo_in, hi, _ = interval
+    number = "a whole number" if whole else "a number"
+    if math.isinf(hi):
+        return f"{number} {'of at least' if lo_in else 'above'} {lo:g}"
+    return f"{number} in {text}"
+
+
+def _augment_presets():
+    from .data.augment import PRESETS
+    return ("auto", *PRESETS)
+
+
+def _schedule_is(*names):
+    return (lambda c: c.schedule in names, f"--schedule {' or '.join(names)}")
+
 
 @dataclass
 class TrainConfig:
     # model
-    model: str = "densenet-c-fmnist"     # models/compact.py: the quick-start default (docs/time-to-accuracy.md)
-    model_args: dict = field(default_factory=dict)   # constructor overrides, e.g. {"growth_rate": 24}
+    model: str = setting("densenet-c-fmnist", group="model",   # models/compact.py: docs/time-to-accuracy.md
+                         help="registered model name (see `densekit models`); densenet-c-fmnist is the quick start's")
+    model_args: dict = setting(group="model", factory=dict,
+                               help="model constructor override KEY=VALUE, repeatable, checked against the "
+                                    "model's arguments (see `densekit summary MODEL`), e.g. --model-arg growth_rate=24")
     # data
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    val_split: float = 0.1             # carved from train for validation: a fraction < 1, or a count; 0: none
-    image_size: int | None = None      # resize to this (square); None keeps the source's size
-    channels: int | None = None        # convert to this many channels; None keeps the source's
-    augment: str = "auto"              # preset name from densekit.data.augment, "auto" picks per dataset
-    tta: str = "auto"                  # test-time augmentation of the final test, eval and predict: none | flip;
-                                       # "auto": flip when training flips images
-    workers: int = 2                   # decoding processes for streamed (folder/tfrecord) sets
-    skip_bad: bool = False             # warn about and skip undecodable items instead of stopping
+    dataset: str = setting("fashion-mnist", group="data", help="data source (see `densekit data list`), "
+                           "kind:ARG (folder:PATH, tfrecord:PATTERN, synthetic:n=1000) or a folder path")
+    data_dir: str | None = setting(None, group="data", none="the densekit data cache", resume="free",
+                                   help="folder holding (or receiving) the dataset's files")
+    val_split: float = setting(0.1, group="data", interval="[0, inf)",
+                               help="items carved from train for validation: a fraction below 1, or a whole "
+                                    "count; 0 for none (a source's own val split is used when it has one)")
+    image_size: int | None = setting(None, group="data", interval="[1, inf)", none="the source's size",
+                                     help="resize every image to this many pixels square")
+    channels: int | None = setting(None, group="data", choices=(1, 3), none="the source's channels",
+                                   help="convert every image to 1 (grayscale) or 3 (RGB) channels")
+    augment: str = setting("auto", group="regularisation", choices=_augment_presets,
+                           help="training augmentation preset from densekit.data.augment, combine with + "
+                                "(crop+erasing); auto: pad-crop and flip, no flip for digits and characters")
+    tta: str = setting("auto", group="regularisation", choices=("auto", "none", "flip"), resume="free",
+                       help="test-time augmentation of the final test, eval and predict: none or flip; "
+                            "auto: flip when the augmentation flips images")
+    workers: int = setting(2, group="data", interval="[0, inf)", resume="free",
+                           help="decoding processes for streamed (folder/tfrecord) sets; 0 decodes in this process")
+    skip_bad: bool = setting(False, group="data", help="warn about and skip undecodable items instead of stopping")
     # schedule
-    epochs: int = 12                   # the quick start: densenet-c-fmnist, ~7 min on 2 quiet CPU cores
-    time_budget: float | None = None   # seconds; plans the LR schedule to the wall clock and stops on time
-    batch_size: int = 128
-    eval_batch_size: int = 512
-    optimizer: str = "sgd"             # sgd | adam | adamw | rmsprop
-    lr: float | None = None            # None: the optimizer's default (sgd 0.1, others 1e-3), scaled by batch if asked
-    scale_lr: bool = False             # linear scaling: lr * batch_size / 128
-    momentum: float = 0.9
-    nesterov: bool = True
-    weight_decay: float = 5e-4
-    wd_exclude_norm_bias: bool = True  # no weight decay on BatchNorm and bias parameters
-    schedule: str = "onecycle"         # constant | step | multistep | cosine | onecycle
-    milestones: list = field(default_factory=lambda: [0.5, 0.75])  # multistep: fractions of training
-    step_size: float = 0.3             # step: decay every this fraction of training
-    gamma: float = 0.1                 # step/multistep decay factor
-    warmup: float = 0.0                # linear warmup, fraction of training; for onecycle its ramp (0: 10%)
-    label_smoothing: float = 0.1       # +0.2-0.3 points on Fashion-MNIST in short schedules
-    clip_grad: float | None = None     # max gradient norm
-    accumulate: int = 1                # gradient accumulation steps
-    ema: float | None = None           # EMA decay of weights (e.g. 0.999); evaluated and saved alongside
+    epochs: int = setting(12, group="schedule", interval="[1, inf)", resume="extend",
+                          help="passes over the training set (the quick start: ~7 min on 2 quiet CPU cores); "
+                               "ignored under --time-budget, which stops on the clock")
+    time_budget: float | None = setting(None, group="schedule", interval="(0, inf)", resume="extend",
+                                        none="train for --epochs",
+                                        help="wall-clock seconds, or a duration such as 5m or 1h30m; plans the "
+                                             "LR schedule to the clock and stops on time")
+    batch_size: int = setting(128, group="optimizer", interval="[1, inf)", help="training images per step")
+    eval_batch_size: int = setting(512, group="optimizer", interval="[1, inf)", resume="free",
+                                   help="images per step of validation, test and prediction")
+    optimizer: str = setting("sgd", group="optimizer", choices=("sgd", "adam", "adamw", "rmsprop"),
+                             help="the optimizer")
+    lr: float | None = setting(None, group="optimizer", interval="(0, inf)",
+                               none="the optimizer's own: sgd 0.1, the others 1e-3",
+                               help="base learning rate (scaled by --scale-lr when asked)")
+    scale_lr: bool = setting(False, group="optimizer", help="linear scaling: lr x batch_size x accumulate / 128")
+    momentum: float = setting(0.9, group="optimizer", interval="[0, 1)",
+                              applies=(lambda c: c.optimizer in ("sgd", "rmsprop"), "--optimizer sgd or rmsprop"),
+                              help="momentum of sgd and rmsprop")
+    nesterov: bool = setting(True, group="optimizer", applies=(lambda c: c.optimizer == "sgd", "--optimizer sgd"),
+                             help="Nesterov momentum (sgd with momentum above 0)")
+    weight_decay: float = setting(5e-4, group="optimizer", interval="[0, inf)", help="L2 weight decay")
+    wd_exclude_norm_bias: bool = setting(True, group="optimizer",
+                                         help="no weight decay on BatchNorm and bias parameters")
+    schedule: str = setting("onecycle", group="schedule",
+                            choices=("constant", "step", "multistep", "cosine", "onecycle"),
+                            help="LR schedule over training progress (engine/schedule.py)")
+    milestones: list = setting(group="schedule", factory=lambda: [0.5, 0.75], interval="(0, inf)",
+                               applies=_schedule_is("multistep"),
+                               help=f"multistep: multiply the LR by --gamma at each of these points, {_POSITION}; "
+                                    "P1,P2 on the command line")
+    step_size: float = setting(0.3, group="schedule", interval="(0, inf)", applies=_schedule_is("step"),
+                               help=f"step: decay every this much training, {_POSITION}")
+    gamma: float = setting(0.1, group="schedule", interval="(0, 1]", applies=_schedule_is("step", "multistep"),
+                           help="step/multistep: the LR's factor at each decay")
+    warmup: float = setting(0.0, group="schedule", interval="[0, inf)",
+                            help=f"linear LR warmup, {_POSITION} (timm's --warmup-epochs); for onecycle its "
+                                 "ramp (0: 10%)")
+    label_smoothing: float = setting(0.1, group="regularisation", interval="[0, 1)",
+                                     help="label smoothing of the cross-entropy (+0.2-0.3 points on Fashion-MNIST "
+                                          "in short schedules)")
+    clip_grad: float | None = setting(None, group="optimizer", interval="(0, inf)", none="no clipping",
+                                      help="clip the gradients' global norm to this")
+    accumulate: int = setting(1, group="optimizer", interval="[1, inf)",
+                              help="gradient accumulation: steps per optimizer update")
+    ema: float | None = setting(None, group="regularisation", interval="(0, 1)", none="no EMA",
+                                help="decay of an exponential moving average of the weights (e.g. 0.999), "
+                                     "evaluated and saved alongside")
     # stopping and keeping
-    best_metric: str = "val_top1"      # keep checkpoints/best by this metric
-    early_stop_patience: int = 0       # epochs without improvement of early_stop_metric; 0: off
-    early_stop_metric: str = "val_loss"
-    divergence_factor: float = 10.0    # a loss this many times the initial one counts as diverged
+    best_metric: str = setting("val_top1", group="checkpointing", choices=METRICS,
+                               help="keep checkpoints/best.pt by this metric (the test uses it); val_top1 "
+                                    "becomes train_top1 when the run has no validation split")
+    early_stop_patience: int = setting(0, group="checkpointing", interval="[0, inf)",
+                                       help="stop after this many epochs without improvement of "
+                                            "--early-stop-metric; 0: off")
+    early_stop_metric: str = setting("val_loss", group="checkpointing", choices=METRICS,
+                                     applies=(lambda c: c.early_stop_patience > 0, "--early-stop-patience above 0"),
+                                     help="the metric early stopping watches")
+    divergence_factor: float = setting(10.0, group="checkpointing", interval="(1, inf)", resume="free",
+                                       help="stop when the loss exceeds this many times the initial one (diverged)")
     # machine
-    device: str = "auto"               # auto | cpu | cuda | cuda:N
-    precision: str = "auto"            # auto | fp32 | bf16 | fp16
-    channels_last: bool | None = None  # None: the device's fast default
-    compile: bool = False
-    seed: int = 0
+    device: str = setting("auto", group="devices", resume="free",
+                          help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N")
+    precision: str = setting("auto", group="devices", choices=("auto", "fp32", "bf16", "fp16"), resume="free",
+                             help="autocast dtype; auto: bf16 where the device runs it natively, else fp32")
+    channels_last: bool | None = setting(None, group="devices", none="the device's fast default", resume="free",
+                                         help="channels-last memory format")
+    compile: bool = setting(False, group="devices", resume="free", help="torch.compile the model")
+    sync_bn: bool = setting(False, group="devices",
+                            help="under torchrun, BatchNorm statistics over the global batch (SyncBatchNorm)")
+    seed: int = setting(0, group="devices", interval="[0, inf)",
+                        help="seed of the weights, the data order and the augmentation")
     # run folder
-    out: str = "runs"
-    name: str | None = None
-    checkpoint_every: float = 300.0    # also checkpoint mid-epoch every this many seconds
-    tensorboard: bool = True
-    histograms: bool = False           # TensorBoard: weight histograms every epoch (large event files)
-    embeddings: int = 256              # TensorBoard projector: penultimate features of this many test images; 0: off
-    plots: bool = True
+    out: str = setting("runs", group="checkpointing", resume="locate", help="folder of run folders")
+    name: str | None = setting(None, group="checkpointing", resume="locate", none="<model>-<dataset>-<time>",
+                               help="this run's folder name under --out")
+    checkpoint_every: float = setting(300.0, group="checkpointing", interval="[0, inf)", resume="free",
+                                      help="also save checkpoints/last.pt mid-epoch every this many seconds")
+    tensorboard: bool = setting(True, group="tracking", resume="free", help="write TensorBoard event files")
+    histograms: bool = setting(False, group="tracking", resume="free",
+                               applies=(lambda c: c.tensorboard, "--tensorboard"),
+                               help="TensorBoard: weight histograms every epoch (large event files)")
+    embeddings: int = setting(256, group="tracking", interval="[0, inf)", resume="free",
+                              applies=(lambda c: c.tensorboard, "--tensorboard"),
+                              help="TensorBoard projector: penultimate features of this many test images; 0: off")
+    plots: bool = setting(True, group="tracking", resume="free", help="write PNG plots of the curves and samples")
 
+    # -- checks ----------------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
-        def bad(field_name, value, what):
-            raise DensekitError(f"{field_name.replace('_', '-')} {value!r}: {what}")
-        self._check_types(bad)
-        if self.optimizer not in ("sgd", "adam", "adamw", "rmsprop"):
-            bad("optimizer", self.optimizer, "choose sgd, adam, adamw or rmsprop")
-        if self.schedule not in ("constant", "step", "multistep", "cosine", "onecycle"):
-            bad("schedule", self.schedule, "choose constant, step, multistep, cosine or onecycle")
-        if self.tta not in ("auto", "none", "flip"):
-            bad("tta", self.tta, "choose auto, none or flip")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            bad("precision", self.precision, "choose auto, fp32, bf16 or fp16")
-        for name in ("epochs", "batch_size", "eval_batch_size", "accumulate"):
-            if int(getattr(self, name)) < 1:
-                bad(name, getattr(self, name), "must be a positive whole number")
-        if self.lr is not None and not self.lr > 0:
-            bad("lr", self.lr, "the learning rate must be positive, e.g. --lr 0.1")
-        if self.time_budget is not None and not self.time_budget > 0:
-            bad("time_budget", self.time_budget, "give a positive duration such as 5m or 300s")
-        if not 0 <= self.label_smoothing < 1:
-            bad("label_smoothing", self.label_smoothing, "must be in [0, 1)")
-        if self.ema is not None and not 0 < self.ema < 1:
-            bad("ema", self.ema, "the EMA decay must be in (0, 1), e.g. 0.999")
-        if self.val_split < 0:
-            bad("val_split", self.val_split, "must be 0 (none), a count, or a fraction below 1")
+        """Check every field against its metadata, then the few rules that join fields; raise
+        one ``DensekitError`` line naming the field, the value and what is allowed."""
+        self._check_types()
+        defaults = TrainConfig()
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if value is None:
+                continue
+            for v in (value if isinstance(value, list) else [value]):
+                if isinstance(v, float) and not math.isfinite(v):
+                    _bad(f.name, value, "must be a finite number")
+                if meta["interval"] and not isinstance(v, bool) and not _inside(v, meta["interval"]):
+                    _bad(f.name, value, "must be " + _interval_words(meta["interval"], isinstance(v, int)))
+            choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+            if choices:
+                parts = value.split("+") if f.name == "augment" and value != "auto" else [value]
+                if any(p not in choices or (len(parts) > 1 and p == "auto") for p in parts):
+                    _bad(f.name, value, "choose " + _either(choices))
+            if meta["applies"] and value != getattr(defaults, f.name) and not meta["applies"][0](self):
+                _bad(f.name, value, f"has no effect here: it applies with {meta['applies'][1]} only; drop it")
+        self._check_joint()
         return self
 
-    def _check_types(self, bad):
+    def _check_types(self):
         """YAML and flags give strings and ints where floats are meant: coerce what is safe, reject the rest."""
         import typing
+        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            value, kind = getattr(self, f.name), typing.get_type_hints(type(self))[f.name]
+            value, kind = getattr(self, f.name), hints[f.name]
             allowed = typing.get_args(kind) or (kind,)
             if value is None and type(None) in allowed:
                 continue
+            if f.name == "time_budget" and isinstance(value, str):
+                value = parse_duration(value)
             if float in allowed and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
                 # YAML 1.1 reads "1e-3" (no dot) as a string; it is the float everyone means.
                 value = float(value)
-                setattr(self, f.name, value)
             if float in allowed and isinstance(value, int) and not isinstance(value, bool):
-                setattr(self, f.name, float(value) if int not in allowed else value)
-            elif not isinstance(value, tuple(t for t in allowed if isinstance(t, type))) or \
+                value = value if int in allowed else float(value)
+            if list in allowed and isinstance(value, tuple):
+                value = list(value)
+            if not isinstance(value, tuple(t for t in allowed if isinstance(t, type))) or \
                     (isinstance(value, bool) and bool not in allowed):
                 names = " or ".join("none" if t is type(None) else t.__name__ for t in allowed)
-                bad(f.name, value, f"expected {names}")
+                _bad(f.name, value, f"expected {names}")
+            if f.name == "milestones":
+                value = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+                if not value or not all(isinstance(v, float) for v in value):
+                    _bad(f.name, getattr(self, f.name), "expected a list of numbers, e.g. 0.5,0.75")
+            if f.name == "model_args" and not all(isinstance(k, str) for k in value):
+                _bad(f.name, value, "expected KEY=VALUE pairs with names for keys")
+            setattr(self, f.name, value)
 
+    def _check_joint(self):
+        """The rules that join two or more fields."""
+        if self.val_split >= 1 and self.val_split != int(self.val_split):
+            _bad("val_split", self.val_split, "a fraction below 1 or a whole count of items, e.g. 0.1 or 5000")
+        for name in ("warmup", "step_size", "milestones"):
+            value = getattr(self, name)
+            for v in (value if isinstance(value, list) else [value]):
+                if v >= 1 and self.time_budget:
+                    _bad(name, value, "epochs cannot be placed in a --time-budget run (its number of epochs is "
+                                      "not known ahead); give a fraction of training below 1")
+                if v >= 1 and v >= self.epochs:
+                    _bad(name, value, f"from 1 up this counts epochs and the run has only --epochs "
+                                      f"{self.epochs}; give fewer, or a fraction of training below 1")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            _bad("device", self.device, "use auto, cpu, cuda or cuda:N")
+        if not self.out.strip():
+            _bad("out", self.out, "give a folder for the run folders")
+        from .models.registry import check_overrides   # unknown model or argument: before any data
+        check_overrides(self.model, self.model_args)
+
+    def for_splits(self, has_val: bool) -> "TrainConfig":
+        """The config for a run whose data has (or lacks) a validation split: a val_* metric with
+        nothing to measure it is refused, except the default best_metric, which becomes train_top1
+        (recorded as such in the run folder)."""
+        if has_val:
+            return self
+        if self.early_stop_patience and self.early_stop_metric.startswith("val_"):
+            _bad("early_stop_metric", self.early_stop_metric, "this run has no validation split to watch: "
+                 "give --val-split (e.g. 0.1) or --early-stop-metric train_loss")
+        if self.best_metric.startswith("val_"):
+            if self.best_metric != TrainConfig.best_metric:
+                _bad("best_metric", self.best_metric, "this run has no validation split to measure it: "
+                     "give --val-split (e.g. 0.1) or --best-metric train_top1 or train_loss")
+            return self.replace(best_metric="train_top1")
+        return self
+
+    def schedule_points(self) -> tuple[float, list, float]:
+        """(warmup, milestones, step_size) as fractions of training, epochs converted."""
+        def frac(v):
+            return v / self.epochs if v >= 1 else v
+        return frac(self.warmup), [frac(m) for m in self.milestones], frac(self.step_size)
+
+    # -- resume ----------------------------------------------------------------------------------
+    def resume_overrides(self, given: dict, source: str = "the run", given_as: str | None = None,
+                         ) -> tuple["TrainConfig", str]:
+        """The settings to resume this run (``self``, its recorded config) with, given fields set
+        explicitly (``given``): how long to train (epochs, time_budget) and settings that change nothing
+        the result depends on (workers, device, tracking ...) are applied; out and name only locate
+        the run; any other field that differs contradicts the run and is refused. Returns the config
+        and a line saying what was extended and applied."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        unknown = sorted(str(k) for k in given if k not in fields)
+        if unknown:
+            raise DensekitError(f"unknown config field(s) {', '.join(unknown)}")
+        given = {k: v for k, v in given.items() if fields[k].metadata["resume"] != "locate"}
+        wanted = self.replace(**given)
+        wanted._check_types()                         # the given values in the run's types (1 -> 1.0, "5m" -> 300.0)
+        changed = [k for k in given if _resume_key(wanted, k) != _resume_key(self, k)]
+        clash = [k for k in changed if fields[k].metadata["resume"] == "fixed"]
+        if clash:
+            said = (lambda k: f"{_flag(k)} {getattr(wanted, k)!r}") if given_as is None else \
+                   (lambda k: f"{given_as}'s {k} {getattr(wanted, k)!r}")
+            parts = [f"{said(k)} contradicts {source}'s {k} {getattr(self, k)!r}" for k in clash]
+            fix = "start a new run (another --name) or drop the flag" + ("s" if len(clash) > 1 else "") \
+                if given_as is None else f"{source} does not belong to this run; remove it or start a new run"
+            raise DensekitError("; ".join(parts) + "; " + fix)
+        keep = {k: getattr(wanted, k) for k in changed}
+        cfg = self.replace(**keep).validate() if keep else self.validate()
+        extended = [f"{k} {getattr(self, k)!r} -> {getattr(cfg, k)!r}" for k in changed
+                    if fields[k].metadata["resume"] == "extend"]
+        applied = [f"{_flag(k)} {getattr(cfg, k)!r}" for k in changed if fields[k].metadata["resume"] == "free"]
+        note = "resuming with the run's own settings"
+        if extended:
+            note += "; extended: " + ", ".join(extended)
+        if applied:
+            note += "; applied: " + ", ".join(applied)
+        return cfg, note
+
+    # -- conversions -----------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(k) for k in data if k not in known)
         if unknown:
             raise DensekitError(f"unknown config field(s) {', '.join(unknown)}; "
                                 f"valid fields: {', '.join(sorted(known))}")
@@ -137,13 +354,44 @@ class TrainConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _either(items) -> str:
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _bad(name: str, value, allowed: str):
+    raise DensekitError(f"{_flag(name)} {value!r}: {allowed}")
+
+
+def _resume_key(cfg: TrainConfig, name: str):
+    """A field's value for the resume comparison: the default best_metric of a run without a
+    carved validation split equals the train_top1 it became (``for_splits``)."""
+    value = _plain(getattr(cfg, name))
+    if name == "best_metric" and value == TrainConfig.best_metric and not cfg.val_split:
+        return "train_top1"
+    return value
+
+
+def _plain(value):
+    """Lists for tuples, recursively: YAML and checkpoints record sequences differently."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def parse_duration(text: str | float | int | None) -> float | None:
     """'5m' -> 300.0, '90s' -> 90.0, '1h30m' -> 5400.0, '300' -> 300.0 (seconds)."""
     if text is None or isinstance(text, (int, float)):
         return None if text is None else float(text)
     parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
     if not text.strip() or not parts or not any(parts.groups()):
-        raise DensekitError(f"time budget {text!r} is not a duration: write e.g. 5m, 90s or 1h30m")
+        raise DensekitError(f"--time-budget {text!r}: not a duration; write e.g. 5m, 90s or 1h30m")
     h, m, s = (float(g) if g else 0.0 for g in parts.groups())
     return h * 3600 + m * 60 + s
 
@@ -169,8 +417,13 @@ def load_yaml(path: str | Path) -> dict:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise DensekitError(f"config file {path} not found") from None
-    except yaml.YAMLError as err:
+    except (OSError, UnicodeDecodeError) as err:
+        raise DensekitError(f"{path}: cannot read ({err}); give a UTF-8 YAML file") from None
+    except yaml.YAMLError as err:  # also a tag such as !!python/object, which safe_load refuses
         raise DensekitError(f"{path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    except Exception as err:  # noqa: BLE001 - PyYAML's safe constructors raise ValueError (`!!int x`, a 5000-digit
+        # int), AttributeError (`!!timestamp 3`), RecursionError, ...: all of them mean the text is not valid YAML
+        raise DensekitError(f"{path} is not valid YAML ({(str(err).splitlines() or [type(err).__name__])[0]})") from None
     if not isinstance(data, dict):
         raise DensekitError(f"{path} must hold a mapping of config fields, e.g. `epochs: 10`")
     return data

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_input_size, add_json_flag, parse_input_size, print_json
+from .common import add_json_flag, print_json
+from .summary import INPUT_SIZE_HELP
 
 
 def add_parser(sub):
     p = sub.add_parser("bench", help="measure images/s, peak memory and GFLOP/s against the naive reference")
     p.add_argument("model", help="a registered model name, e.g. densenet121")
-    add_input_size(p)
+    p.add_argument("--input-size", default=None, help=INPUT_SIZE_HELP)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--mode", choices=["train", "infer"], default="train")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
@@ -31,11 +32,8 @@ def add_parser(sub):
 
 def run(args):
     from .. import bench
-    from ..models import get_entry
-    size = None
-    if args.input_size:
-        channels = get_entry(args.model).meta.get("input_size", (3,))[0]
-        size = parse_input_size(args.input_size, channels)
+    from ..models.registry import input_size
+    size = input_size(args.model, args.input_size) if args.input_size else None
     result = bench.run_bench(args.model, size, args.batch_size, args.mode, args.precision, args.compile,
                              args.memory_efficient, args.device, args.steps, channels_last=args.channels_last,
                              reference=args.reference, rounds=args.rounds)

@@ -7,7 +7,7 @@ import argparse
 from ..compare import compare, format_table
 from ..errors import DensekitError
 from .common import add_json_flag, print_json
-from .train import add_config_flags, config_fields
+from .train import add_config_flags, fields_from_args
 
 
 def add_parser(sub):
@@ -31,7 +31,7 @@ def add_parser(sub):
 
 
 def run(args):
-    fields = config_fields(args)
+    fields = fields_from_args(args)
     for key in ("model", "name"):
         if key in fields:
             raise DensekitError(f"compare names its models and runs itself; drop --{key} and list the models: "
@@ -45,7 +45,7 @@ def run(args):
         print_json(*rows)
     else:
         print(format_table(rows))
-        budget = f", {fields['time_budget']:g}s" if fields.get("time_budget") else ""
+        budget = f", {fields['time_budget']}" if fields.get("time_budget") else ""
         print(f"(same budget: {epochs} epoch(s){budget} on {dataset}; GFLOPs per image; peak MB is CUDA max "
               "allocated or, on CPU, process max RSS)")
     return 0

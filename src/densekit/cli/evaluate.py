@@ -36,6 +36,10 @@ def run(args) -> int:
     finally:
         if bar is not None:
             bar.close()
+    from ..engine.distributed import shutdown, world
+    shutdown()
+    if world()[0] != 0:   # under torchrun every rank evaluates its share; rank 0 reports
+        return 0
     if args.json:
         print_json({k: v for k, v in m.items() if k != "confusion"})
         return 0

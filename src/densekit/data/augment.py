@@ -132,6 +132,8 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, g: torch.Generator, alpha: float = 
 
 
 mixup.mixes = cutmix.mixes = True
+# Ops whose result for one image depends on the other images of the batch (partners, the spread).
+mixup.couples = cutmix.couples = brightness_contrast.couples = True
 
 PRESETS = {
     "none": [],
@@ -183,7 +185,13 @@ def default_tta(preset: str) -> str:
 class Augment:
     """A preset's ops applied in order. The generator is re-seeded from (seed, epoch, step) for
     every batch, so a run resumed mid-epoch draws exactly the augmentations it would have.
-    Presets with mixup or cutmix return soft targets (N, num_classes), so they need ``num_classes``."""
+    Presets with mixup or cutmix return soft targets (N, num_classes), so they need ``num_classes``.
+
+    ``rows=(start, stop, total)`` says the batch is rows start:stop of a global batch of ``total``
+    images (one rank's shard under DDP): the ops then draw for all ``total`` rows and this shard
+    keeps its own, so an image's augmentation is a function of its place in the global batch,
+    not of the rank that holds it. Only for presets that do not ``couple`` images; those need the
+    whole batch (``engine.distributed.augment_shard`` gathers it)."""
 
     def __init__(self, preset: str = "standard", seed: int = 0, num_classes: int | None = None):
         names = [p.strip() for p in preset.split("+")]
@@ -196,12 +204,25 @@ class Augment:
             ops += [op for op in PRESETS[p] if op not in ops]
         self.preset, self.ops, self.seed, self.num_classes = preset, ops, seed, num_classes
         self.mixes = any(getattr(op, "mixes", False) for op in ops)
+        self.couples = any(getattr(op, "couples", False) for op in ops)
         self._generators: dict = {}
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0, step: int = 0):
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, epoch: int = 0, step: int = 0,
+                 rows: tuple[int, int, int] | None = None):
         """Augment a float batch; returns (images, labels or soft targets)."""
         if not self.ops:
             return x, y
+        if rows is not None and rows[1] - rows[0] != rows[2]:
+            if self.couples:
+                raise ValueError(f"augmentation {self.preset!r} mixes images across the batch: augment the whole batch")
+            start, stop, total = rows
+            # Per-image ops draw for the whole global batch; the other rows' content is never read.
+            full = x.new_zeros((total, *x.shape[1:]))
+            full[start:stop] = x
+            labels = y.new_zeros((total, *y.shape[1:]))
+            labels[start:stop] = y
+            out, y = self(full, labels, epoch, step)
+            return out[start:stop], y[start:stop]
         g = self._generators.setdefault(x.device, torch.Generator(device=x.device))
         g.manual_seed((self.seed * 1_000_003 + epoch) * 1_000_003 + step)
         if self.mixes and y.dim() == 1:

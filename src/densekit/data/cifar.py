@@ -20,6 +20,7 @@ from ..errors import DensekitError
 from .dataset import MissingSplit, TensorImageDataset, check_labels
 from .download import download
 from .idx import default_data_dir
+from .limits import MAX_CLASSES
 from .pickles import load_pickle
 
 CIFAR_SETS = {
@@ -65,6 +66,26 @@ def find_cifar(name: str, data_dir: Path | None = None) -> Path:
     return folder
 
 
+def _int_list(value, path: Path, key: str) -> np.ndarray:
+    # fromiter takes only scalars: a list of lists (which a few bytes of pickle memo references can
+    # make, and asarray would multiply out into a huge array) is refused instead of expanded.
+    try:
+        if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu":
+            return value.astype(np.int64)
+        if isinstance(value, list) and all(type(v) is int for v in value):
+            return np.fromiter(value, dtype=np.int64, count=len(value))
+    except OverflowError:
+        pass
+    raise DensekitError(f"{path}: {key} is not a list of integer labels; re-extract the CIFAR archive")
+
+
+def _class_names(value, path: Path) -> list[str]:
+    if (not isinstance(value, list) or not 0 < len(value) <= MAX_CLASSES
+            or not all(isinstance(v, str) for v in value)):
+        raise DensekitError(f"{path}: the class names are not a list of strings; re-extract the archive")
+    return value
+
+
 def _read_batch(path: Path, label_keys: list[str], num_classes: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
     if not path.is_file():
         raise DensekitError(f"{path} is missing; re-extract the CIFAR archive")
@@ -72,11 +93,12 @@ def _read_batch(path: Path, label_keys: list[str], num_classes: list[int]) -> tu
     if not isinstance(batch, dict) or "data" not in batch or any(k not in batch for k in label_keys):
         raise DensekitError(f"{path}: not a CIFAR batch (needs keys data and {', '.join(label_keys)}); "
                             "re-extract the CIFAR archive")
-    data = np.asarray(batch["data"])
-    labels = [np.asarray(batch[k], dtype=np.int64).reshape(-1) for k in label_keys]
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
-        raise DensekitError(f"{path}: data is {data.dtype} {data.shape}, CIFAR batches are uint8 N x 3072; "
+    data = batch["data"]
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        what = f"{data.dtype} {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DensekitError(f"{path}: data is {what}, CIFAR batches are uint8 N x 3072; "
                             "the file is damaged or not from the python-version archive")
+    labels = [_int_list(batch[k], path, k) for k in label_keys]
     if any(len(lab) != len(data) for lab in labels):
         raise DensekitError(f"{path}: {len(data)} images but {len(labels[0])} labels; re-extract the archive")
     for lab, k in zip(labels, num_classes):
@@ -94,13 +116,15 @@ def load_cifar(name: str, split: str, data_dir: Path | None = None, label: str =
         raise DensekitError(f"{name} labels are 'fine' or 'coarse', not {label!r}")
     folder = find_cifar(name, data_dir)
     meta = load_pickle(folder / spec["meta"])
+    meta_path = folder / spec["meta"]
     try:
         if name == "cifar10":
-            classes, coarse = list(meta["label_names"]), None
+            classes, coarse = _class_names(meta["label_names"], meta_path), None
         else:
-            classes, coarse = list(meta["fine_label_names"]), list(meta["coarse_label_names"])
-    except (TypeError, KeyError) as err:
-        raise DensekitError(f"{folder / spec['meta']}: no class names ({err}); re-extract the archive") from None
+            classes = _class_names(meta["fine_label_names"], meta_path)
+            coarse = _class_names(meta["coarse_label_names"], meta_path)
+    except (TypeError, KeyError, IndexError) as err:
+        raise DensekitError(f"{meta_path}: no class names ({err}); re-extract the archive") from None
     keys = ["labels"] if name == "cifar10" else ["fine_labels", "coarse_labels"]
     counts = [len(classes)] if coarse is None else [len(classes), len(coarse)]
     parts = [_read_batch(folder / f, keys, counts) for f in spec["splits"][split]]

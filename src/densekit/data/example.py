@@ -60,31 +60,36 @@ def _fields(buf: bytes):
 
 
 def _signed64(v: int) -> int:
+    v &= (1 << 64) - 1  # a ten-byte varint can carry bits past 64; protobuf drops them
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
 def _feature(buf: bytes):
-    for kind, _, body in _fields(buf):
+    for kind, wire, body in _fields(buf):
+        if kind not in (1, 2, 3):
+            continue
+        if wire != 2:
+            raise ProtoError(f"feature kind {kind} has wire type {wire}, not a length-delimited list")
         if kind == 1:
             return [v for f, w, v in _fields(body) if f == 1 and w == 2]
-        if kind == 2:
-            out = []
-            for f, w, v in _fields(body):
-                out += list(struct.unpack(f"<{len(v) // 4}f", v)) if f == 1 else []
-            return out
-        if kind == 3:
-            out = []
-            for f, w, v in _fields(body):
-                if f != 1:
-                    continue
-                if w == 0:
-                    out.append(_signed64(v))
-                else:  # packed: a run of varints
-                    pos = 0
-                    while pos < len(v):
-                        x, pos = _varint(v, pos)
-                        out.append(_signed64(x))
-            return out
+        out = []
+        for f, w, v in _fields(body):
+            if f != 1:
+                continue
+            if kind == 2:  # floats: packed (type 2) or one by one (type 5), 4 bytes each
+                if w not in (2, 5) or len(v) % 4:
+                    raise ProtoError("float list is not a whole number of 4-byte floats")
+                out += list(struct.unpack(f"<{len(v) // 4}f", v))
+            elif w == 0:
+                out.append(_signed64(v))
+            elif w == 2:  # packed: a run of varints
+                pos = 0
+                while pos < len(v):
+                    x, pos = _varint(v, pos)
+                    out.append(_signed64(x))
+            else:
+                raise ProtoError(f"int64 list value has wire type {w}")
+        return out
     return []
 
 

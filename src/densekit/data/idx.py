@@ -7,8 +7,10 @@ downloaded from the official mirrors with MD5 verification.
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,31 +19,44 @@ import torch
 from ..errors import DensekitError
 from .dataset import MissingSplit, TensorImageDataset, check_labels
 from .download import download
+from .limits import MAX_ARRAY_BYTES, read_at_most
 from .mnist_pickle import hub_pickle_path, read_mnist_pickle
 
 _DTYPES = {0x08: np.uint8}
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (gzipped or not) into an array, checking magic and size."""
+    """Read one IDX file (gzipped or not) into an array, checking magic and size.
+
+    The header is read and its claimed size checked (against ``MAX_ARRAY_BYTES``) before the body,
+    and a gzip is decompressed only up to that size plus one byte, so a small file can never expand
+    in memory beyond what its header honestly claims."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
+    damaged = "the file is damaged, delete it and fetch it again"
     try:
         with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as err:
-        raise DensekitError(f"{path}: cannot read ({err}); the file is damaged, delete it and fetch it again") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES or not 1 <= data[3] <= 4:
-        raise DensekitError(f"{path}: not an IDX file (bad magic number {data[:4].hex()}); "
-                            "point --data-dir at the original MNIST-format files")
-    ndim = data[3]
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    count = int(np.prod(dims))
-    body = data[4 + 4 * ndim:]
-    if len(body) != count:
-        raise DensekitError(f"{path}: header says {dims} ({count} bytes) but the file holds {len(body)}; "
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _DTYPES or not 1 <= head[3] <= 4:
+                raise DensekitError(f"{path}: not an IDX file (bad magic number {head.hex() or 'empty file'}); "
+                                    "point --data-dir at the original MNIST-format files")
+            raw_dims = f.read(4 * head[3])
+            if len(raw_dims) < 4 * head[3]:
+                raise DensekitError(f"{path}: the header is cut short; {damaged}")
+            dims = struct.unpack(f">{head[3]}I", raw_dims)
+            count = math.prod(dims)
+            if count > MAX_ARRAY_BYTES:
+                raise DensekitError(f"{path}: header claims {'x'.join(map(str, dims))} = {count:,} bytes, above "
+                                    f"densekit's limit of {MAX_ARRAY_BYTES:,}; {damaged}")
+            body = read_at_most(f, count)
+            extra = len(f.read(1))
+    except (OSError, EOFError, zlib.error) as err:
+        raise DensekitError(f"{path}: cannot read ({err}); {damaged}") from None
+    if len(body) != count or extra:
+        held = f"{len(body)}" if not extra else "more"
+        raise DensekitError(f"{path}: header says {dims} ({count} bytes) but the file holds {held}; "
                             "the file is truncated or damaged, fetch it again")
-    return np.frombuffer(body, dtype=_DTYPES[data[2]]).reshape(dims)
+    return np.frombuffer(body, dtype=_DTYPES[head[2]]).reshape(dims)
 
 
 _FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),

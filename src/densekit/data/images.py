@@ -9,6 +9,9 @@ channel count; ``size`` (int or (H, W)) resizes with Pillow's antialiased biline
 from __future__ import annotations
 
 import io
+import os
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DensekitError
+from .limits import MAX_IMAGE_FILE_BYTES, MAX_IMAGE_PIXELS
+
+# Pillow's plugins raise any of these on damaged or hostile input (found by fuzzing, tests/test_fuzz_readers.py).
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
+                  KeyError, TypeError, ZeroDivisionError, OverflowError, Image.DecompressionBombError)
+# densekit refuses images above its own, lower MAX_IMAGE_PIXELS before decoding, so Pillow's warning
+# would only ever come just before densekit's one-line error.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -65,27 +76,38 @@ def decode_image(source: str | Path | bytes | Image.Image | torch.Tensor, channe
     label = name or (str(source) if isinstance(source, (str, Path)) else "image bytes")
     hw = _to_size(size)
     try:
-        if isinstance(source, Image.Image):
-            img = source
-        else:
-            img = Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
+        img = source if isinstance(source, Image.Image) else _open(source, label)
         if channels is None:
             channels = 1 if img.mode in _GRAY_MODES or (img.mode == "P" and _gray_palette(img)) else 3
         if hw is not None and img.format == "JPEG":
             # Let libjpeg decode at 1/2, 1/4 or 1/8 scale when that still covers the target size.
             img.draft("L" if channels == 1 else "RGB", (hw[1], hw[0]))
+        if img.width * img.height > MAX_IMAGE_PIXELS:  # before any pixel is decoded
+            raise DensekitError(f"{label}: {img.width}x{img.height} pixels is above densekit's limit of "
+                                f"{MAX_IMAGE_PIXELS:,} per image; downscale the image first")
         img.load()
         img = _convert(img, channels)
         if hw is not None and img.size != (hw[1], hw[0]):
             img = img.resize((hw[1], hw[0]), Image.BILINEAR)
     except FileNotFoundError:
         raise DensekitError(f"{label}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
-            Image.DecompressionBombError) as err:
+    except _DECODE_ERRORS as err:
         raise DensekitError(f"{label}: not a readable image ({err}); replace or delete the file") from None
     a = np.array(img)  # a writable copy: torch refuses to wrap Pillow's read-only buffer
     a = a[:, :, None] if a.ndim == 2 else a
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
+
+
+def _open(source: str | Path | bytes, label: str) -> Image.Image:
+    # From memory, never from a file object: Pillow reads some chunks (a PNG's IDAT) with one
+    # fp.read(claimed length), which on a file allocates a lying length (2 GB) before reading.
+    if not isinstance(source, (bytes, bytearray)):
+        with open(source, "rb") as f:
+            if os.fstat(f.fileno()).st_size > MAX_IMAGE_FILE_BYTES:
+                raise DensekitError(f"{label}: more than densekit's limit of {MAX_IMAGE_FILE_BYTES:,} bytes per "
+                                    "image file; downscale or recompress it")
+            source = f.read()
+    return Image.open(io.BytesIO(source))
 
 
 def _gray_palette(img: Image.Image) -> bool:
@@ -97,9 +119,9 @@ def _gray_palette(img: Image.Image) -> bool:
 def image_mode_channels(path) -> int:
     """1 for a grayscale image, 3 otherwise, reading only the header."""
     try:
-        with Image.open(path) as img:
+        with _open(path, str(path)) as img:
             return 1 if img.mode in _GRAY_MODES or (img.mode == "P" and _gray_palette(img)) else 3
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except _DECODE_ERRORS as err:
         raise DensekitError(f"{path}: not a readable image ({err}); replace or delete the file") from None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import tokenize
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 
 from ..errors import DensekitError
 from .dataset import ImageDataset, MissingSplit, check_labels
+from .limits import MAX_CLASSES
 
 FORMAT, VERSION = "densekit-packed", 1
 
@@ -41,11 +43,14 @@ class PackedDataset(ImageDataset):
         self.classes = list(meta["classes"])
         images_path, labels_path = root / f"{split}-images.npy", root / f"{split}-labels.npy"
         try:
-            labels = np.load(labels_path)
+            # Mapped first: a header that claims more than the file holds fails here, not by allocating.
+            labels = np.array(np.load(labels_path, mmap_mode="r"))
             images = np.load(images_path, mmap_mode="c")  # copy-on-write: writable view, file untouched
-        except (OSError, ValueError) as err:
+        # numpy parses a .npy header with Python's own parser: a damaged one raises SyntaxError or TokenError
+        except (OSError, ValueError, TypeError, OverflowError, EOFError, SyntaxError, tokenize.TokenError) as err:
             raise DensekitError(f"{root}: cannot read the {split} arrays ({err}); run `densekit data import` again") from None
-        if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
+        if (images.dtype != np.uint8 or images.ndim != 4 or labels.ndim != 1 or labels.dtype.kind not in "iu"
+                or len(images) != len(labels)):
             raise DensekitError(f"{images_path}: {images.dtype} {images.shape} with {len(labels)} labels, expected "
                                 "uint8 N x C x H x W and N labels; run `densekit data import` again")
         self.labels = torch.from_numpy(labels.astype(np.int64))
@@ -74,9 +79,13 @@ def read_meta(root: Path) -> dict:
         meta = json.loads((root / "meta.json").read_text())
     except (OSError, ValueError) as err:
         raise DensekitError(f"{root / 'meta.json'}: unreadable ({err}); run `densekit data import` again") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise DensekitError(f"{root / 'meta.json'}: not a densekit packed set (format {meta.get('format')!r} "
-                            f"version {meta.get('version')!r}); run `densekit data import` again")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        got = f"format {meta.get('format')!r} version {meta.get('version')!r}" if isinstance(meta, dict) else "no mapping"
+        raise DensekitError(f"{root / 'meta.json'}: not a densekit packed set ({got}); run `densekit data import` again")
+    classes, splits = meta.get("classes"), meta.get("splits")
+    if (not isinstance(classes, list) or not 0 < len(classes) <= MAX_CLASSES
+            or not all(isinstance(c, str) for c in classes) or not isinstance(splits, dict)):
+        raise DensekitError(f"{root / 'meta.json'}: no list of class names or no splits; run `densekit data import` again")
     return meta
 
 

@@ -6,6 +6,7 @@ from typing import Callable
 
 from ..errors import DensekitError
 from .dataset import ImageDataset
+from .loader import drop_unreadable
 from .transforms import fit_dataset
 
 # name -> (loader(split, data_dir, **options), one-line description)
@@ -30,8 +31,8 @@ def load_dataset(source: str, split: str = "train", data_dir: str | Path | None 
     path (a packed import when it holds ``meta.json``, else an image folder).
 
     ``image_size`` (int or (H, W)) and ``channels`` (1 or 3) give every item the model's input
-    shape, whatever the files hold; ``skip_bad`` makes loaders skip unreadable items with a warning
-    instead of stopping with an error."""
+    shape, whatever the files hold; ``skip_bad`` leaves unreadable items out of the set (each item
+    is decoded once to find them), with a warning, instead of stopping with an error."""
     kind, _, arg = source.partition(":")
     if kind not in _SOURCES and Path(source).expanduser().is_dir():
         kind, arg = "folder", source
@@ -50,6 +51,8 @@ def load_dataset(source: str, split: str = "train", data_dir: str | Path | None 
     ds = fn(split, Path(data_dir).expanduser() if data_dir else None, image_size=image_size,
             channels=channels, skip_bad=skip_bad, **options)
     ds.skip_bad = skip_bad
+    if skip_bad:
+        ds = drop_unreadable(ds)
     return fit_dataset(ds, channels, image_size)
 
 

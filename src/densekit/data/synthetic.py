@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ..errors import DensekitError
 from .dataset import MissingSplit, TensorImageDataset
+from .limits import MAX_ARRAY_BYTES, MAX_CLASSES
 
 DEFAULTS = {"n": 1000, "classes": 10, "size": 32, "channels": 3, "seed": 0, "test": None, "noise": 40}
 
@@ -38,6 +39,9 @@ def make_synthetic(split: str, arg: str = "", channels: int | None = None, image
     n = o["n"] if split == "train" else (o["test"] if o["test"] is not None else max(o["n"] // 5, 1))
     if min(n, k, c, h, w) < 1:
         raise DensekitError("synthetic needs n, classes, channels and size of at least 1")
+    if n * c * h * w > MAX_ARRAY_BYTES or k > MAX_CLASSES:
+        raise DensekitError(f"synthetic with n={n}, classes={k}, size {c}x{h}x{w}: at most {MAX_CLASSES:,} classes "
+                            f"and {MAX_ARRAY_BYTES:,} bytes of images")
     g = torch.Generator().manual_seed(o["seed"])
     templates = F.interpolate(torch.rand(k, c, 4, 4, generator=g) * 255, size=(h, w), mode="bilinear",
                               align_corners=False)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import struct
 import warnings
 from pathlib import Path
@@ -29,6 +30,7 @@ from ..errors import DensekitError
 from .dataset import ImageDataset, MissingSplit, check_labels
 from .example import ProtoError, encode_example, parse_example
 from .images import decode_image
+from .limits import MAX_CLASSES, MAX_IMAGE_PIXELS, MAX_RECORD_BYTES
 
 try:  # the C implementation when installed; the table version below is the same function, slower
     from crc32c import crc32c as _crc32c_fast
@@ -83,6 +85,13 @@ def image_example(encoded: bytes, fmt: str, label: int, height: int | None = Non
 
 def iter_records(path: Path, skip_bad: bool = False):
     """Yield (offset of data, data) of every record, checking both CRCs."""
+    try:
+        yield from _records(path, skip_bad)
+    except OSError as err:
+        raise DensekitError(f"{path}: cannot read ({err})") from None
+
+
+def _records(path: Path, skip_bad: bool):
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         k = 0
@@ -95,9 +104,10 @@ def iter_records(path: Path, skip_bad: bool = False):
             if len(header) < 12:
                 raise DensekitError(f"{where}: truncated header; the shard is cut short, regenerate it")
             length, crc = struct.unpack("<QI", header)
-            if masked_crc(header[:8]) != crc or start + 16 + length > size:
+            if masked_crc(header[:8]) != crc or start + 16 + length > size or length > MAX_RECORD_BYTES:
                 # Without a trusted length nothing after this point can be found: stop, or skip the rest.
-                msg = f"{where}: bad length CRC or length past the end; the shard is corrupt, regenerate it"
+                msg = (f"{where}: bad length CRC, or a length past the end or above densekit's limit of "
+                       f"{MAX_RECORD_BYTES:,} bytes; the shard is corrupt, regenerate it")
                 if not skip_bad:
                     raise DensekitError(msg)
                 warnings.warn(msg + " (rest of the file skipped)", stacklevel=2)
@@ -116,14 +126,35 @@ def iter_records(path: Path, skip_bad: bool = False):
 def read_labels_file(path: Path) -> list[str]:
     """TF-slim ``labels.txt`` (``0:daisy`` per line) to names in label order, gaps named by their id."""
     names = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DensekitError(f"{path}: unreadable ({err}); write it as UTF-8 'id:name' lines") from None
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         idx, sep, name = line.partition(":")
-        if not sep or not idx.strip().isdigit():
-            raise DensekitError(f"{path}, line {n}: expected 'id:name', got {line!r}")
+        if not sep or not re.fullmatch(r"[0-9]+", idx.strip()):
+            raise DensekitError(f"{path}, line {n}: expected 'id:name', got {line[:80]!r}")
+        idx = idx.strip().lstrip("0") or "0"  # digits counted first: int() refuses 4,300 or more
+        if len(idx) > len(str(MAX_CLASSES)) or int(idx) >= MAX_CLASSES:  # the list has an entry per id up to the largest
+            shown = f"{int(idx):,}" if len(idx) <= 30 else f"of {len(idx)} digits"
+            raise DensekitError(f"{path}, line {n}: class id {shown} is above densekit's limit of "
+                                f"{MAX_CLASSES:,} classes; ids count from 0")
         names[int(idx)] = name.strip()
     return [names.get(i, str(i)) for i in range(max(names) + 1)] if names else []
+
+
+def _first_value(feats: dict, key: str, kind: type, where: str, default=None):
+    """The first value of feature ``key`` when it is of ``kind`` (bytes or int), else ``default`` if
+    the feature is absent; a feature of the wrong kind or with no value is a corrupt record."""
+    values = feats.get(key)
+    if values is None:
+        return default
+    if not values or not isinstance(values[0], kind):
+        raise DensekitError(f"{where}: feature {key} is not a{'n int' if kind is int else ' bytes'} value; "
+                            "write the shard with TF-slim's image_to_tfexample layout")
+    return values[0]
 
 
 def _files(pattern: str, split: str) -> list[Path]:
@@ -143,6 +174,19 @@ def _files(pattern: str, split: str) -> list[Path]:
     raise DensekitError(f"no files match {pattern}; check the path and quote the pattern in the shell")
 
 
+def _record_label(data: bytes, where: str) -> int | None:
+    try:
+        feats = parse_example(data)
+    except ProtoError as err:
+        raise DensekitError(f"{where} is not a tf.train.Example ({err}); regenerate the shard") from None
+    label = _first_value(feats, "image/class/label", int, where)
+    if label is not None and not 0 <= label < MAX_CLASSES:
+        # the class list has an entry for every id up to the largest label: bound it before building it
+        raise DensekitError(f"{where}: label {label:,} is outside 0..{MAX_CLASSES - 1:,} (densekit's limit on "
+                            "classes); regenerate the shard")
+    return label
+
+
 class TFRecordDataset(ImageDataset):
     def __init__(self, pattern: str, split: str = "train", channels: int | None = None, image_size=None,
                  skip_bad: bool = False):
@@ -154,11 +198,10 @@ class TFRecordDataset(ImageDataset):
                 label = None
                 if data is not None:
                     try:
-                        label = parse_example(data).get("image/class/label", [None])[0]
-                    except ProtoError as err:
+                        label = _record_label(data, f"{path}: record {k}")
+                    except DensekitError:
                         if not skip_bad:
-                            raise DensekitError(f"{path}: record {k} is not a tf.train.Example ({err}); "
-                                                "regenerate the shard") from None
+                            raise
                 if label is None:
                     if data is not None and not skip_bad:
                         raise DensekitError(f"{path}: record {k} has no image/class/label; write it with "
@@ -178,9 +221,21 @@ class TFRecordDataset(ImageDataset):
             self.classes = [str(i) for i in range(int(self.labels.max()) + 1)]
         check_labels(self.labels, len(self.classes), str(labels_txt) if labels_txt.is_file() else pattern)
         self._handles: dict = {}
-        first = self.load_item(0, channels, None)
+        self.channels, self.image_size = channels, image_size
+        first = self._first_readable(tries=100 if skip_bad else 1)
         self.channels = channels or first.shape[0]
         self.image_size = image_size or tuple(first.shape[1:])
+
+    def _first_readable(self, tries: int) -> torch.Tensor:
+        """The first item that decodes (with skip_bad, a few bad ones are passed over): it fixes
+        what was not configured, channels and size."""
+        last = min(tries, len(self.labels)) - 1
+        for i in range(last):
+            try:
+                return self.load_item(i, self.channels, None)
+            except DensekitError:
+                continue
+        return self.load_item(last, self.channels, None)
 
     def __getstate__(self):  # open files do not cross into worker processes; each opens its own
         return {**self.__dict__, "_handles": {}}
@@ -197,13 +252,19 @@ class TFRecordDataset(ImageDataset):
         channels = channels or getattr(self, "channels", None)
         size = size or getattr(self, "image_size", None)
         where = f"{self.files[int(self.file_idx[i])]} record at byte {int(self.offsets[i])}"
-        feats = parse_example(self._read(i))
-        encoded = feats.get("image/encoded", [b""])[0]
-        if feats.get("image/format", [b""])[0].lower() == b"raw":
-            h, w = feats.get("image/height", [0])[0], feats.get("image/width", [0])[0]
-            c = feats.get("image/channels", [len(encoded) // max(h * w, 1)])[0]
-            if h * w * c != len(encoded) or c not in (1, 3):
+        try:
+            feats = parse_example(self._read(i))
+        except (ProtoError, OSError) as err:
+            raise DensekitError(f"{where}: unreadable ({err}); the shard changed since it was opened") from None
+        encoded = _first_value(feats, "image/encoded", bytes, where, b"")
+        if _first_value(feats, "image/format", bytes, where, b"").lower() == b"raw":
+            h, w = _first_value(feats, "image/height", int, where, 0), _first_value(feats, "image/width", int, where, 0)
+            c = _first_value(feats, "image/channels", int, where, len(encoded) // max(h * w, 1))
+            if min(h, w) < 1 or h * w * c != len(encoded) or c not in (1, 3):
                 raise DensekitError(f"{where}: raw image of {len(encoded)} bytes does not match {h}x{w}x{c}")
+            if h * w > MAX_IMAGE_PIXELS:
+                raise DensekitError(f"{where}: raw image of {h}x{w} pixels is above densekit's limit of "
+                                    f"{MAX_IMAGE_PIXELS:,}; store smaller images")
             from .images import conform
             x = torch.from_numpy(np.frombuffer(encoded, np.uint8).reshape(h, w, c).transpose(2, 0, 1).copy())
             return conform(x[None], channels, size)[0]

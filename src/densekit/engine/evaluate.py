@@ -21,6 +21,7 @@ from .. import data as D
 from ..data.augment import TTA, check_tta
 from ..data.images import EXTENSIONS
 from ..errors import DensekitError
+from . import distributed
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
 from .precision import autocast, dtype_from_name, fast_defaults, memory_format, pick_device
 
@@ -106,40 +107,46 @@ def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: boo
     ``outputs`` adds ``logits`` (averaged over the views) and ``labels`` (CPU tensors over the whole
     set); ``features`` adds the penultimate features of the first ``features`` items.
     ``label_map[dataset label] = model class`` when the dataset orders the same classes differently.
-    ``progress(done, total)`` is called after each batch, in images."""
+    Under DDP every rank takes whole batches in turn and the counts are summed: exactly one
+    process's figures (each batch computed as one process computes it, the loss summed per batch
+    in the same order), N times faster; every rank must call it, with the same model.
+    ``progress(done, total)`` is called after each batch, in this rank's images."""
     num_classes, device = len(opts.classes), opts.device
     was_training = model.training
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    rank, world_size = distributed.active_world()
+    loader = D.Loader(ds, opts.batch_size, device=device, workers=opts.workers, rank=rank, world_size=world_size,
+                      shard="deal")
+    batch_loss = torch.zeros(len(loader), dtype=torch.float64, device=device)
     top1, top5, single = (torch.zeros((), dtype=torch.int64, device=device) for _ in range(3))
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     k = min(5, num_classes)
-    kept_logits, kept_labels, kept_features, n_feat, seen_images = [], [], [], 0, 0
-    for x, y in D.Loader(ds, opts.batch_size, device=device, workers=opts.workers).epoch():
+    kept, seen_images = [], 0   # (batch index, logits, labels, features) to hand back
+    for i, (x, y) in zip(range(rank, len(loader), world_size), loader.epoch()):
         if label_map is not None:
             y = label_map.to(device)[y]
         with autocast(device, opts.dtype):
-            logits, plain, pre = tta_logits(model, opts.prepare(x), opts.tta, features=n_feat < features)
+            logits, plain, pre = tta_logits(model, opts.prepare(x), opts.tta,
+                                            features=i * opts.batch_size < features)
         log_probs = logits.log_softmax(1)
-        loss_sum += F.nll_loss(log_probs, y, reduction="sum").double()
+        batch_loss[i] = F.nll_loss(log_probs, y, reduction="sum").double()
         pred = log_probs.topk(k, 1).indices
         single += (plain.argmax(1) == y).sum()
         top1 += (pred[:, 0] == y).sum()
         top5 += (pred == y[:, None]).any(1).sum()
         if per_class:
             confusion += torch.bincount(y * num_classes + pred[:, 0], minlength=num_classes ** 2).view(num_classes, -1)
-        if outputs:
-            kept_logits.append(logits.cpu())
-            kept_labels.append(y.cpu())
-        if pre is not None:
-            kept_features.append(pre[:features - n_feat].float().cpu())
-            n_feat += len(kept_features[-1])
+        if outputs or pre is not None:
+            feats = pre[:features - i * opts.batch_size].float().cpu() if pre is not None else None
+            kept.append((i, logits.cpu() if outputs else None, y.cpu() if outputs else None, feats))
         if progress is not None:
             seen_images += len(y)
-            progress(seen_images, len(ds))
+            progress(seen_images, -(-len(ds) // world_size) if world_size > 1 else len(ds))
     model.train(was_training)
+    distributed.all_reduce_(batch_loss, top1, top5, single, confusion)   # integers, and x + 0: exact
+    kept = sorted(distributed.gather_objects(kept) if outputs or features else kept, key=lambda b: b[0])
     n = max(len(ds), 1)
-    out = {"top1": top1.item() / n, "top5": top5.item() / n, "loss": loss_sum.item() / n, "count": len(ds)}
+    out = {"top1": top1.item() / n, "top5": top5.item() / n, "loss": batch_loss.sum().item() / n, "count": len(ds)}
     if opts.tta != "none":
         out.update(tta=opts.tta, top1_single=single.item() / n)
     if per_class:
@@ -147,10 +154,11 @@ def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: boo
         out["per_class"] = (confusion.diag() / counts).tolist()
         out["confusion"] = confusion.tolist()
     if outputs:
-        out["logits"] = torch.cat(kept_logits) if kept_logits else torch.zeros(0, num_classes)
-        out["labels"] = torch.cat(kept_labels) if kept_labels else torch.zeros(0, dtype=torch.int64)
+        out["logits"] = torch.cat([b[1] for b in kept]) if kept else torch.zeros(0, num_classes)
+        out["labels"] = torch.cat([b[2] for b in kept]) if kept else torch.zeros(0, dtype=torch.int64)
     if features:
-        out["features"] = torch.cat(kept_features) if kept_features else torch.zeros(0)
+        feats = [b[3] for b in kept if b[3] is not None]
+        out["features"] = torch.cat(feats) if feats else torch.zeros(0)
     return out
 
 
@@ -194,6 +202,7 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation."""
     if split == "val" and tta is None:
         tta = "none"      # the figure training recorded: it validates on the plain view
+    distributed.init(pick_device(device))   # under torchrun the ranks share the split
     path, payload, model, opts = load_for_inference(run_or_checkpoint, device, batch_size, tta, workers)
     info = payload["data"]
     dataset = dataset or info["dataset"]

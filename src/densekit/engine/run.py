@@ -180,14 +180,8 @@ class RunFolder:
         f = self.path / "config.yaml"
         if not f.is_file():
             raise DensekitError(f"{self.path} is not a densekit run folder (no config.yaml)")
-        try:
-            config = yaml.safe_load(f.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DensekitError(f"{f} is not a valid run config ({first}); restore it or start a new run") from None
-        if not isinstance(config, dict):
-            raise DensekitError(f"{f} is not a valid run config (not a mapping); restore it or start a new run")
-        return config
+        from ..config import load_yaml
+        return load_yaml(f)  # one line naming the file for bad YAML, a !!python tag, not a mapping
 
     def read_metrics(self) -> list[dict]:
         return read_jsonl(self.path / "metrics.jsonl")

@@ -68,8 +68,9 @@ class Trainer:
         payload = None
         if resume is not None and (Path(resume) / "checkpoints" / "last.pt").is_file():
             payload = checkpoint.load_checkpoint(Path(resume) / "checkpoints" / "last.pt")
-            # Only how long to train may change on resume; everything else is the run's own.
-            cfg = TrainConfig.from_dict(payload["config"]).replace(epochs=cfg.epochs, time_budget=cfg.time_budget)
+            # The checkpoint's run, extended or re-homed only as config.py allows; another run's last.pt is refused.
+            cfg, _ = TrainConfig.from_dict(payload["config"]).resume_overrides(cfg.to_dict(), "checkpoints/last.pt",
+                                                                                "config.yaml")
         # (a run killed before its first checkpoint has none: it starts afresh with its own settings)
         self.cfg = cfg = cfg.validate()
         if cfg.name is not None:
@@ -87,6 +88,7 @@ class Trainer:
         val_ds = self._optional_split("val", opts)
         if val_ds is None and cfg.val_split:
             train_ds, val_ds = carve_val(train_ds, cfg.val_split, cfg.seed)
+        self.cfg = cfg = cfg.for_splits(has_val=val_ds is not None)   # a val_* metric needs a validation split
         self.test_ds = self._optional_split("test", opts)
         self.train_ds, self.val_ds = train_ds, val_ds
         self.classes = list(train_ds.classes)
@@ -107,6 +109,8 @@ class Trainer:
         # -- model, precision, optimizer ----------------------------------------------------------
         self.model = create_model(cfg.model, num_classes=len(self.classes), in_channels=channels, **cfg.model_args)
         self.model_spec = {"name": cfg.model, "args": self.model.model_args}
+        if cfg.sync_bn and self.world_size > 1:   # one process's BatchNorm is already the whole batch's
+            self.model = distributed.convert_sync_bn(self.model, self.device)
         self.dtype = resolve_precision(cfg.precision, self.device)
         self.channels_last = fast_defaults(self.device)["channels_last"] if cfg.channels_last is None else cfg.channels_last
         self.memory_format = memory_format(self.channels_last)
@@ -118,10 +122,8 @@ class Trainer:
         self.base_lr = base_lr(cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
-        self.net = self.model
-        if self.world_size > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.ddp = distributed.wrap(self.model, self.device) if self.world_size > 1 else None
+        self.net = self.ddp or self.model
         if cfg.compile:
             self.net = torch.compile(self.net)
 
@@ -140,8 +142,12 @@ class Trainer:
         self.run = self._open_run(resume)
         if payload is not None:
             self._restore(payload)
+            note = distributed.resize_note(payload["progress"], self.world_size, cfg.batch_size)
+            if note:
+                self.log(note)
         self.run.write_config({**cfg.to_dict(), "resolved": {
             "model": self.model_spec, "data": self.data_info, "device": str(self.device), **self.precision,
+            "distributed": distributed.describe(self.world_size, cfg.batch_size, cfg.sync_bn, self.device),
             "lr": self.base_lr, "augment": self.augment.preset, "tta": self.tta, "versions": _versions(),
             "command": " ".join(map(shlex.quote, sys.argv))}})
         self.run.write_metrics(self.history)
@@ -176,15 +182,16 @@ class Trainer:
         return run if main else RunFolder(path, main=False)
 
     # -- checkpoints ----------------------------------------------------------------------------------
-    def _payload(self) -> dict:
+    def _payload(self, partial: dict) -> dict:
         return checkpoint.build(
             "training", self.model_spec, self.model.state_dict(), data=self.data_info, precision=self.precision,
             ema_state_dict=self.ema.state_dict() if self.ema else None,
             optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(), config=self.cfg.to_dict(),
             progress={"epoch": self.epoch, "step": self.step_in_epoch, "global_step": self.global_step,
                       "elapsed": self.elapsed + self._clock(), "best": self.best, "bad_epochs": self.bad_epochs,
-                      "early_best": self.early_best, "partial": dict(self.partial),
-                      "initial_loss": self.initial_loss, "ema_updates": self.ema.updates if self.ema else 0},
+                      "early_best": self.early_best, "partial": partial,
+                      "initial_loss": self.initial_loss, "ema_updates": self.ema.updates if self.ema else 0,
+                      "world_size": self.world_size},
             history=list(self.history),
             rng={"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                  "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []})
@@ -200,6 +207,7 @@ class Trainer:
         self.epoch, self.step_in_epoch, self.global_step = p["epoch"], p["step"], p["global_step"]
         self.elapsed, self.best, self.bad_epochs = p["elapsed"], p["best"], p["bad_epochs"]
         self.early_best, self.partial, self.initial_loss = p["early_best"], p["partial"], p["initial_loss"]
+        self.partial = distributed.local_partial(self.partial, self.rank)   # the saved sums are every rank's
         # checkpoints from before the journal: the metrics file, cut to the checkpoint's epochs
         self.history = payload.get("history") or [r for r in self.run.read_metrics() if r.get("epoch", 0) <= self.epoch]
         torch.set_rng_state(payload["rng"]["torch"])
@@ -208,9 +216,10 @@ class Trainer:
             torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
 
     def save(self, which: str = "last"):
+        partial = distributed.global_partial(self.partial)   # a collective: every rank saves
         if self.rank == 0:
             try:
-                checkpoint.save_checkpoint(self._payload(), self.run.checkpoint(which))
+                checkpoint.save_checkpoint(self._payload(partial), self.run.checkpoint(which))
             except WriteError as err:
                 last = self.run.checkpoint("last")
                 kept = "no checkpoint was written yet"
@@ -327,14 +336,18 @@ class Trainer:
     def _step(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimisation step on a batch (a micro-step under gradient accumulation)."""
         cfg = self.cfg
-        lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, cfg.warmup, cfg.milestones, cfg.step_size, cfg.gamma)
+        lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, *cfg.schedule_points(), cfg.gamma)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with autocast(self.device, self.dtype):
-            logits = self.net(x)
-            loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
-        self.scaler.scale(loss / cfg.accumulate).backward()
-        if (self.step_in_epoch + 1) % cfg.accumulate == 0:
+        applies = (self.step_in_epoch + 1) % cfg.accumulate == 0
+        with distributed.grad_sync(self.ddp, sync=applies):   # no gradient all-reduce while accumulating
+            with autocast(self.device, self.dtype):
+                logits = self.net(x)
+                loss = F.cross_entropy(logits.float(), target, label_smoothing=cfg.label_smoothing)
+                if getattr(self.model, "aux_outputs", None):   # GoogLeNet's auxiliary classifiers (aux_logits=True)
+                    loss = loss + self.model.aux_loss(target, label_smoothing=cfg.label_smoothing)
+            self.scaler.scale(loss / cfg.accumulate).backward()
+        if applies:
             if cfg.clip_grad:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
@@ -351,12 +364,13 @@ class Trainer:
         n_steps = len(self.loader)
         of = "" if cfg.time_budget else f"/{cfg.epochs}"
         bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}{of}", enabled=self.verbose and self.rank == 0)
-        part, last_save = self.partial, self.now
+        part, last_save, shown = self.partial, self.now, None
         check_every = 1 if self.device.type == "cpu" else 10
         t_data = time.perf_counter()
         for x, y in self.loader.epoch(self.epoch, self.step_in_epoch):
             x = self.normalize(x).contiguous(memory_format=self.memory_format)
-            x, target = self.augment(x, y, self.epoch, self.step_in_epoch)
+            x, target = distributed.augment_shard(self.augment, x, y, self.epoch, self.step_in_epoch,
+                                                  self.loader.rows(self.step_in_epoch))
             t_compute = time.perf_counter()
             part["data_time"] += t_compute - t_data
 
@@ -367,17 +381,19 @@ class Trainer:
                 self.log(f"torch.compile: the first step took {self.compile_s:.1f}s (compilation)")
             self.step_in_epoch += 1
             self.global_step += 1
-            if self.step_in_epoch % check_every == 0 or self.step_in_epoch == n_steps:
-                self._guard(distributed.mean_over_ranks(loss.item()))
             hard = target if target.dim() == 1 else target.argmax(1)
             part["loss"] += loss.detach().float() * len(y)
             part["correct"] += (logits.detach().argmax(1) == hard).sum()
             part["seen"] += len(y)
             part["compute_time"] += time.perf_counter() - t_compute
             seen = max(part["seen"], 1)
+            if self.step_in_epoch % check_every == 0 or self.step_in_epoch == n_steps:
+                step_loss, *shown = distributed.step_figures(loss, part)   # every rank's, one all-reduce
+                self._guard(step_loss)
+            shown_loss, shown_acc = shown or (float(part["loss"]) / seen, float(part["correct"]) / seen)
             done = self.progress()   # the ETA is the whole run's
             bar.update(self.step_in_epoch, eta=(self.elapsed + self.now) * (1 - done) / max(done, 1e-9),
-                       loss=f"{float(part['loss']) / seen:.4f}", **{"top-1": f"{100 * float(part['correct']) / seen:.1f}%"},
+                       loss=f"{shown_loss:.4f}", **{"top-1": f"{100 * shown_acc:.1f}%"},
                        **{"img/s": f"{seen / max(part['data_time'] + part['compute_time'], 1e-9):.0f}"})
             self._tick()
             if self.now - last_save > cfg.checkpoint_every and self.step_in_epoch % cfg.accumulate == 0:
@@ -415,13 +431,12 @@ class Trainer:
                   "train_loss": loss_sum / seen, "train_top1": correct / seen,
                   "images_per_s": seen / max(part["data_time"] + part["compute_time"], 1e-9),
                   "data_time_s": part["data_time"], "compute_time_s": part["compute_time"]}
+        # One model on every rank (rank 0's BN running statistics, which its checkpoint holds), so the
+        # ranks' shards of the validation add up and every rank takes the same best/early-stop decisions.
+        distributed.sync_buffers(self.model, self.ema.module if self.ema else None)
         if self.val_ds is not None:
             val = run_eval(self.eval_model(), self.val_ds, self.eval_opts)
-            # Rank 0's figures everywhere: each rank's BN running statistics took its own last
-            # batch, so the ranks' validation can differ, and the best-checkpoint and early-stop
-            # decisions (barriers) made from it must not.
-            record.update(distributed.same_on_all_ranks(
-                {"val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]}))
+            record.update({"val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]})
         self.epoch += 1
         self.step_in_epoch = 0
         self.partial = _new_partial()

@@ -1,6 +1,6 @@
 """Models: DenseNet and its building blocks, baselines, and the registry that names them."""
 from . import densenet  # noqa: F401  (registers the named configurations)
-from . import baselines, resnet, vgg  # noqa: F401  (register the baselines)
+from . import baselines, googlenet, inception_resnet, nin, resnet, vgg  # noqa: F401  (register the baselines)
 from . import compact  # noqa: F401  (compact DenseNets for 28x28 images: the quick-start default)
 from .densenet import DenseNet
 from .layers import DenseBlock, DenseLayer, Transition

@@ -1,13 +1,15 @@
 """Small baselines the seeds set DenseNet against: a plain CNN (Densenet-Tensorflow's "CNN" column)
 and a small AlexNet-style net (Krizhevsky et al. 2012, NIPS, scaled down for 32x32 inputs as in
 the cuda-convnet CIFAR-10 recipes: five convolutions, three max pools, two hidden dense layers).
-ResNet and VGG live in ``resnet.py`` and ``vgg.py``.
+ResNet, VGG, GoogLeNet, NiN and Inception-ResNet-v2 have files of their own; the two helpers here
+(``pool_stages`` for ``summary``, ``check_input_size``) serve them all.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..errors import DensekitError
 from .registry import register_model
 
 
@@ -22,6 +24,14 @@ def pool_stages(features) -> list:
     if current:
         stages.append((f"stage{len(stages) + 1}", current))
     return stages
+
+
+def check_input_size(x: torch.Tensor, min_size: int, what: str):
+    """One clear line instead of a pooling error deep inside the net when an image is too small."""
+    if not torch.compiler.is_compiling() and min(x.shape[-2:]) < min_size:
+        raise DensekitError(f"{what} needs images of at least {min_size}x{min_size}, got "
+                            f"{x.shape[-2]}x{x.shape[-1]}; resize them (--image-size {min_size}) "
+                            "or pick a model for small images (`densekit models '*cifar*'`)")
 
 
 class _Classifier(nn.Module):

@@ -19,7 +19,7 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         if not hasattr(model, "forward_intermediates"):
             raise DensekitError(f"{type(model).__name__} has no feature-extraction mode; "
-                                "use a DenseNet or a ResNet as a backbone")
+                                "use a DenseNet, ResNet, GoogLeNet, NiN or Inception-ResNet-v2 as a backbone")
         self.model = model
         self.feature_info = [{"module": name, "channels": c, "reduction": r} for name, c, r in model.feature_info]
 
