@@ -119,7 +119,7 @@ def test_user_errors_print_one_line_and_exit_nonzero(tmp_path, args, message):
 
 def test_models_lists_exact_parameter_counts(capsys):
     assert main(["models", "densenet121", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)[0]["params"] == 7_978_856
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["params"] == 7_978_856
 
 
 def test_resume_keeps_the_runs_own_settings_unless_told_to_extend(tmp_path, capsys):

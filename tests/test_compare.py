@@ -24,7 +24,7 @@ def rows(tmp_path_factory):
     finally:
         capture.undo()
     assert code == 0
-    return json.loads(buf.getvalue())
+    return [json.loads(line) for line in buf.getvalue().splitlines()]
 
 
 def test_compare_measures_every_model_under_the_same_budget(rows):

@@ -130,7 +130,7 @@ def test_runs_table_lists_finished_and_diverged_runs(run, capsys):
     assert " ".join(rows["blown"][8:]).startswith("training diverged at epoch 1")   # why it ended
 
     assert main(["runs", str(root), "--json"]) == 0
-    listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    listed = {r["name"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     assert listed["tracked"]["test_top1"] == pytest.approx(run.summary["test_top1"])
     assert listed["blown"]["status"] == "diverged"
 

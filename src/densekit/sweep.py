@@ -4,7 +4,9 @@ into its own named run folder under one sweep folder, then the runs are ranked.
     runs/SWEEP/lr0.1-growth_rate12/ ...   one ordinary run folder per combination
 
 so `densekit runs runs/SWEEP` lists them and `tensorboard --logdir runs/SWEEP` compares their
-curves and, in the HPARAMS tab, their settings against their final metrics.
+curves and, in the HPARAMS tab, their settings against their final metrics. The runs are ranked
+by a validation metric (``rank_by``, default the best val_top1 over the epochs), never by the test
+set: choosing hyper-parameters on the test set would make its figure optimistic.
 """
 from __future__ import annotations
 
@@ -73,9 +75,32 @@ def combinations(base: TrainConfig, grid: dict) -> list[tuple[dict, TrainConfig]
     return out
 
 
-def run_sweep(base: TrainConfig, grid: dict, verbose: bool = True) -> list[dict]:
-    """Train every combination; a combination that fails or diverges is recorded and the sweep goes on."""
+RANK_METRICS = ("val_top1", "val_top5", "val_loss", "train_top1", "train_loss")
+
+
+def check_rank_by(metric: str) -> str:
+    """Ranking picks hyper-parameters, so it uses a per-epoch metric: choosing them by the test
+    set would make the test figure an optimistic estimate."""
+    if metric not in RANK_METRICS:
+        extra = " (the test set must not choose hyper-parameters)" if metric.startswith("test") else ""
+        raise DensekitError(f"--rank-by {metric!r}: not a per-epoch metric{extra}; use one of {', '.join(RANK_METRICS)}")
+    return metric
+
+
+def best_of(metrics: list[dict], metric: str):
+    """The best value of ``metric`` over the epochs (lowest for a loss), or None when never recorded."""
+    values = [m[metric] for m in metrics if m.get(metric) is not None]
+    if not values:
+        return None
+    return min(values) if metric.endswith("loss") else max(values)
+
+
+def run_sweep(base: TrainConfig, grid: dict, verbose: bool = True, rank_by: str = "val_top1") -> list[dict]:
+    """Train every combination; a combination that fails or diverges is recorded and the sweep goes on.
+    The runs are ranked by the best ``rank_by`` over their epochs (by default the best validation top-1)."""
     from .api import train
+    from .engine.run import RunFolder
+    check_rank_by(rank_by)
     rows = []
     plan = combinations(base, grid)
     for i, (chosen, cfg) in enumerate(plan, 1):
@@ -88,23 +113,29 @@ def run_sweep(base: TrainConfig, grid: dict, verbose: bool = True) -> list[dict]
             error = str(err)
             if verbose:
                 print(f"  {error}", flush=True)
-        row = run_row(f"{cfg.out}/{cfg.name}")
-        rows.append({**row, "values": chosen, "error": error})
+        path = f"{cfg.out}/{cfg.name}"
+        row = run_row(path)
+        rows.append({**row, "values": chosen, "error": error, "rank_by": rank_by,
+                     "rank_value": best_of(RunFolder(path).read_metrics(), rank_by)})
     return rank(rows)
 
 
 def rank(rows: list[dict]) -> list[dict]:
-    """Best first: by test accuracy when the runs have one, else by best validation accuracy."""
-    key = "test_top1" if any(r["test_top1"] is not None for r in rows) else "best_val_top1"
-    ordered = sorted(rows, key=lambda r: (r[key] is None, -(r[key] or 0.0)))
+    """Best first by ``rank_value`` (lowest first for a loss); runs without it last."""
+    lower = bool(rows) and rows[0]["rank_by"].endswith("loss")
+    ordered = sorted(rows, key=lambda r: (r["rank_value"] is None,
+                                          (r["rank_value"] or 0.0) * (1 if lower else -1)))
     return [{**r, "rank": i} for i, r in enumerate(ordered, 1)]
 
 
 def sweep_table(rows: list[dict]) -> str:
     keys = list(rows[0]["values"]) if rows else []
+    by = rows[0]["rank_by"] if rows else "val_top1"
+    show = (lambda v: "-" if v is None else f"{v:.4f}") if by.endswith("loss") else fmt_pct
     cells = [{"rank": str(r["rank"]), "run": r["name"], **{k: str(r["values"][k]) for k in keys},
-              "status": r["status"], "best_val": fmt_pct(r["best_val_top1"]), "test": fmt_pct(r["test_top1"]),
+              "status": r["status"], "by": show(r["rank_value"]), "test": fmt_pct(r["test_top1"]),
               "duration": fmt_duration(r["duration_s"])} for r in rows]
+    # the test column is shown, never ranked by
     columns = [("RANK", "rank"), ("RUN", "run"), *[(k.upper(), k) for k in keys], ("STATUS", "status"),
-               ("BEST VAL", "best_val"), ("TEST", "test"), ("DURATION", "duration")]
+               (f"BEST {by.upper()} (RANKED)", "by"), ("TEST", "test"), ("DURATION", "duration")]
     return table(cells, columns)

@@ -3,8 +3,8 @@ reference DenseNet measured in the same run."""
 from __future__ import annotations
 
 import argparse
-import json
 
+from .common import add_json_flag, print_json
 from .summary import INPUT_SIZE_HELP
 
 
@@ -32,7 +32,7 @@ def add_parser(sub):
     p.add_argument("--threads", type=int, help="with --backends: intra-op threads for torch and onnxruntime")
     p.add_argument("--max-seconds", type=float, default=10.0,
                    help="with --backends: stop timing one setting after this long (at least 3 calls)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
@@ -57,5 +57,8 @@ def run(args):
     result = bench.run_bench(args.model, size, args.batch_size, args.mode, args.precision, args.compile,
                              args.memory_efficient, args.device, args.steps, channels_last=args.channels_last,
                              reference=args.reference, rounds=args.rounds)
-    print(json.dumps(result) if args.json else bench.format_report(result))
+    if args.json:
+        print_json(result)
+    else:
+        print(bench.format_report(result))
     return 0

@@ -1,44 +1,51 @@
-"""`densekit compare MODEL... --dataset D --epochs N`: train each under the same budget, one table."""
+"""`densekit compare MODEL... --dataset D [train flags]`: train each under the same budget and
+settings, one table. Every `densekit train` flag, --recipe and --config apply to all the models."""
 from __future__ import annotations
 
-import json
+import argparse
 
 from ..compare import compare, format_table
-from ..config import parse_duration
+from ..errors import DensekitError
+from .common import add_json_flag, print_json
+from .train import add_config_flags, fields_from_args
 
 
 def add_parser(sub):
     p = sub.add_parser("compare", help="train several models under the same budget and tabulate params, "
-                                       "FLOPs, speed, memory and test accuracy")
+                                       "FLOPs, speed, memory and test accuracy",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+", metavar="MODEL", help="names from `densekit models`")
-    p.add_argument("--dataset", required=True, help="data source (see `densekit data list`)")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--time-budget", metavar="DURATION", help="per model, e.g. 5m; plans each schedule to it")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw", "rmsprop"])
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--device")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--out", default="runs", help="run folders go to OUT/compare-<time>/<model>")
+    p.add_argument("--recipe", help="a named recipe shipped with densekit (see `densekit recipes`)")
+    p.add_argument("--config", help="a YAML file of config fields")
     p.add_argument("--same-process", action="store_true",
                    help="train all in this process (faster start; peak memory then accumulates)")
-    p.add_argument("--json", action="store_true", help="print the rows as one JSON list")
+    add_json_flag(p, "each model's row")
     p.add_argument("--quiet", action="store_true", help="no training progress output")
+    add_config_flags(p)
+    for action in p._actions:    # compare's own defaults for two of train's flags
+        if action.dest == "epochs":
+            action.help = "epochs per model (default 1 here)"
+        elif action.dest == "out":
+            action.help = "run folders go to OUT/compare-<time>/<model> (default runs)"
     p.set_defaults(func=run)
 
 
 def run(args):
-    config = {k: getattr(args, k) for k in ("batch_size", "lr", "optimizer", "image_size", "device", "seed")
-              if getattr(args, k) is not None}
-    if args.time_budget:
-        config["time_budget"] = parse_duration(args.time_budget)
-    rows = compare(args.models, args.dataset, args.epochs, isolate=not args.same_process,
-                   verbose=not (args.quiet or args.json), out=args.out, **config)
+    fields = fields_from_args(args)
+    for key in ("model", "name"):
+        if key in fields:
+            raise DensekitError(f"compare names its models and runs itself; drop --{key} and list the models: "
+                                "densekit compare MODEL MODEL ...")
+    if "dataset" not in fields:
+        raise DensekitError("compare needs --dataset (see `densekit data list`), e.g. --dataset digits")
+    dataset, epochs, out = fields.pop("dataset"), fields.pop("epochs", 1), fields.pop("out", "runs")
+    rows = compare(args.models, dataset, epochs, isolate=not args.same_process,
+                   verbose=not (args.quiet or args.json), out=out, **fields)
     if args.json:
-        print(json.dumps(rows))
+        print_json(*rows)
     else:
         print(format_table(rows))
-        print(f"(same budget: {args.epochs} epoch(s){', ' + args.time_budget if args.time_budget else ''} on "
-              f"{args.dataset}; GFLOPs per image; peak MB is CUDA max allocated or, on CPU, process max RSS)")
+        budget = f", {fields['time_budget']}" if fields.get("time_budget") else ""
+        print(f"(same budget: {epochs} epoch(s){budget} on {dataset}; GFLOPs per image; peak MB is CUDA max "
+              "allocated or, on CPU, process max RSS)")
     return 0

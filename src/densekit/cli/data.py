@@ -1,12 +1,12 @@
 """`densekit data list|info|show|import`: what a dataset holds, a picture of it, and a fast copy of it."""
 from __future__ import annotations
 
-import json
 import sys
 
 import torch
 
 from .. import data as D
+from .common import add_json_flag, print_json
 
 
 def _source_args(p, out_required=False):
@@ -23,12 +23,12 @@ def add_parser(sub):
     verbs = p.add_subparsers(dest="data_command", metavar="VERB", required=True)
 
     v = verbs.add_parser("list", help="the dataset sources densekit reads")
-    v.add_argument("--json", action="store_true")
+    add_json_flag(v, "each source (name, description)")
     v.set_defaults(func=run_list)
 
     v = verbs.add_parser("info", help="classes, image shape and counts per class per split")
     _source_args(v)
-    v.add_argument("--json", action="store_true", help='print {"classes": [...], "splits": {...}}')
+    add_json_flag(v, '{"classes": [...], "splits": {...}}')
     v.set_defaults(func=run_info)
 
     v = verbs.add_parser("show", help="a grid of random samples per class, with class names, as an image")
@@ -38,12 +38,15 @@ def add_parser(sub):
     v.add_argument("--max-classes", type=int, default=20, help="rows to draw (the first N classes)")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--out", required=True, help="the image file to write, e.g. grid.png")
+    add_json_flag(v, "what was written")
     v.set_defaults(func=run_show)
 
     v = verbs.add_parser("import", help="decode a source once into densekit's packed format (read as packed:DIR)")
     _source_args(v)
     v.add_argument("--out", required=True, help="folder to write")
     v.add_argument("--workers", type=int, default=2, help="decoding processes")
+    v.add_argument("--overwrite", action="store_true", help="replace an earlier import in --out")
+    add_json_flag(v, "what was written")
     v.set_defaults(func=run_import)
 
 
@@ -54,7 +57,7 @@ def _options(args):
 def run_list(args):
     sources = D.list_sources()
     if args.json:
-        print(json.dumps(sources))
+        print_json(*({"name": name, "description": desc} for name, desc in sources.items()))
         return 0
     width = max(map(len, sources))
     for name, desc in sources.items():
@@ -78,7 +81,7 @@ def run_info(args):
         info["warnings"] = [note]
         print(f"densekit: {note}", file=sys.stderr)
     if args.json:
-        print(json.dumps(info))
+        print_json(info)
         return 0
     print(f"{args.source}: {len(info['classes'])} classes, {channels} x {height} x {width}, "
           + ", ".join(f"{name} {s['count']:,}" for name, s in info["splits"].items()))
@@ -93,20 +96,28 @@ def run_show(args):
     from ..data.grid import sample_grid
     ds = D.load_dataset(args.source, args.split, args.data_dir, **_options(args))
     sample_grid(ds, args.per_class, args.max_classes, args.seed).save(args.out)
-    print(f"wrote {args.out}")
+    if args.json:
+        print_json({"out": args.out, "source": args.source, "split": args.split})
+    else:
+        print(f"wrote {args.out}")
     return 0
 
 
 def run_import(args):
-    from ..data.packed import write_packed
+    from ..data.packed import check_out, write_packed
     from ..data.sources import load_splits
+    check_out(args.out, args.overwrite)    # before the decoding, which may take long
     splits = load_splits(args.source, args.data_dir, **_options(args))
 
     def progress(split, done, total):
         if sys.stderr.isatty():
             print(f"\r{split}: {done:,}/{total:,}", end="" if done < total else "\n", file=sys.stderr)
 
-    meta = write_packed(splits, args.out, args.source, workers=args.workers, progress=progress)
+    meta = write_packed(splits, args.out, args.source, workers=args.workers, progress=progress,
+                        overwrite=args.overwrite)
+    if args.json:
+        print_json({"out": args.out, **meta})
+        return 0
     counts = ", ".join(f"{k} {v['count']:,}" for k, v in meta["splits"].items())
     print(f"wrote {args.out} ({counts}); train on it with --dataset packed:{args.out}")
     return 0

@@ -1,17 +1,16 @@
 """`densekit models [PATTERN]`: the registry, with parameter counts."""
 from __future__ import annotations
 
-import json
-
 import torch
 
 from .. import models as M
+from .common import add_json_flag, print_json
 
 
 def add_parser(sub):
     p = sub.add_parser("models", help="list the named models and their parameter counts")
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'densenet-bc*'")
-    p.add_argument("--json", action="store_true", help="print one JSON list")
+    add_json_flag(p, "each model")
     p.set_defaults(func=run)
 
 
@@ -25,7 +24,7 @@ def run(args):
         rows.append({"name": name, "params": params, "source": entry.meta.get("source", ""),
                      "paper": entry.meta.get("paper", "")})
     if args.json:
-        print(json.dumps(rows))
+        print_json(*rows)
         return 0
     width = max((len(r["name"]) for r in rows), default=4)
     print(f"{'model':<{width}}  {'params':>12}  source")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..config import RECIPES_DIR, list_recipes, load_recipe
+from .common import add_json_flag, print_json
 
 
 def describe(name: str) -> str:
@@ -15,10 +16,16 @@ def describe(name: str) -> str:
 def add_parser(sub):
     p = sub.add_parser("recipes", help="list the named recipes (`densekit train --recipe NAME`)")
     p.add_argument("name", nargs="?", help="show this recipe's fields and notes")
+    add_json_flag(p, "each recipe (name, description, fields)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.json:
+        names = [args.name] if args.name else list_recipes()
+        # load_recipe: an unknown name fails with the list of valid ones
+        print_json(*({"name": n, "description": describe(n), "fields": load_recipe(n)} for n in names))
+        return 0
     if args.name:
         load_recipe(args.name)     # an unknown name fails with the list of valid ones
         print((RECIPES_DIR / f"{args.name}.yaml").read_text(), end="")

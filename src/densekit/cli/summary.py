@@ -1,10 +1,9 @@
 """`densekit summary MODEL [--input-size C,H,W] [--json]`: per-stage shapes, parameters, FLOPs."""
 from __future__ import annotations
 
-import json
-
 from ..models import create_model
 from ..models.registry import input_size
+from .common import add_json_flag, print_json
 from ..models.summary import format_summary, summarize
 
 
@@ -17,7 +16,7 @@ def add_parser(sub):
     p.add_argument("model", help="a name from `densekit models`")
     p.add_argument("--input-size", help=INPUT_SIZE_HELP)
     p.add_argument("--num-classes", type=int, help="override the classifier's outputs")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
@@ -26,7 +25,7 @@ def run(args):
     model = create_model(args.model, num_classes=args.num_classes, in_channels=size[0])
     summary = summarize(model, size)
     if args.json:
-        print(json.dumps({"model": args.model, **summary}))
+        print_json({"model": args.model, **summary})
     else:
         print(format_summary(summary, args.model))
     return 0

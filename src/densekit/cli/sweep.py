@@ -7,9 +7,10 @@ Grid keys are training settings (any `densekit train` flag) or model arguments (
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
+from .common import add_json_flag, print_json
 from .train import add_config_flags, config_from_args
 
 
@@ -20,19 +21,29 @@ def add_parser(sub):
                    help="a setting or model argument and its values (repeatable: the grid is the product)")
     p.add_argument("--recipe", help="a named recipe shipped with densekit (see `densekit recipes`)")
     p.add_argument("--config", help="a YAML file of config fields")
-    p.add_argument("--json", action="store_true", help="print the ranked runs as JSON")
+    p.add_argument("--rank-by", default="val_top1", metavar="METRIC",
+                   help="rank by the best value over the epochs of this per-epoch metric: val_top1 (default), "
+                        "val_top5, val_loss, train_top1 or train_loss; the test set is shown, never ranked by")
+    add_json_flag(p, "each run, best first")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_config_flags(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..sweep import parse_grid, run_sweep, sweep_table
+    from ..sweep import check_rank_by, parse_grid, run_sweep, sweep_table
+    check_rank_by(args.rank_by)
     base = config_from_args(args)
-    rows = run_sweep(base, parse_grid(args.grid), verbose=not args.quiet and not args.json)
+    if args.rank_by.startswith("val_") and not base.val_split:
+        print(f"densekit: warning: --val-split 0: runs rank by {args.rank_by} only if the source has its own "
+              "val split", file=sys.stderr)
+    rows = run_sweep(base, parse_grid(args.grid), verbose=not args.quiet and not args.json, rank_by=args.rank_by)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(*rows)
     else:
         print(sweep_table(rows))
         print(f"run folders in {Path(rows[0]['path']).parent}" if rows else "")
+    if rows and all(r["rank_value"] is None for r in rows):
+        print(f"densekit: warning: no run recorded {args.rank_by}, so the order is arbitrary; give --val-split",
+              file=sys.stderr)
     return 0 if any(r["status"] == "finished" for r in rows) else 1

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import typing
 
 from ..config import GROUPS, TrainConfig, load_recipe, load_yaml
 from ..errors import DensekitError
+from .common import add_json_flag, print_json
 
 
 def _value(text: str):
@@ -84,7 +84,7 @@ def add_parser(sub):
     p.add_argument("--config", help="a YAML file of config fields")
     p.add_argument("--resume", nargs="?", const=True, metavar="RUN",
                    help="continue a run from its last checkpoint: RUN, or --out/--name when omitted")
-    p.add_argument("--json", action="store_true", help="print the final summary as one JSON object")
+    add_json_flag(p, "the final summary")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     launch = p.add_argument_group("processes (torchrun's elastic agent; docs/distributed.md)")
     launch.add_argument("--nproc", type=int, metavar="N",
@@ -154,12 +154,9 @@ def run(args) -> int:
     if result.summary.get("signal"):   # stopped by SIGINT/SIGTERM: the shell's convention, 128 + N
         return 128 + result.summary["signal"]
     if args.json:
-        print(json.dumps(result.summary))
-    elif "test_top1" in result.summary:
-        s = result.summary
-        tta = f", {s['test_tta']} TTA" if "test_top1_single" in s else ""
-        print(f"test top-1 {100 * s['test_top1']:.2f}%  top-5 {100 * s['test_top5']:.2f}%  "
-              f"({s['test_count']:,} images{tta})  results in {result.dir}")
+        print_json(result.summary)
+    elif args.quiet:   # otherwise training printed this line itself
+        print(result.result_line())
     return 0
 
 

@@ -6,6 +6,7 @@ import os
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -20,28 +21,43 @@ def file_digest(path: Path, algorithm: str = "md5") -> str:
     return h.hexdigest()
 
 
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def _progress(name: str, done: int, size: int | None, end: bool = False):
+    """A live byte count on a terminal (the announcement line alone elsewhere, e.g. in CI logs)."""
+    if not sys.stderr.isatty():
+        return
+    of = f"/{_mb(size)} ({100 * done / size:.0f}%)" if size else ""
+    sys.stderr.write(f"\r{name}: {_mb(done)}{of}" + ("\n" if end else "\033[K"))
+    sys.stderr.flush()
+
+
 def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float = 30.0,
-             sha256_prefix: str | None = None, progress: bool = False) -> Path:
+             sha256_prefix: str | None = None) -> Path:
     """Download the first of ``urls`` that answers with the right checksum to ``dest``.
 
     ``md5``: the whole MD5 digest; ``sha256_prefix``: the start of the SHA-256 digest (what
-    torchvision puts in its weight files' names). ``progress``: a one-line byte count on stderr
-    when it is a terminal. The file appears at ``dest`` only once complete and verified, so an
-    interrupted or corrupt download never leaves a file that a later run would trust."""
+    torchvision puts in its weight files' names). The file appears at ``dest`` only once complete
+    and verified, so an interrupted or corrupt download never leaves a file that a later run would
+    trust. Each attempt says on stderr what it downloads and its size (so `densekit data info` on a
+    set not on disk says so), with a live byte count on a terminal."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-                total, done = int(resp.headers.get("Content-Length") or 0), 0
+                size = int(resp.headers.get("Content-Length") or 0) or None
+                print(f"densekit: downloading {dest.name} ({_mb(size) if size else 'size unknown'}) from "
+                      f"{urllib.parse.urlsplit(url).netloc or url} into {dest.parent}", file=sys.stderr, flush=True)
+                done = 0
                 for chunk in iter(lambda: resp.read(1 << 20), b""):
                     out.write(chunk)
                     done += len(chunk)
-                    if progress:
-                        _show(dest.name, done, total)
-            if progress:
-                _show(dest.name, done, total, end=True)
+                    _progress(dest.name, done, size)
+                _progress(dest.name, done, size, end=True)
             if md5 is not None and (got := file_digest(Path(tmp))) != md5:
                 errors.append(f"{url}: checksum mismatch (md5 {got}, expected {md5})")
                 continue
@@ -57,10 +73,3 @@ def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float
                 os.unlink(tmp)
     raise DensekitError(f"could not download {dest.name} ({'; '.join(errors)})")
 
-
-def _show(name: str, done: int, total: int, end: bool = False):
-    if not sys.stderr.isatty():
-        return
-    of = f" / {total / 1e6:.1f} MB ({100 * done / total:.0f}%)" if total else " MB"
-    sys.stderr.write(f"\rdownloading {name}: {done / 1e6:.1f}{of}" + ("\n" if end else "\033[K"))
-    sys.stderr.flush()

@@ -100,11 +100,27 @@ def load_packed(root: str | Path, split: str) -> PackedDataset:
     return PackedDataset(root, split, meta)
 
 
-def write_packed(splits: dict[str, ImageDataset], out: str | Path, source: str, workers: int = 0,
-                 batch_size: int = 256, progress=None) -> dict:
-    """Decode every split once (in ``workers`` processes) into ``out``; returns the meta written."""
-    from .loader import Loader
+def check_out(out: str | Path, overwrite: bool = False) -> Path:
+    """``out`` may be written: absent or empty, or ``overwrite`` (its packed files are then removed,
+    so no split of the earlier import lingers; other files are left alone)."""
     out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise DensekitError(f"{out} is a file; give --out a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise DensekitError(f"{out} already exists and is not empty; give --overwrite to replace its import, "
+                                "or another --out")
+        for f in [out / "meta.json", *out.glob("*-images.npy"), *out.glob("*-labels.npy")]:
+            f.unlink(missing_ok=True)
+    return out
+
+
+def write_packed(splits: dict[str, ImageDataset], out: str | Path, source: str, workers: int = 0,
+                 batch_size: int = 256, progress=None, overwrite: bool = False) -> dict:
+    """Decode every split once (in ``workers`` processes) into ``out``; returns the meta written.
+    An existing non-empty ``out`` is refused unless ``overwrite``."""
+    from .loader import Loader
+    out = check_out(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)  # an import in progress is never mistaken for a finished one
     first = next(iter(splits.values()))

@@ -21,6 +21,18 @@ class Run:
     summary: dict
     metrics: list = field(default_factory=list)
 
+    def result_line(self) -> str:
+        """The one line that ends a run: its test figures (or why there are none) and where it is."""
+        from .evaluate import tta_note, top5_name
+        s = self.summary
+        if "test_top1" not in s:
+            return f"{s.get('status', 'ended')}, no test figures (no test split, or stopped); results in {self.dir}"
+        one_view = {"tta": s["test_tta"], "top1_single": s["test_top1_single"]} if "test_top1_single" in s else {}
+        return (f"test top-1 {100 * s['test_top1']:.2f}%{tta_note(one_view)}  "
+                f"{top5_name(len(s.get('per_class') or {}) or 5)} {100 * s['test_top5']:.2f}%  "
+                f"loss {s['test_loss']:.4f}  ({s['test_count']:,} images, {s.get('test_checkpoint', 'best')} "
+                f"checkpoint)  results in {self.dir}")
+
 
 class Callback:
     """Hooks, each given the run's ``Context``; every rank calls them under torchrun."""

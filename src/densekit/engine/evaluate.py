@@ -89,6 +89,11 @@ def tta_log_probs(model, x: torch.Tensor, tta: str = "none") -> tuple[torch.Tens
     return mean.log_softmax(1), plain
 
 
+def top5_name(num_classes: int) -> str:
+    """How ``top5`` is shown: top-5, or top-k with fewer than 5 classes (k = the number of classes)."""
+    return f"top-{min(5, num_classes)}"
+
+
 def tta_note(metrics: dict) -> str:
     """The suffix that names a result's test-time augmentation and its one-view top-1, e.g.
     ' (flip TTA; one view 93.29%)'; empty without test-time augmentation."""
@@ -97,7 +102,7 @@ def tta_note(metrics: dict) -> str:
 
 @torch.no_grad()
 def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: bool = False, features: int = 0,
-             label_map: torch.Tensor | None = None) -> dict:
+             label_map: torch.Tensor | None = None, progress=None) -> dict:
     """Metrics of ``model`` over all of ``ds``; fractions in [0, 1]. With test-time augmentation the
     metrics are those of the averaged prediction, and ``top1_single`` is the plain view's.
     ``outputs`` adds ``logits`` (averaged over the views) and ``labels`` (CPU tensors over the whole
@@ -105,7 +110,8 @@ def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: boo
     ``label_map[dataset label] = model class`` when the dataset orders the same classes differently.
     Under DDP every rank takes whole batches in turn and the counts are summed: exactly one
     process's figures (each batch computed as one process computes it, the loss summed per batch
-    in the same order), N times faster; every rank must call it, with the same model."""
+    in the same order), N times faster; every rank must call it, with the same model.
+    ``progress(done, total)`` is called after each batch, in this rank's images."""
     num_classes, device = len(opts.classes), opts.device
     was_training = model.training
     model.eval()
@@ -116,7 +122,7 @@ def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: boo
     top1, top5, single = (torch.zeros((), dtype=torch.int64, device=device) for _ in range(3))
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)
     k = min(5, num_classes)
-    kept = []          # (batch index, logits, labels, features) to hand back
+    kept, seen_images = [], 0   # (batch index, logits, labels, features) to hand back
     for i, (x, y) in zip(range(rank, len(loader), world_size), loader.epoch()):
         if label_map is not None:
             y = label_map.to(device)[y]
@@ -134,6 +140,9 @@ def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: boo
         if outputs or pre is not None:
             feats = pre[:features - i * opts.batch_size].float().cpu() if pre is not None else None
             kept.append((i, logits.cpu() if outputs else None, y.cpu() if outputs else None, feats))
+        if progress is not None:
+            seen_images += len(y)
+            progress(seen_images, -(-len(ds) // world_size) if world_size > 1 else len(ds))
     model.train(was_training)
     distributed.all_reduce_(batch_loss, top1, top5, single, confusion)   # integers, and x + 0: exact
     kept = sorted(distributed.gather_objects(kept) if outputs or features else kept, key=lambda b: b[0])
@@ -182,26 +191,31 @@ def _label_map(ds_classes: list, classes: tuple, where: str) -> torch.Tensor | N
 
 def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: str = "test",
              data_dir: str | None = None, batch_size: int = 512, device: str = "auto",
-             tta: str | None = None, workers: int = 2) -> dict:
+             tta: str | None = None, workers: int = 2, progress=None) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file on a dataset split.
 
     ``tta``: test-time augmentation, "none" or "flip"; None applies the checkpoint's own (what its
-    training resolved; "none" for checkpoints that name none). A dataset whose class names are the
-    model's in another order is scored by name; other class names are refused.
+    training resolved; "none" for checkpoints that name none), except on ``split="val"``, where it
+    is "none", as training validated. ``split="val"`` of a source without a val split is the one
+    training carved out of train (its seed and val_split, read from the checkpoint). A dataset
+    whose class names are the model's in another order is scored by name; other class names are
+    refused. ``progress(done, total)``: as in ``run_eval``.
     Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "class_metrics": {"per_class":
     {name: {precision, recall, f1, support}}, "macro"}, "confusion", "checkpoint"}``,
     plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation."""
+    if split == "val" and tta is None:
+        tta = "none"      # the figure training recorded: it validates on the plain view
     distributed.init(pick_device(device))   # under torchrun the ranks share the split
     path, payload, model, opts = load_for_inference(run_or_checkpoint, device, batch_size, tta, workers)
     info = payload["data"]
     dataset = dataset or info["dataset"]
     c, (h, w) = info["channels"], info["image_size"]
-    ds = D.load_dataset(dataset, split, data_dir, channels=c, image_size=h)
+    ds = _load_split(dataset, split, data_dir, c, h, payload)
     if tuple(ds.shape) != (c, h, w):
         raise DensekitError(f"{dataset} {split} images are {tuple(ds.shape)} but the model was trained on "
                             f"{(c, h, w)}; evaluate on the dataset it was trained on")
     label_map = _label_map(ds.classes, opts.classes, f"{dataset} {split}")
-    out = run_eval(model, ds, opts, per_class=True, label_map=label_map)
+    out = run_eval(model, ds, opts, per_class=True, label_map=label_map, progress=progress)
     out["per_class"] = dict(zip(opts.classes, out["per_class"]))
     out["class_metrics"] = class_metrics(out["confusion"], list(opts.classes))   # precision, recall, F1
     out.update(checkpoint=str(path), dataset=dataset, split=split)
@@ -216,6 +230,22 @@ def probabilities(model, images: list, opts: EvalOptions) -> torch.Tensor:
     x = opts.prepare(torch.stack(images).to(opts.device))
     with autocast(opts.device, opts.dtype):
         return tta_log_probs(model, x, opts.tta)[0].exp().float().cpu()
+
+
+def _load_split(dataset: str, split: str, data_dir, channels: int, size: int, payload: dict):
+    """The split; "val" of a source without one is the split training carved from train (the
+    run's own seed and val_split: the same items)."""
+    from ..data.dataset import MissingSplit
+    from ..data.splits import carve_val
+    try:
+        return D.load_dataset(dataset, split, data_dir, channels=channels, image_size=size)
+    except MissingSplit:
+        cfg = payload.get("config") or {}
+        if split != "val" or not cfg.get("val_split") or dataset != payload["data"]["dataset"]:
+            raise
+    skip = {"skip_bad": True} if cfg.get("skip_bad") else {}
+    train = D.load_dataset(dataset, "train", data_dir, channels=channels, image_size=size, **skip)
+    return carve_val(train, cfg["val_split"], cfg.get("seed", 0))[1]
 
 
 @torch.no_grad()

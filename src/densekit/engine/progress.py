@@ -12,19 +12,23 @@ def fmt_time(seconds: float) -> str:
 
 
 class ProgressBar:
-    def __init__(self, total: int, prefix: str, enabled: bool = True, stream=sys.stderr):
+    def __init__(self, total: int, prefix: str, enabled: bool = True, stream=None):
+        stream = stream or sys.stderr     # looked up now: the host may have replaced sys.stderr
         self.total, self.prefix, self.stream = total, prefix, stream
         self.enabled = enabled and stream.isatty()
         self.start = self.last = time.perf_counter()
 
-    def update(self, step: int, **fields):
+    def update(self, step: int, eta: float | None = None, **fields):
+        """Draw ``step`` of ``total``; ``eta`` (seconds) overrides this bar's own forecast, e.g. with
+        the whole run's."""
         now = time.perf_counter()
         if not self.enabled or (now - self.last < 0.1 and step < self.total):
             return
         self.last = now
         frac = step / max(self.total, 1)
         bar = "=" * int(24 * frac) + (">" if frac < 1 else "") + " " * (24 - int(24 * frac))
-        eta = (now - self.start) / max(step, 1) * (self.total - step)
+        if eta is None:
+            eta = (now - self.start) / max(step, 1) * (self.total - step)
         text = " ".join(f"{k} {v}" for k, v in fields.items())
         self.stream.write(f"\r{self.prefix} [{bar[:24]}] {step}/{self.total} {text} ETA {fmt_time(eta)}\033[K")
         self.stream.flush()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shlex
 import signal
 import sys
 import time
@@ -40,7 +41,7 @@ from ..models.pretrained import pretrained_stats
 from . import checkpoint, distributed
 from .callbacks import Callback, Context, Run
 from .ema import EMA
-from .evaluate import EvalOptions, run_eval, tta_note
+from .evaluate import EvalOptions, run_eval
 from .metrics import class_metrics
 from .optim import base_lr, build_optimizer
 from .precision import autocast, fast_defaults, memory_format, peak_memory_mb, pick_device, precision_name, \
@@ -50,6 +51,13 @@ from .run import RunFolder, check_run_name, now
 from .schedule import lr_factor
 
 __all__ = ["Callback", "Context", "Run", "Trainer"]
+
+
+def _versions() -> dict:
+    import platform
+
+    from .. import __version__
+    return {"densekit": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
 def _new_partial() -> dict:
@@ -151,7 +159,9 @@ class Trainer:
                 self.log(note)
         self.run.write_config({**cfg.to_dict(), "resolved": {
             "model": self.model_spec, "data": self.data_info, "device": str(self.device), **self.precision,
-            "distributed": distributed.describe(self.world_size, cfg.batch_size, cfg.sync_bn, self.device)}})
+            "distributed": distributed.describe(self.world_size, cfg.batch_size, cfg.sync_bn, self.device),
+            "lr": self.base_lr, "augment": self.augment.preset, "tta": self.tta, "versions": _versions(),
+            "command": " ".join(map(shlex.quote, sys.argv))}})
         self.run.write_metrics(self.history)
         self.callbacks = list(callbacks)
         self.context = Context(self)
@@ -368,7 +378,8 @@ class Trainer:
         self.model.train()
         set_frozen(self.model, self.frozen, not cfg.unfreeze_after or self.epoch < cfg.unfreeze_after)
         n_steps = len(self.loader)
-        bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}", enabled=self.verbose and self.rank == 0)
+        of = "" if cfg.time_budget else f"/{cfg.epochs}"
+        bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}{of}", enabled=self.verbose and self.rank == 0)
         part, last_save, shown = self.partial, self.now, None
         check_every = 1 if self.device.type == "cpu" else 10
         t_data = time.perf_counter()
@@ -396,7 +407,9 @@ class Trainer:
                 step_loss, *shown = distributed.step_figures(loss, part)   # every rank's, one all-reduce
                 self._guard(step_loss)
             shown_loss, shown_acc = shown or (float(part["loss"]) / seen, float(part["correct"]) / seen)
-            bar.update(self.step_in_epoch, loss=f"{shown_loss:.4f}", acc=f"{100 * shown_acc:.1f}%",
+            done = self.progress()   # the ETA is the whole run's
+            bar.update(self.step_in_epoch, eta=(self.elapsed + self.now) * (1 - done) / max(done, 1e-9),
+                       loss=f"{shown_loss:.4f}", **{"top-1": f"{100 * shown_acc:.1f}%"},
                        **{"img/s": f"{seen / max(part['data_time'] + part['compute_time'], 1e-9):.0f}"})
             self._tick()
             if self.now - last_save > cfg.checkpoint_every and self.step_in_epoch % cfg.accumulate == 0:
@@ -456,8 +469,8 @@ class Trainer:
         # them, or the others would wait forever in the next epoch's all-reduce.
         if distributed.sum_over_ranks([float(self.stop)])[0] > 0:
             self.request_stop("a callback asked to stop")
-        val_txt = f" val loss {record['val_loss']:.4f} top1 {100 * record['val_top1']:.2f}%" if "val_top1" in record else ""
-        self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} top1 "
+        val_txt = f" val loss {record['val_loss']:.4f} top-1 {100 * record['val_top1']:.2f}%" if "val_top1" in record else ""
+        self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} top-1 "
                  f"{100 * record['train_top1']:.2f}%{val_txt} lr {record['lr']:.3g} "
                  f"{record['images_per_s']:.0f} img/s (data {record['data_time_s']:.1f}s, "
                  f"compute {record['compute_time_s']:.1f}s) [{fmt_time(record['elapsed_s'])}]")
@@ -510,14 +523,12 @@ class Trainer:
             test = run_eval(model, self.test_ds, self.eval_opts.replace(tta=self.tta), per_class=True, outputs=True,
                             features=self.cfg.embeddings if self.cfg.tensorboard else 0)   # the projector's
             summary.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
-                           test_count=test["count"], test_tta=self.tta,
+                           test_count=test["count"], test_tta=self.tta, test_checkpoint="best" if from_best else "last",
                            per_class={c: a for c, a in zip(self.classes, test["per_class"])},
                            class_metrics=class_metrics(test["confusion"], self.classes))
             if "top1_single" in test:
                 summary["test_top1_single"] = test["top1_single"]
             self.context.test = test
-            self.log(f"test: top1 {100 * test['top1']:.2f}%{tta_note(test)}  top5 {100 * test['top5']:.2f}%  loss {test['loss']:.4f} "
-                     f"({test['count']:,} images, {'best' if from_best else 'last'} checkpoint)")
         status = "finished" if finished else "stopped"
         summary["status"] = status
         if self.stop_reason:
@@ -533,5 +544,6 @@ class Trainer:
             where = f"epoch {self.epoch + 1} step {self.step_in_epoch}" if self.step_in_epoch else f"after epoch {self.epoch}"
             print(f"densekit: stopped ({self.stop_reason}) {where}, checkpoint saved; continue with: "
                   f"densekit train --resume {self.run.path}", file=sys.stderr, flush=True)
-        self.log(f"run folder: {self.run.path}")
-        return Run(self.run.path, summary, list(self.history))
+        result = Run(self.run.path, summary, list(self.history))
+        self.log(result.result_line())
+        return result

@@ -58,7 +58,7 @@ def pretrained_file(name: str) -> Path:
         raise DensekitError(f"{name} pretrained weights are not in the cache and downloads are off "
                             f"(DENSEKIT_OFFLINE=1): {where}")
     try:
-        return download([url], path, sha256_prefix=digest, progress=True)
+        return download([url], path, sha256_prefix=digest)
     except DensekitError as err:
         raise DensekitError(f"{err}; offline, {where}") from None
 

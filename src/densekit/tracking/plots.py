@@ -26,7 +26,7 @@ SAMPLES = 16
 def plot_curves(metrics: list[dict], path: Path):
     epochs = [m["epoch"] for m in metrics]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "top1", "accuracy")):
+    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "top1", "top-1")):
         ax.plot(epochs, [m[f"train_{key}"] for m in metrics], "o-", label="train")
         if any(f"val_{key}" in m for m in metrics):
             ax.plot(epochs, [m.get(f"val_{key}") for m in metrics], "o-", label="val")
@@ -66,21 +66,52 @@ def worst_indices(logits: torch.Tensor, labels: torch.Tensor, k: int = WORST) ->
     return wrong[confidence.argsort(descending=True)[:k]].tolist()
 
 
+WRONG = "#d62728"    # matplotlib's red: a wrong prediction's frame and title
+
+
 def plot_predictions(images: torch.Tensor, true: list[str], pred: list[str], probs: list[float], path: Path,
                      title: str = "worst-classified test images"):
+    """A grid of images titled with their true and predicted classes; wrong ones framed and titled
+    in red. The constrained layout gives each row's two-line titles their own room, so they never
+    run into the images above them."""
     cols = min(8, max(len(images), 1))
     rows = max(1, -(-len(images) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 2.1 * rows + 0.4), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, t, p, q in zip(axes.flat, images, true, pred, probs):
+        ax.axis("on")
+        ax.set_xticks([])
+        ax.set_yticks([])
         ax.imshow(img[0] if img.shape[0] == 1 else img.permute(1, 2, 0), cmap="gray" if img.shape[0] == 1 else None,
                   vmin=0, vmax=255)
-        ax.set_title(f"true {t}\npred {p} {100 * q:.0f}%", fontsize=7)
+        wrong = t != p
+        for spine in ax.spines.values():
+            spine.set(visible=wrong, color=WRONG, linewidth=3)
+        ax.set_title(f"true {t}\npred {p} {100 * q:.0f}%", fontsize=7, color=WRONG if wrong else "black")
     if not len(images):
         axes[0, 0].text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(f"{title} (wrong in red)", fontsize=9)
+    _save(fig, path)
+
+
+def plot_lr(metrics: list[dict], cfg: dict, base_lr: float | None, path: Path):
+    """The learning rate over training: the schedule's curve (from the run's settings) and the rate
+    each epoch ended with (metrics.jsonl). The x axis is the fraction of training, which drives
+    the schedule for fixed-epoch and time-budget runs alike (engine/schedule.py)."""
+    from ..engine.schedule import lr_factor
+    budget, epochs = cfg.get("time_budget"), cfg.get("epochs") or 1
+    done = [m["elapsed_s"] / budget if budget else m["epoch"] / epochs for m in metrics]
+    fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
+    if base_lr:
+        p = [i / 400 for i in range(401)]
+        factors = [lr_factor(q, cfg.get("schedule", "constant"), cfg.get("warmup", 0.0), cfg.get("milestones", (0.5, 0.75)),
+                             cfg.get("step_size", 0.3), cfg.get("gamma", 0.1)) for q in p]
+        ax.plot(p, [base_lr * f for f in factors], "-", label=f"{cfg.get('schedule')} schedule")
+    ax.plot(done, [m["lr"] for m in metrics], "o", label="at each epoch's end")
+    ax.set(xlabel="fraction of training", ylabel="learning rate", title="learning rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     _save(fig, path)
 
 

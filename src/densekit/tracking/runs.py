@@ -5,6 +5,7 @@ import json
 import os
 from pathlib import Path
 
+from ..engine.evaluate import top5_name
 from ..engine.run import RunFolder
 from ..errors import DensekitError
 
@@ -107,6 +108,24 @@ def artefacts(path: str | Path) -> list[tuple[str, int]]:
     return sorted((str(f.relative_to(path)), f.stat().st_size) for f in path.rglob("*") if f.is_file())
 
 
+def run_details(path: str | Path) -> dict:
+    """`densekit runs show --json`: the same facts as ``describe_run``, as one object."""
+    run = RunFolder(path)
+    cfg, row = run.read_config(), run_row(path)
+    resolved = cfg.pop("resolved", {})
+    return {**row, "config": cfg, "resolved": resolved, "metrics": run.read_metrics(),
+            "summary": read_json(run.path / "summary.json"),
+            "artefacts": [{"file": name, "bytes": size} for name, size in artefacts(run.path)]}
+
+
+def used_settings(cfg: dict, resolved: dict) -> dict:
+    """What training chose for the settings left to it (lr None, augment/tta auto, channels_last
+    None), from config.yaml's ``resolved`` section; runs from before it recorded them give {}."""
+    chosen = {"lr": resolved.get("lr"), "augment": resolved.get("augment"), "tta": resolved.get("tta"),
+              "channels_last": resolved.get("channels_last")}
+    return {k: v for k, v in chosen.items() if v is not None and cfg.get(k) in (None, "auto")}
+
+
 def describe_run(path: str | Path) -> str:
     """`densekit runs show`: settings, per-epoch metrics, final results and artefacts, as text."""
     run = RunFolder(path)
@@ -114,20 +133,24 @@ def describe_run(path: str | Path) -> str:
     resolved = cfg.pop("resolved", {})
     why = f" ({row['reason']})" if row["reason"] else ""
     out = [f"run {run.path}", f"status {row['status']}{why}", "", "settings:"]
-    out += [f"  {k}: {v}" for k, v in cfg.items()]
+    used = used_settings(cfg, resolved)
+    out += [f"  {k}: {v}" + (f" (used: {used[k]})" if k in used else "") for k, v in cfg.items()]
     if resolved:
         data = resolved.get("data", {})
+        versions = ", ".join(f"{k} {v}" for k, v in resolved.get("versions", {}).items())
         out += [f"  resolved: model args {resolved.get('model', {}).get('args')}",
                 f"            {len(data.get('classes', []))} classes, {data.get('channels')} channel(s), "
-                f"{data.get('image_size')} px; {resolved.get('device')} {resolved.get('precision')}"]
+                f"{data.get('image_size')} px; {resolved.get('device')} {resolved.get('dtype')}"]
+        out += [f"            {versions}"] if versions else []
+        out += [f"  command: {resolved['command']}"] if resolved.get("command") else []
     metrics = run.read_metrics()
     out += ["", "metrics:"]
     cells = [{"epoch": str(m["epoch"]), "lr": f"{m['lr']:.4g}", "train_loss": f"{m['train_loss']:.4f}",
               "train_top1": fmt_pct(m["train_top1"]), "val_loss": f"{m['val_loss']:.4f}" if "val_loss" in m else "-",
               "val_top1": fmt_pct(m.get("val_top1")), "img_s": f"{m['images_per_s']:.0f}",
               "elapsed": fmt_duration(m["elapsed_s"])} for m in metrics]
-    cols = [("EPOCH", "epoch"), ("LR", "lr"), ("TRAIN LOSS", "train_loss"), ("TRAIN ACC", "train_top1"),
-            ("VAL LOSS", "val_loss"), ("VAL ACC", "val_top1"), ("IMG/S", "img_s"), ("ELAPSED", "elapsed")]
+    cols = [("EPOCH", "epoch"), ("LR", "lr"), ("TRAIN LOSS", "train_loss"), ("TRAIN TOP-1", "train_top1"),
+            ("VAL LOSS", "val_loss"), ("VAL TOP-1", "val_top1"), ("IMG/S", "img_s"), ("ELAPSED", "elapsed")]
     out += ["  " + line for line in table(cells, cols).splitlines()] if metrics else ["  (no epoch finished yet)"]
     summary_file = run.path / "summary.json"
     if summary_file.is_file():
@@ -135,7 +158,8 @@ def describe_run(path: str | Path) -> str:
         out += ["", "results:"]
         if "test_top1" in s:
             tta = f", {s['test_tta']} TTA; one view {fmt_pct(s['test_top1_single'])}" if "test_top1_single" in s else ""
-            out.append(f"  test top-1 {fmt_pct(s['test_top1'])}  top-5 {fmt_pct(s['test_top5'])}  "
+            out.append(f"  test top-1 {fmt_pct(s['test_top1'])}  {top5_name(len(s.get('per_class') or {}) or 5)} "
+                       f"{fmt_pct(s['test_top5'])}  "
                        f"loss {s['test_loss']:.4f}  ({s['test_count']:,} images{tta})")
         out.append(f"  duration {fmt_duration(s.get('duration_s'))}, {s.get('params', 0):,} params, "
                    f"{s.get('train_images_per_s', 0):.0f} train img/s")
