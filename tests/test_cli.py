@@ -69,7 +69,7 @@ def test_eval_json_reports_fractions_and_per_class(trained_run, capsys):
 def test_predict_json_on_images_of_every_mode(trained_run, tmp_path, capsys):
     files = digit_images(tmp_path / "imgs")
     assert main(["predict", str(trained_run), str(tmp_path / "imgs"), "--top-k", "3", "--json"]) == 0
-    results = json.loads(capsys.readouterr().out)
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]   # one object per image
     assert sorted(r["file"] for r in results) == sorted(map(str, files))
     for r in results:
         assert [g["label"] for g in r["top_k"]] == [str(g["index"]) for g in r["top_k"]]

@@ -186,7 +186,7 @@ def test_compare_trains_and_tabulates_googlenet_and_nin_on_digits(tmp_path, caps
     code = main(["compare", "googlenet-cifar", "nin-cifar", "--dataset", "digits", "--time-budget", "1s",
                  "--batch-size", "32", "--same-process", "--json", "--out", str(tmp_path)])
     assert code == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]   # one object per line
     assert [r["model"] for r in rows] == ["googlenet-cifar", "nin-cifar"]
     assert [r["params"] for r in rows] == [count("googlenet-cifar", in_channels=1), count("nin-cifar", in_channels=1)]
     assert all(r["flops"] > 0 and 0 <= r["test_top1"] <= 1 for r in rows)

@@ -36,6 +36,7 @@ def test_every_verb_prints_one_object_per_line(run_dir, tmp_path, capsys):
         ["data", "list"],
         ["data", "info", "digits"],
         ["data", "show", "digits", "--per-class", "2", "--max-classes", "3", "--out", str(tmp_path / "grid.png")],
+        ["predict", str(run_dir), str(tmp_path / "grid.png"), str(tmp_path / "grid.png"), "--top-k", "2"],
         ["data", "import", "digits", "--workers", "0", "--out", str(tmp_path / "packed")],
         ["summary", "densenet-bc-40-k12", "--input-size", "1,16,16"],
         ["recipes"],
@@ -55,6 +56,7 @@ def test_every_verb_prints_one_object_per_line(run_dir, tmp_path, capsys):
         assert code == 0, argv
         seen[" ".join(argv[:2])] = json_lines(out)
     assert seen["train --model"][0]["status"] == "finished"
+    assert len(seen["predict " + str(run_dir)]) == 2 and len(seen["predict " + str(run_dir)][0]["top_k"]) == 2
     assert seen["eval " + str(run_dir)][0]["split"] == "val"
     assert len(seen["models densenet-bc*"]) > 1 and all("params" in r for r in seen["models densenet-bc*"])
     assert {"digits", "mnist"} <= {r["name"] for r in seen["data list"]}

@@ -143,13 +143,13 @@ def test_freeze_names_and_weights_flags_are_checked(tmp_path):
         frozen_modules(model, ["denseblock9"])
     with pytest.raises(DensekitError, match="would freeze the head"):
         frozen_modules(model, ["classifier"])
-    with pytest.raises(DensekitError, match="only with --freeze"):
+    with pytest.raises(DensekitError, match="applies with --freeze only"):
         densekit.TrainConfig(unfreeze_after=2).validate()
     # not checked by validate(): a resumed run takes its weights from its checkpoint, the file may be gone
     with pytest.raises(DensekitError, match="weights file missing.pth not found"):
         densekit.create_model("plain-cnn", weights="missing.pth")
     w = tmp_path / "w.pt"
-    from densekit.models.weights import save_weights
+    from densekit import save_weights
     save_weights(densekit.create_model("plain-cnn", num_classes=10, in_channels=1), w)
     cfg = densekit.TrainConfig(model="plain-cnn", dataset="digits", weights=str(w), epochs=1, batch_size=64,
                                val_split=0, workers=0, out=str(tmp_path / "runs"), name="w", tensorboard=False,

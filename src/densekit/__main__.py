@@ -1,6 +1,6 @@
 """`python -m densekit` is the `densekit` command."""
 import sys
 
-from .cli import main
+from .cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

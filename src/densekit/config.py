@@ -100,7 +100,7 @@ class TrainConfig:
                                     "once into the cache and verified (docs/finetune.md)")
     weights: str | None = setting(None, group="model", none="no weights file",
                                   help="start from a local weights file (torchvision, densekit or safetensors)")
-    freeze: list = setting(group="model", factory=list,
+    freeze: list = setting(group="model", factory=list, none="nothing frozen",
                            help="train with these frozen: features (the backbone) or module names, e.g. denseblock1")
     unfreeze_after: int = setting(0, group="model", interval="[0, inf)",
                                   applies=(lambda c: bool(c.freeze), "--freeze"),

@@ -51,5 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def _exit_at_once(signum, frame):
+    # Ctrl-C where nothing is being saved (loading data, printing results, interpreter shutdown):
+    # exit at once, without a KeyboardInterrupt traceback; training installs its own handler meanwhile.
+    print("\ndensekit: interrupted", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+def console_main() -> int:
+    """The `densekit` program (the console script and `python -m densekit`): main() in a process it owns."""
+    import signal
+    signal.signal(signal.SIGINT, _exit_at_once)
+    return main()
+
+
 if __name__ == "__main__":
     sys.exit(main())

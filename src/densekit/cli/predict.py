@@ -1,8 +1,9 @@
 """`densekit predict RUN_OR_CHECKPOINT IMAGE_OR_DIR...`: top-k classes with probabilities."""
 from __future__ import annotations
 
-import json
 import sys
+
+from .common import add_json_flag, print_json
 
 
 def add_parser(sub):
@@ -14,7 +15,7 @@ def add_parser(sub):
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", choices=["none", "flip"],
                    help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own")
-    p.add_argument("--json", action="store_true", help="print one JSON list")
+    add_json_flag(p, "one object per image")
     p.set_defaults(func=run)
 
 
@@ -23,7 +24,7 @@ def run(args) -> int:
     results = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device, tta=args.tta)
     failed = [r for r in results if "error" in r]
     if args.json:
-        print(json.dumps(results))
+        print_json(*results)
     else:
         for r in results:
             if "error" in r:

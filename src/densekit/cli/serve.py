@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 
+from .common import add_json_flag
+
+
 def add_parser(sub):
     p = sub.add_parser("serve", help="serve a run, checkpoint or .onnx export over HTTP (FastAPI + uvicorn)")
     p.add_argument("source", metavar="RUN_OR_EXPORT", help="a run folder, a checkpoint file or an .onnx export")
@@ -26,6 +29,7 @@ def add_parser(sub):
     p.add_argument("--body-timeout", type=float, help="seconds a client has to send its whole body (30)")
     p.add_argument("--drain-timeout", type=float, help="seconds SIGTERM waits for requests in flight (30)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    add_json_flag(p, "the address and model as one JSON object once the server listens")
     p.set_defaults(func=run)
 
 
@@ -37,5 +41,5 @@ def run(args) -> int:
     from ..serve import serve
     given = {name: getattr(args, name) for name in OPTIONAL if getattr(args, name) is not None}
     serve(args.source, host=args.host, port=args.port, log_level=args.log_level, backend=args.backend,
-          device=args.device, tta=args.tta, **given)
+          device=args.device, tta=args.tta, json_line=args.json, **given)
     return 0

@@ -41,7 +41,7 @@ def help_for(f: dataclasses.Field) -> str:
     elif isinstance(default, bool):
         shown = "on" if default else "off"
     elif isinstance(default, list):
-        shown = ",".join(f"{v:g}" for v in default)
+        shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) or meta["none"] or "none"
     elif isinstance(default, dict):
         shown = "the model's own" if not default else repr(default)
     else:

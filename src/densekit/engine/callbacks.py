@@ -52,6 +52,7 @@ class Context:
     train_ds, val_ds, test_ds   the datasets (val/test None when the source has none)
     model        the weights being trained (not the DDP or compiled wrapper)
     eval_model   the weights evaluated: the EMA copy when training with EMA, else ``model``
+    optimizer    the optimizer (its param_groups hold each group's current lr)
     epoch        epochs finished so far
     test         in ``on_train_end``: the final test pass of the best checkpoint, ``{"top1", "top5",
                  "loss", "count", "per_class", "confusion", "logits", "labels", "features"}``
@@ -72,6 +73,7 @@ class Context:
     test_ds = property(lambda self: self._trainer.test_ds)
     model = property(lambda self: self._trainer.model)
     eval_model = property(lambda self: self._trainer.eval_model())
+    optimizer = property(lambda self: self._trainer.optimizer)
     epoch = property(lambda self: self._trainer.epoch)
 
     @property

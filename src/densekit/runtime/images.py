@@ -96,10 +96,15 @@ def read_image(source: str | Path | bytes | Image.Image, channels: int | None = 
     except FileNotFoundError:
         raise DensekitError(f"{label}: no such file") from None
     except _DECODE_ERRORS as err:
-        raise DensekitError(f"{label}: not a readable image ({err}); replace or delete the file") from None
+        raise DensekitError(f"{label}: not a readable image ({_why(err)}); replace or delete the file") from None
     a = np.array(img)  # a writable copy of Pillow's buffer
     a = a[:, :, None] if a.ndim == 2 else a
     return np.ascontiguousarray(a.transpose(2, 0, 1))
+
+
+def _why(err: Exception) -> str:
+    # Pillow names the in-memory buffer it was given ("cannot identify image file <_io.BytesIO ...>")
+    return "not a known image format" if isinstance(err, UnidentifiedImageError) else str(err) or type(err).__name__
 
 
 def _open(source: str | Path | bytes, label: str) -> Image.Image:
@@ -120,7 +125,7 @@ def image_mode_channels(path) -> int:
         with _open(path, str(path)) as img:
             return 1 if is_gray(img) else 3
     except _DECODE_ERRORS as err:
-        raise DensekitError(f"{path}: not a readable image ({err}); replace or delete the file") from None
+        raise DensekitError(f"{path}: not a readable image ({_why(err)}); replace or delete the file") from None
 
 
 def expand_images(paths) -> list[Path]:

@@ -40,19 +40,24 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def serve(source, host: str = "127.0.0.1", port: int = 8000, drain_timeout: float = 30.0,
-          log_level: str = "info", **app_options) -> None:
+          log_level: str = "info", json_line: bool = False, **app_options) -> None:
     """Serve ``source`` over HTTP until SIGTERM or Ctrl-C; ``app_options`` go to ``create_app``.
 
     SIGTERM stops taking connections, answers the requests in flight (for at most
     ``drain_timeout`` seconds), drains the batcher and returns. ``port`` 0 picks a free port;
-    the address is printed on stdout once the socket is bound."""
+    the address is printed on stdout once the socket is bound (as one JSON object with ``json_line``)."""
     sock = _listen(host, port)  # first: a port in use fails before a model loads
     try:
         app = create_app(source, **app_options)
         bound = sock.getsockname()[1]
         url_host = f"[{host}]" if ":" in host else host
-        print(f"densekit serve: {app.state.backend.card['name']} on http://{url_host}:{bound} "
-              f"(docs: /docs, page: /)", flush=True)
+        url, card = f"http://{url_host}:{bound}", app.state.backend.card
+        if json_line:
+            import json
+            print(json.dumps({"url": url, "model": card["name"], "backend": card["backend"], "classes": card["classes"],
+                              "docs": url + "/docs", "page": url + "/"}), flush=True)
+        else:
+            print(f"densekit serve: {card['name']} on {url} (docs: /docs, page: /)", flush=True)
         config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=drain_timeout,
                                 access_log=False)
         server = uvicorn.Server(config)
