@@ -132,3 +132,22 @@ def test_resume_keeps_the_runs_own_settings_unless_told_to_extend(tmp_path, caps
     assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0
     assert [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert yaml.safe_load((run / "config.yaml").read_text())["dataset"] == "digits"
+
+
+def test_predict_streams_a_folder_in_chunks_and_writes_a_csv(trained_run, tmp_path, capsys, monkeypatch):
+    import csv
+
+    import densekit.cli.predict as verb
+    files = digit_images(tmp_path / "many", n=7)
+    assert main(["predict", str(trained_run), str(tmp_path / "many"), "--top-k", "2", "--json"]) == 0
+    whole = capsys.readouterr().out.splitlines()
+    monkeypatch.setattr(verb, "CHUNK", 3)          # 7 images in chunks of 3, 3 and 1
+    assert main(["predict", str(trained_run), str(tmp_path / "many"), "--top-k", "2", "--json",
+                 "--csv", str(tmp_path / "p.csv")]) == 0
+    assert capsys.readouterr().out.splitlines() == whole
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert [r["file"] for r in rows] == [json.loads(line)["file"] for line in whole] and len(rows) == len(files)
+    for row, line in zip(rows, whole):
+        best = json.loads(line)["top_k"][0]
+        assert row["label"] == best["label"] and float(row["prob"]) == pytest.approx(best["prob"], abs=1e-6)
+        assert len(row["top_k"].split(";")) == 2 and row["error"] == ""

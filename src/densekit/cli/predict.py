@@ -1,9 +1,16 @@
-"""`densekit predict RUN_OR_CHECKPOINT IMAGE_OR_DIR...`: top-k classes with probabilities."""
+"""`densekit predict RUN_OR_CHECKPOINT IMAGE_OR_DIR...`: top-k classes with probabilities.
+
+Folders are expanded, then predicted a chunk at a time, so a folder of any size streams: memory is
+bounded by one chunk, results are printed (and written to ``--csv``) as they come, and a terminal
+shows the progress."""
 from __future__ import annotations
 
+import csv
 import sys
 
 from .common import add_json_flag, print_json
+
+CHUNK = 1024   # images decoded and predicted at once (the model is loaded once per chunk)
 
 
 def add_parser(sub):
@@ -15,22 +22,79 @@ def add_parser(sub):
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", choices=["none", "flip"],
                    help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own")
+    p.add_argument("--csv", metavar="FILE", help="also write one row per image: file, label, index, prob, top_k, error")
     add_json_flag(p, "one object per image")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from .. import predict
-    results = predict(args.checkpoint, args.images, top_k=args.top_k, device=args.device, tta=args.tta)
-    failed = [r for r in results if "error" in r]
-    if args.json:
-        print_json(*results)
-    else:
-        for r in results:
-            if "error" in r:
-                continue
-            guesses = ", ".join(f"{g['label']} {100 * g['prob']:.1f}%" for g in r["top_k"])
-            print(f"{r['file']}: {guesses}")
-    for r in failed:
-        print(f"densekit: error: {r['error']}", file=sys.stderr)
+    from ..errors import DensekitError
+    from ..runtime.images import expand_images   # torch-free, like the .onnx path
+    if args.top_k < 1:
+        raise DensekitError(f"--top-k {args.top_k}: give at least 1")
+    files = expand_images(args.images)
+    if not files:
+        raise DensekitError(f"no images in {' '.join(args.images)} (looked for {', '.join(_suffixes())})")
+    table = _csv(args.csv)
+    failed, show = 0, sys.stderr.isatty() and len(files) > CHUNK
+    try:
+        for start in range(0, len(files), CHUNK):
+            results = predict(args.checkpoint, files[start:start + CHUNK], top_k=args.top_k, device=args.device,
+                              tta=args.tta)
+            for r in results:
+                _print(r, args.json)
+                if table:
+                    table.writerow(_row(r))
+                if "error" in r:
+                    failed += 1
+                    print(f"densekit: error: {r['error']}", file=sys.stderr)
+            if show:
+                print(f"\rpredicted {min(start + CHUNK, len(files)):,}/{len(files):,} images", end="",
+                      file=sys.stderr, flush=True)
+    finally:
+        if show:
+            print(file=sys.stderr)
+        if table:
+            table.file.close()
     return 1 if failed else 0
+
+
+def _print(r: dict, as_json: bool):
+    if as_json:
+        print_json(r)
+    elif "error" not in r:
+        print(f"{r['file']}: " + ", ".join(f"{g['label']} {100 * g['prob']:.1f}%" for g in r["top_k"]), flush=True)
+
+
+class _Table:
+    def __init__(self, f):
+        self.file, self.writer = f, csv.writer(f)
+        self.writer.writerow(["file", "label", "index", "prob", "top_k", "error"])
+
+    def writerow(self, row):
+        self.writer.writerow(row)
+        self.file.flush()
+
+
+def _csv(path):
+    if not path:
+        return None
+    from ..errors import DensekitError
+    try:
+        return _Table(open(path, "w", newline="", encoding="utf-8"))
+    except OSError as err:
+        raise DensekitError(f"--csv {path}: cannot write it ({err.strerror}); give a writable path") from None
+
+
+def _row(r: dict) -> list:
+    if "error" in r:
+        return [r["file"], "", "", "", "", r["error"]]
+    best = r["top_k"][0]
+    return [r["file"], best["label"], best["index"], f"{best['prob']:.6f}",
+            ";".join(f"{g['label']}:{g['prob']:.6f}" for g in r["top_k"]), ""]
+
+
+def _suffixes():
+    from ..runtime.images import EXTENSIONS
+    return [e[1:] for e in EXTENSIONS]
