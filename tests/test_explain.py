@@ -95,3 +95,14 @@ def test_explaining_another_class_and_the_cli(patch_run, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "densekit", "explain", str(run), str(one), "--out", str(out),
                           "--target", "diagonal"], capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode == 1 and "unknown class 'diagonal'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_run_folder_gets_grad_cam_of_its_worst_images(tmp_path):
+    from densekit.tracking.plots import GRADCAM
+    run = densekit.train(densekit.TrainConfig(model="densenet-bc-40-k12", model_args={"block_config": [3, 3],
+                         "growth_rate": 8}, dataset="digits", epochs=1, batch_size=64, workers=0, tensorboard=False,
+                         out=str(tmp_path), name="cam"), verbose=False)
+    png = run.dir / "plots" / "worst_gradcam.png"
+    listed = json.loads((run.dir / "plots" / "predictions.json").read_text())["worst"]
+    assert png.is_file() and len(listed) >= GRADCAM     # one epoch: plenty of mistakes to explain
+    assert Image.open(png).size[0] > 400                # a grid of GRADCAM overlays, not an empty figure

@@ -64,14 +64,15 @@ def test_report_renders_in_chromium_with_every_section(run, tmp_path, capsys):
     text = out.read_text()
     # self-contained: no file or network references, every image inline
     srcs = re.findall(r"src='([^']*)'", text)
-    assert len(srcs) == 5 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "http://" not in text and "https://" not in text and "<link" not in text
 
     dom = chromium_dom(out, tmp_path)
     body = re.search(r"<body([^>]*)>", dom).group(1)
-    assert 'data-images-loaded="5"' in body and 'data-images="5"' in body   # every embedded PNG decoded
+    assert 'data-images-loaded="6"' in body and 'data-images="6"' in body   # every embedded PNG decoded
     for heading in ("Results", "Loss and top-1", "Epochs", "Learning rate", "Confusion matrix (test)",
-                    "Per-class accuracy (test)", "Sample predictions (test)", "Worst-classified test images", "Settings"):
+                    "Per-class accuracy (test)", "Sample predictions (test)", "Worst-classified test images",
+                    "Grad-CAM of the worst-classified images", "Settings"):
         assert f"<h2>{heading}</h2>" in dom, heading
     summary = run.summary
     assert f"{100 * summary['test_top1']:.2f}%" in dom

@@ -3,6 +3,7 @@
     curves.png      loss and accuracy, train and val, rewritten at the end of every epoch (the Keras seed's plot)
     confusion.png   the test confusion matrix (rows: true class, columns: predicted), at the end
     worst.png       the test images the model got most confidently wrong, true and predicted labels, at the end
+    worst_gradcam.png  Grad-CAM of the first of them over each image (engine/explain.py), at the end
     samples.png     the first test images with their predictions (``predictions.json`` holds both lists)
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..files import save_figure  # noqa: E402
 from .predictions import image_batch  # noqa: E402
 
 WORST = 24
+GRADCAM = 8     # of the worst images, explained in the report
 SAMPLES = 16
 
 
@@ -142,3 +144,26 @@ class PlotsCallback(Callback):
             listed[kind] = rows
         # The report lists these without re-running the model.
         ctx.run.write_json("plots/predictions.json", listed)
+        worst = listed["worst"][:GRADCAM]
+        if worst:
+            plot_gradcam(ctx.run.path, image_batch(ctx.test_ds, [r["index"] for r in worst]), worst,
+                         plots / "worst_gradcam.png")
+
+
+def plot_gradcam(run_dir: Path, images: torch.Tensor, rows: list[dict], path: Path):
+    """The worst-classified images with Grad-CAM of the wrong class they were given over them: where the
+    model looked when it erred (``engine/explain.py``; the run's best checkpoint, as the test)."""
+    from ..engine.explain import explain, overlay
+    results = explain(run_dir, list(images), method="gradcam", top_k=1)
+    cols = min(8, len(results))
+    rows_n = -(-len(results) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(1.6 * cols, 2.0 * rows_n), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r, row in zip(axes.flat, results, rows):
+        ax.imshow(overlay(r["image"], r["heatmap"]))
+        ax.set_title(f"true {row['true']}\npred {r['explained']}", fontsize=7, color="#c62828")
+    fig.suptitle("Grad-CAM of the worst-classified test images (where the model looked for its wrong answer)",
+                 fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)

@@ -131,7 +131,8 @@ def build_report(path: str | Path) -> str:
         parts.append(f"<h2>Per-class accuracy (test)</h2><table id='per-class'><tr><th>class</th><th>accuracy</th>"
                      f"<th></th>{heads}</tr>{rows}</table>")
 
-    for kind, title in (("samples", "Sample predictions (test)"), ("worst", "Worst-classified test images")):
+    for kind, title in (("samples", "Sample predictions (test)"), ("worst", "Worst-classified test images"),
+                        ("worst_gradcam", "Grad-CAM of the worst-classified images")):
         parts.append(_figure(title, plots / f"{kind}.png", "not recorded (trained with --no-plots or no test split)"))
 
     parts.append("<h2>Settings</h2>" + _grid(settings_rows(cfg, resolved), "settings"))
