@@ -33,6 +33,12 @@ def run(args) -> int:
     from ..runtime.images import expand_images   # torch-free, like the .onnx path
     if args.top_k < 1:
         raise DensekitError(f"--top-k {args.top_k}: give at least 1")
+    from pathlib import Path
+    if not str(args.checkpoint).lower().endswith(".onnx"):   # a bad model is the first thing to say
+        from ..engine.checkpoint import load_checkpoint, resolve_checkpoint
+        load_checkpoint(resolve_checkpoint(args.checkpoint))
+    elif not Path(args.checkpoint).is_file():
+        raise DensekitError(f"{args.checkpoint} not found; give an .onnx file written by densekit export")
     files = expand_images(args.images)
     if not files:
         raise DensekitError(f"no images in {' '.join(args.images)} (looked for {', '.join(_suffixes())})")
