@@ -53,21 +53,12 @@ class _Guarded(torch.utils.data.Dataset):
             return _Bad(str(err))
 
 
-class _Checked(torch.utils.data.Dataset):
+class _Checked(_Guarded):
     """Each item's one-line error, or None when it decodes (the pixels stay in the worker)."""
 
-    def __init__(self, dataset: ImageDataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
-
     def __getitem__(self, i):
-        try:
-            self.dataset[i]
-            return None
-        except DensekitError as err:
-            return str(err)
+        item = super().__getitem__(i)
+        return item.message if isinstance(item, _Bad) else None
 
 
 def drop_unreadable(dataset: ImageDataset, workers: int | None = None) -> ImageDataset:
