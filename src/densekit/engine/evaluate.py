@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .. import data as D
 from ..data.augment import TTA, check_tta
-from ..runtime.images import expand_images  # noqa: F401  (one list of image suffixes, torch-free)
+from ..runtime.images import decode_all, expand_images  # noqa: F401  (expand_images: one home, torch-free)
 from ..errors import DensekitError
 from . import distributed
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
@@ -260,21 +260,11 @@ def predict(run_or_checkpoint: str | Path, images, top_k: int = 5, device: str =
     from ..data.images import decode_image
     _, payload, model, opts = load_for_inference(run_or_checkpoint, device, batch_size, tta)
     c, (h, w) = payload["data"]["channels"], payload["data"]["image_size"]
-    items = images if isinstance(images, (list, tuple)) else [images]
-    if items and isinstance(items[0], (str, Path)):
-        items = expand_images(items)
-    results, batch = [], []
-    for item in items:
-        name = str(item) if isinstance(item, (str, Path)) else None
-        try:
-            tensor = item if torch.is_tensor(item) else decode_image(item, channels=c, size=(h, w))
-            if tuple(tensor.shape) != (c, h, w):
-                tensor = decode_image(tensor, channels=c, size=(h, w))
-        except DensekitError as err:
-            results.append({"file": name, "error": str(err)})
-            continue
-        results.append({"file": name})
-        batch.append((len(results) - 1, tensor))
+
+    def decode(item, name):
+        tensor = item if torch.is_tensor(item) else decode_image(item, channels=c, size=(h, w), name=name)
+        return tensor if tuple(tensor.shape) == (c, h, w) else decode_image(tensor, channels=c, size=(h, w))
+    results, batch = decode_all(images, decode)
     k = min(top_k, len(opts.classes))
     for i in range(0, len(batch), batch_size):
         chunk = batch[i:i + batch_size]

@@ -139,3 +139,23 @@ def expand_images(paths) -> list[Path]:
         else:
             raise DensekitError(f"{p} not found; give image files or folders of images")
     return out
+
+
+def decode_all(images, decode) -> tuple[list[dict], list[tuple[int, object]]]:
+    """The first half of predict, for both backends: ``images`` (one or a list; paths and folders
+    expanded) decoded by ``decode(item, name)``. Returns the results list, ``{"file"}`` per image or
+    ``{"file", "error"}`` for one that cannot be decoded, and (slot in results, decoded) pairs."""
+    items = images if isinstance(images, (list, tuple)) else [images]
+    if items and isinstance(items[0], (str, Path)):
+        items = expand_images(items)
+    results, batch = [], []
+    for item in items:
+        name = str(item) if isinstance(item, (str, Path)) else None
+        try:
+            decoded = decode(item, name)
+        except DensekitError as err:
+            results.append({"file": name, "error": str(err)})
+            continue
+        results.append({"file": name})
+        batch.append((len(results) - 1, decoded))
+    return results, batch

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..errors import DensekitError
 from . import metadata
-from .images import expand_images, read_image
+from .images import decode_all, read_image
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
@@ -111,28 +111,17 @@ class OnnxModel:
         ``{"file", "error"}``. ``images``: paths of files or folders, PIL images, encoded bytes,
         or uint8 arrays (C, H, W) already at the model's input shape (anything with ``__array__``,
         such as a uint8 torch tensor, counts as an array)."""
-        items = images if isinstance(images, (list, tuple)) else [images]
-        if items and isinstance(items[0], (str, Path)):
-            items = expand_images(items)
-        results, batch = [], []
-        for item in items:
-            name = str(item) if isinstance(item, (str, Path)) else None
-            try:
-                if not isinstance(item, (np.ndarray, Image.Image, bytes, bytearray, memoryview, str, Path)) \
-                        and hasattr(item, "__array__"):
-                    item = np.asarray(item)  # e.g. a uint8 torch tensor, without importing torch
-                if isinstance(item, np.ndarray):
-                    if item.dtype != np.uint8 or tuple(item.shape) != self.input_shape:
-                        raise DensekitError(f"image array: expected uint8 {self.input_shape}, got {item.dtype} "
-                                            f"{tuple(item.shape)}")
-                    array = item
-                else:
-                    array = self.preprocess(item, name)
-            except DensekitError as err:
-                results.append({"file": name, "error": str(err)})
-                continue
-            results.append({"file": name})
-            batch.append((len(results) - 1, array))
+        def decode(item, name):
+            if not isinstance(item, (np.ndarray, Image.Image, bytes, bytearray, memoryview, str, Path)) \
+                    and hasattr(item, "__array__"):
+                item = np.asarray(item)  # e.g. a uint8 torch tensor, without importing torch
+            if not isinstance(item, np.ndarray):
+                return self.preprocess(item, name)
+            if item.dtype != np.uint8 or tuple(item.shape) != self.input_shape:
+                raise DensekitError(f"image array: expected uint8 {self.input_shape}, got {item.dtype} "
+                                    f"{tuple(item.shape)}")
+            return item
+        results, batch = decode_all(images, decode)
         for i in range(0, len(batch), batch_size):
             chunk = batch[i:i + batch_size]
             probs = self.predict_arrays(np.stack([a for _, a in chunk]))
