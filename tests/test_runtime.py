@@ -123,7 +123,7 @@ def checkpoint(tmp_path, channels, size, tta="none"):
                             "state_dict": model.state_dict()}, tmp_path / f"c{channels}.pt"), model.eval(), data
 
 
-# Every mode densekit decodes (runtime/images.py), in the formats that can hold it.
+# Every mode densekit decodes (decode.py), in the formats that can hold it.
 MODES = [("png", m) for m in ("L", "LA", "RGB", "RGBA", "P", "I;16", "1")] + \
         [("jpeg", m) for m in ("L", "RGB", "CMYK")] + [("gif", "P"), ("bmp", "RGB"), ("webp", "RGBA")]
 

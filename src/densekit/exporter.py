@@ -245,7 +245,7 @@ def _check_batch(info: dict, images, limit: int) -> tuple[torch.Tensor, str]:
     """uint8 (N, C, H, W) to check on: the given image files, else the run's test split."""
     from .data import load_dataset
     from .data.images import decode_image
-    from .runtime.images import expand_images
+    from .decode import expand_images
     c, (h, w) = info["channels"], info["image_size"]
     if images:
         files = expand_images(images)[:limit]

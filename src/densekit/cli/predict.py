@@ -30,7 +30,7 @@ def add_parser(sub):
 def run(args) -> int:
     from .. import predict
     from ..errors import DensekitError
-    from ..runtime.images import expand_images   # torch-free, like the .onnx path
+    from ..decode import expand_images   # torch-free, like the .onnx path
     if args.top_k < 1:
         raise DensekitError(f"--top-k {args.top_k}: give at least 1")
     from pathlib import Path
@@ -102,5 +102,5 @@ def _row(r: dict) -> list:
 
 
 def _suffixes():
-    from ..runtime.images import EXTENSIONS
+    from ..decode import EXTENSIONS
     return [e[1:] for e in EXTENSIONS]

@@ -1,7 +1,7 @@
 """Decoding one image file of any common format and mode into the uint8 C x H x W tensor a model takes.
 
 Shared by the folder and TFRecord sources and by ``predict`` on user images, so training and
-prediction see identical pixels. The decoding itself lives in ``runtime/images.py`` (numpy and
+prediction see identical pixels. The decoding itself lives in ``densekit/decode.py`` (numpy and
 Pillow only, so that the torch-free runtime decodes the same pixels; the modes it accepts are
 listed there); this wraps it for torch and converts uint8 tensors batched.
 """
@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from ..errors import DensekitError
-from ..runtime.images import EXTENSIONS, image_mode_channels, read_image, to_size as _to_size
+from ..decode import EXTENSIONS, image_mode_channels, read_image, to_size as _to_size
 
 __all__ = ["EXTENSIONS", "conform", "decode_image", "image_mode_channels"]
 

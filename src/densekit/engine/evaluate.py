@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from .. import data as D
 from ..data.augment import TTA, check_tta
-from ..runtime.images import decode_all, expand_images  # noqa: F401  (expand_images: one home, torch-free)
+from ..decode import decode_all, expand_images  # noqa: F401  (expand_images: one home, torch-free)
 from ..errors import DensekitError
 from . import distributed
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint

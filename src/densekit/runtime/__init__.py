@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DensekitError
-from .images import EXTENSIONS, expand_images, read_image
+from ..decode import EXTENSIONS, expand_images, read_image
 from .model import OnnxModel, softmax
 
 __all__ = ["OnnxModel", "predict", "read_image", "softmax", "EXTENSIONS", "expand_images"]

@@ -15,7 +15,7 @@ from PIL import Image
 
 from ..errors import DensekitError
 from . import metadata
-from .images import decode_all, read_image
+from ..decode import decode_all, read_image
 
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from ..errors import DensekitError
-from ..limits import MAX_IMAGE_FILE_BYTES, MAX_IMAGE_PIXELS
+from .errors import DensekitError
+from .limits import MAX_IMAGE_FILE_BYTES, MAX_IMAGE_PIXELS
 
 # Pillow's plugins raise any of these on damaged or hostile input (found by fuzzing, tests/test_fuzz_readers.py).
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,

@@ -1,0 +1,98 @@
+"""What a prediction is: logits in, the result schema out, for every route.
+
+``Predictor`` is the one interface (``decode -> logits -> probabilities -> results``); its backends
+(PyTorch in ``engine/infer.py``, onnxruntime in ``runtime/model.py``) only decode images and compute
+logits, and everything after the logits happens here, in numpy, so ``densekit.predict``, the CLI, the
+server and the torch-free runtime cannot drift apart. A feature that changes what a prediction is
+(several labels, calibration, abstention) changes ``InputSpec`` and this module, nothing else.
+
+Logits reaching here are the graph's: after the spec's test-time augmentation and divided by its
+temperature (``engine/infer.py``'s ``InferenceModel`` does both, inside exported graphs too).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .decode import decode_all, read_image
+from .errors import DensekitError
+from .spec import InputSpec
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float32, the max subtracted first so exp cannot overflow."""
+    z = logits.astype(np.float32) - logits.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def probabilities(logits: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Class probabilities (N, K) float32 of the graph's logits under ``spec``'s task."""
+    if spec.task == "multilabel":
+        return (1 / (1 + np.exp(-logits.astype(np.float32)))).astype(np.float32)
+    return softmax(logits)
+
+
+def top_k(probs: np.ndarray, spec: InputSpec, k: int = 5) -> list[list[dict]]:
+    """Each row as ``[{"label", "index", "prob"}]``, the k most probable first (ties: lower index)."""
+    k = max(1, min(int(k), spec.num_classes))
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [[{"label": spec.classes[j], "index": int(j), "prob": float(row[j])} for j in idx]
+            for row, idx in zip(probs, order)]
+
+
+def results(logits: np.ndarray, spec: InputSpec, k: int = 5) -> list[dict]:
+    """One result per row of ``logits``: the schema ``densekit predict --json`` prints, less "file"."""
+    return [{"top_k": row} for row in top_k(probabilities(logits, spec), spec, k)]
+
+
+class Predictor:
+    """A model that turns images into results. Subclasses set ``spec`` and implement ``logits``;
+    ``decode`` may be widened (the PyTorch predictor also takes uint8 tensors)."""
+
+    spec: InputSpec
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.spec.classes)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return self.spec.input_shape
+
+    def logits(self, pixels: np.ndarray) -> np.ndarray:
+        """float32 logits (N, K) of uint8 pixels (N, C, H, W) at ``input_shape``."""
+        raise NotImplementedError
+
+    def decode(self, image, name: str | None = None) -> np.ndarray:
+        """A path, encoded bytes, a PIL image or a uint8 array (C, H, W) at the input shape -> the
+        uint8 (C, H, W) array the model takes, exactly as training decoded its images."""
+        if not isinstance(image, (np.ndarray, bytes, bytearray, memoryview, str, Path)) \
+                and hasattr(image, "__array__") and not hasattr(image, "getbands"):
+            image = np.asarray(image)   # e.g. a uint8 torch tensor, without importing torch
+        if isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or tuple(image.shape) != self.input_shape:
+                raise DensekitError(f"image array: expected uint8 {self.input_shape}, got {image.dtype} "
+                                    f"{tuple(image.shape)}")
+            return image
+        c, h, w = self.input_shape
+        return read_image(image, channels=c, size=(h, w), name=name)
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        return probabilities(self.logits(pixels), self.spec)
+
+    def results(self, pixels: np.ndarray, k: int = 5) -> list[dict]:
+        return results(self.logits(pixels), self.spec, k)
+
+    def predict(self, images, top_k: int = 5, batch_size: int = 256) -> list[dict]:
+        """One result per image, in order: ``{"file", "top_k": [{"label", "index", "prob"}]}``, or
+        ``{"file", "error"}`` for an image that cannot be decoded. ``images``: paths of files or
+        folders, PIL images, encoded bytes, or uint8 arrays (C, H, W) at the input shape."""
+        out, batch = decode_all(images, self.decode)
+        for i in range(0, len(batch), batch_size):
+            chunk = batch[i:i + batch_size]
+            for (slot, _), result in zip(chunk, self.results(np.stack([a for _, a in chunk]), top_k)):
+                out[slot].update(result)
+        return out
