@@ -49,6 +49,15 @@ def add_parser(sub):
     add_json_flag(v, "what was written")
     v.set_defaults(func=run_import)
 
+    v = verbs.add_parser("shapes", help="generate a multi-label set: PNGs of drawn shapes and two CSV layouts")
+    v.add_argument("out", help="folder to write (images/, labels.csv, labels-wide.csv)")
+    v.add_argument("--n", type=int, default=2000, help="training images (val and test: n/4 each)")
+    v.add_argument("--size", type=int, default=32, help="image side in pixels")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    add_json_flag(v, "what was written")
+    v.set_defaults(func=run_shapes)
+
 
 def _options(args):
     return {"image_size": args.image_size, "channels": args.channels, "skip_bad": args.skip_bad}
@@ -120,4 +129,16 @@ def run_import(args):
         return 0
     counts = ", ".join(f"{k} {v['count']:,}" for k, v in meta["splits"].items())
     print(f"wrote {args.out} ({counts}); train on it with --dataset packed:{args.out}")
+    return 0
+
+
+def run_shapes(args):
+    from ..data.shapes import write_shapes
+    info = write_shapes(args.out, n=args.n, size=args.size, seed=args.seed, overwrite=args.overwrite)
+    if args.json:
+        print_json(info)
+        return 0
+    counts = ", ".join(f"{k} {v:,}" for k, v in info["splits"].items())
+    print(f"wrote {info['out']} ({counts}; labels {', '.join(info['labels'])}); train on it with "
+          f"--dataset csv:{info['tables'][0]} --label-sep '|' --none-label none --split-col split")
     return 0
