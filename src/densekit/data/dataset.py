@@ -1,7 +1,10 @@
 """The dataset contract every source returns.
 
-``len(ds)``, ``ds[i] -> (uint8 image tensor C x H x W, int label)``, ``ds.classes`` (names in
-label order) and ``ds.labels`` (all labels, cheap). Small sets are held whole in memory as one
+``len(ds)``, ``ds[i] -> (uint8 image tensor C x H x W, label)``, ``ds.classes`` (names in
+label order), ``ds.labels`` (all labels, cheap) and ``ds.task``. Single-label sets (the default)
+have int labels (``labels`` int64 N); multi-label ones (``task == "multilabel"``, e.g. a CSV
+table with several labels per row) have a float32 row of K per item (``labels`` float32 N x K:
+1.0 present, 0.0 absent, NaN unknown, to be left out of the loss and the metrics). Small sets are held whole in memory as one
 uint8 tensor (``ds.images``) so batches are gathered by indexing, with no per-item Python work;
 large ones stream (``ds.images is None``) and decode items on demand in loader workers.
 """
@@ -21,7 +24,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     name: str = "dataset"
     classes: list[str]
-    labels: torch.Tensor            # int64, shape (N,)
+    labels: torch.Tensor            # int64 (N,); multilabel: float32 (N, K)
+    task: str = "single-label"      # or "multilabel"
+    groups: torch.Tensor | None = None  # int64 (N,): items of one group (a patient) stay on one side of a carve
     images: torch.Tensor | None = None  # uint8 (N, C, H, W) when resident in memory
     skip_bad: bool = False              # streamed sets: loaders skip unreadable items with a warning
 
@@ -29,9 +34,10 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
+        label = self.labels[i] if self.task == "multilabel" else int(self.labels[i])
         if self.images is not None:
-            return self.images[i], int(self.labels[i])
-        return self.load_item(i), int(self.labels[i])
+            return self.images[i], label
+        return self.load_item(i), label
 
     def load_item(self, i: int) -> torch.Tensor:
         raise NotImplementedError
@@ -70,8 +76,9 @@ class Subset(ImageDataset):
 
     def __init__(self, base: ImageDataset, indices: torch.Tensor):
         self.base, self.indices = base, torch.as_tensor(indices, dtype=torch.int64)
-        self.classes, self.name, self.skip_bad = base.classes, base.name, base.skip_bad
+        self.classes, self.name, self.skip_bad, self.task = base.classes, base.name, base.skip_bad, base.task
         self.labels = base.labels[self.indices]
+        self.groups = base.groups[self.indices] if base.groups is not None else None
         self.images = base.images[self.indices] if base.images is not None else None
 
     def load_item(self, i: int) -> torch.Tensor:
