@@ -103,6 +103,9 @@ def test_a_split_column_divides_the_table_and_group_col_carves_whole_groups(tmp_
         train, val = carve_val(ds, 0.25, seed)
         assert len(val) >= 5 and len(train) + len(val) == 20
         assert not set(train.groups.tolist()) & set(val.groups.tolist())
+    assert main(["data", "import", src, "--group-col", "patient", "--out", str(tmp_path / "p"), "--workers", "0"]) == 0
+    packed = load(f"packed:{tmp_path / 'p'}")
+    assert torch.equal(packed.groups, ds.groups) and packed.task == "single-label"
 
 
 def test_data_info_counts_labels_and_pairs_and_summarises_many_labels(tmp_path, capsys):
@@ -141,6 +144,16 @@ def test_a_single_label_table_trains_and_evaluates_as_classification(tmp_path, c
     assert main(["eval", str(tmp_path / "runs" / "r"), "--json", "--split", "val"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["count"] == 20 and set(m["per_class"]) == {f"digit {d}" for d in range(10)}
+    resumed = densekit.train(None, resume=tmp_path / "runs" / "r", epochs=2, verbose=False)
+    assert [m["epoch"] for m in resumed.metrics] == [1, 2]
+    with pytest.raises(DensekitError, match="--label-col 'file' contradicts"):
+        densekit.train(None, resume=tmp_path / "runs" / "r", label_col="file", verbose=False)
+
+
+def test_data_show_draws_a_row_of_images_per_label(shapes, tmp_path):
+    assert main(["data", "show", f"csv:{shapes / 'labels-wide.csv'}", "--per-class", "3",
+                 "--out", str(tmp_path / "g.png")]) == 0
+    assert Image.open(tmp_path / "g.png").height == 5 * 68 + 4
 
 
 def test_table_settings_are_refused_where_they_cannot_act(capsys):

@@ -27,6 +27,7 @@ IMAGE_NAMES = ("image", "images", "path", "imagepath", "file", "filename", "file
 LABEL_NAMES = ("label", "labels", "class", "findinglabels", "target", "category")
 BINARY = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "": 0.0, "-1": -1.0, "-1.0": -1.0}
 PEEK = 100   # rows looked at to tell one-column-per-label tables apart by their values
+PEEK_FIELDS = 200_000   # ... fewer when rows are wide, so the peek's strings stay a few MB
 
 
 def _key(name: str) -> str:
@@ -137,7 +138,8 @@ def resolve_layout(path: Path, header: list[str], peek: list[list[str]], opts: d
         split = next(iter(_named(header, ("split",))), None)
     taken = {image, split, group}
     if opts.get("label_cols") is not None and opts.get("label_col") is not None:
-        raise DensekitError("give either --label-col (one column) or --label-cols (one column per label), not both")
+        raise DensekitError(f"{path}: give either --label-col (one column) or --label-cols (one column per label), "
+                            "not both")
     if opts.get("label_cols") is not None:
         cols = [_column(header, name, "--label-cols", path) for name in opts["label_cols"]]
         if len(set(cols)) != len(cols) or taken & set(cols):
@@ -159,11 +161,11 @@ def resolve_layout(path: Path, header: list[str], peek: list[list[str]], opts: d
     if wide and len(cols) > MAX_CLASSES:
         raise DensekitError(f"{path}: {len(cols):,} label columns, above densekit's limit of {MAX_CLASSES:,}")
     if wide and (opts.get("label_sep") is not None or opts.get("none_label") is not None):
-        raise DensekitError("--label-sep and --none-label act on one label column (--label-col); this table has "
-                            f"one column per label ({', '.join(header[c] for c in cols[:5])}...): drop them")
+        raise DensekitError(f"{path}: --label-sep and --none-label act on one label column (--label-col); this "
+                            f"table has one column per label ({', '.join(header[c] for c in cols[:5])}...): drop them")
     if not wide and opts.get("uncertain") is not None:
-        raise DensekitError(f"--uncertain acts on one column per label (--label-cols); {header[cols[0]]!r} is one "
-                            "label column: drop it")
+        raise DensekitError(f"{path}: --uncertain acts on one column per label (--label-cols); {header[cols[0]]!r} "
+                            "is one label column: drop it")
     return Layout(image, cols, wide, [header[c] for c in cols], split, group)
 
 

@@ -20,7 +20,7 @@ from ..limits import MAX_ARRAY_BYTES
 from .dataset import ImageDataset, MissingSplit
 from .folder import _sorted_classes, probe_shape
 from .images import decode_image
-from .table import PEEK, SPLITS, Layout, read_rows, relative_path, resolve_layout, scan
+from .table import PEEK, PEEK_FIELDS, SPLITS, Layout, read_rows, relative_path, resolve_layout, scan
 
 # The settings of a table (config.py's TrainConfig fields of the same names); ``task`` may force
 # "single-label" or "multilabel" instead of inferring it from the training rows.
@@ -66,7 +66,7 @@ def _layout(path: Path, opts: dict) -> Layout:
     peek = []
     for _, row in rows:
         peek.append(row)
-        if len(peek) >= PEEK:
+        if len(peek) >= min(PEEK, max(1, PEEK_FIELDS // len(header))):
             break
     return resolve_layout(path, header, peek, opts)
 
