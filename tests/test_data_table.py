@@ -192,6 +192,7 @@ BAD = [
     ("image,label".encode("utf-16"), r"UTF-16"),
     ("image,image\na.png,b.png\n", r"names column 'image' twice"),
     ("path,x,y\na.png,p,q\n", r"which column holds the labels"),
+    ("image,label\na.png,x\n", r"--label-sep ' ': give the text between labels", {"label_sep": " "}),
 ]
 
 

@@ -129,6 +129,8 @@ def resolve_layout(path: Path, header: list[str], peek: list[list[str]], opts: d
                                 f"of {', '.join(header[:20])}); name it with {flag}")
         return found[0]
 
+    if opts.get("label_sep") is not None and not opts["label_sep"].strip():
+        raise DensekitError(f"{path}: --label-sep {opts['label_sep']!r}: give the text between labels, e.g. '|'")
     image = col("image_col", "--image-col")
     if image is None:
         by_value = [i for i in range(len(header)) if peek and all(r[i].strip().lower().endswith(EXTENSIONS) for r in peek)]
