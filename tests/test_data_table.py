@@ -144,6 +144,13 @@ def test_a_single_label_table_trains_and_evaluates_as_classification(tmp_path, c
     assert main(["eval", str(tmp_path / "runs" / "r"), "--json", "--split", "val"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["count"] == 20 and set(m["per_class"]) == {f"digit {d}" for d in range(10)}
+    (tmp_path / "more.csv").write_text("file,digit\n" + "".join(r.rsplit(",", 1)[0] + "\n" for r in rows[120:]))
+    assert main(["eval", str(tmp_path / "runs" / "r"), "--dataset", f"csv:{tmp_path / 'more.csv'}", "--split", "train",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 40           # the run's --label-col digit
+    assert main(["eval", str(tmp_path / "runs" / "r"), "--dataset", f"csv:{tmp_path / 'more.csv'}", "--split",
+                 "train", "--label-col", "file"]) == 1            # a flag given overrides the run's
+    assert "has classes the model was not trained on" in capsys.readouterr().err
     resumed = densekit.train(None, resume=tmp_path / "runs" / "r", epochs=2, verbose=False)
     assert [m["epoch"] for m in resumed.metrics] == [1, 2]
     with pytest.raises(DensekitError, match="--label-col 'file' contradicts"):
@@ -221,7 +228,7 @@ def test_unknown_columns_are_named_with_the_columns_there_are(tmp_path):
 
 def test_a_bom_and_quoted_commas_are_read(tmp_path):
     png(tmp_path / "a, b.png")
-    src = table(tmp_path, b'\xef\xbb\xbfimage,label\n"a, b.png","cat, big"\nb.png,dog\n')
+    src = table(tmp_path, b'\xef\xbb\xbfimage,label\r\n"a, b.png","cat, big"\r\nb.png, dog\r\n\r\n')
     ds = load(src)
     assert ds.classes == ["cat, big", "dog"] and ds.path(0).name == "a, b.png"
 

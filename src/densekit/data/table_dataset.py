@@ -146,8 +146,9 @@ class TableDataset(ImageDataset):
         schema = _schema(train_path, opts, s if path == train_path and split == "train" else None)
         if not s.paths:
             raise MissingSplit(f"{path} has no {split} rows" + (f" (its split column names "
-                               f"{', '.join(sorted(s.splits))})" if s.splits else "") + "; carve a validation "
-                               "split with --val-split")
+                               f"{', '.join(sorted(s.splits))})" if s.splits else "") + "; name them in a split "
+                               f"column (--split-col) or give csv:TRAIN.csv,{split}=FILE.csv"
+                               + (", or carve a validation split with --val-split" if split == "val" else ""))
         has_val = "val" in tables or "val" in schema["splits"]
         if opts.get("group_col") is not None and has_val:
             raise DensekitError(f"--group-col acts when the validation split is carved; csv:{arg} has its own val "
