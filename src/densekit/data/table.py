@@ -133,7 +133,8 @@ def resolve_layout(path: Path, header: list[str], peek: list[list[str]], opts: d
         raise DensekitError(f"{path}: --label-sep {opts['label_sep']!r}: give the text between labels, e.g. '|'")
     image = col("image_col", "--image-col")
     if image is None:
-        by_value = [i for i in range(len(header)) if peek and all(r[i].strip().lower().endswith(EXTENSIONS) for r in peek)]
+        by_value = [i for i in range(len(header))
+                    if peek and all(r[i].strip().lower().endswith(EXTENSIONS) for r in peek)]
         image = one(_named(header, IMAGE_NAMES) or by_value, "the image paths", "--image-col NAME")
     split, group = col("split_col", "--split-col"), col("group_col", "--group-col")
     if split is None and "split_col" not in opts:

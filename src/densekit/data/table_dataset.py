@@ -156,7 +156,8 @@ class TableDataset(ImageDataset):
         root = Path(opts["image_root"]).expanduser() if opts.get("image_root") else path.parent
         if not root.is_dir():
             raise DensekitError(f"--image-root {root}: no such folder; give the folder the table's paths start from")
-        self.classes, self.task, self.root, self.table, self.split = schema["classes"], schema["task"], root, path, split
+        self.classes, self.task = schema["classes"], schema["task"]
+        self.root, self.table, self.split = root, path, split
         self.name, self.skip_bad = f"csv:{arg}", skip_bad
         self.paths = np.array(s.paths)
         self.lines = torch.from_numpy(np.frombuffer(s.lines, dtype=np.int64).copy())
