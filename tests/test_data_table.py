@@ -240,6 +240,10 @@ def test_a_huge_table_is_refused_at_the_row_limit_and_a_line_without_breaks_at_t
     with pytest.raises(DensekitError, match=r"more than 2 rows"):
         load(src)
     monkeypatch.undo()
+    monkeypatch.setattr(T, "MAX_LABEL_ENTRIES", 2)     # the labels' matrix is bounded while it is read
+    with pytest.raises(DensekitError, match=r"t\.csv line 4: the labels so far pass"):
+        load(src)
+    monkeypatch.undo()
     (tmp_path / "t.csv").write_bytes(b"image,label\n" + b"x" * (T.MAX_TABLE_LINE_BYTES + 10))
     with pytest.raises(DensekitError, match=r"line 2: longer than 1,048,576 bytes"):
         load(src)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DensekitError
-from ..limits import MAX_CLASSES, MAX_TABLE_LINE_BYTES, MAX_TABLE_ROWS
+from ..limits import MAX_ARRAY_BYTES, MAX_CLASSES, MAX_TABLE_LINE_BYTES, MAX_TABLE_ROWS
 from .images import EXTENSIONS
 
 SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
@@ -28,6 +28,7 @@ UNCERTAIN = {"ones": 1.0, "zeros": 0.0, "ignore": float("nan")}
 IMAGE_NAMES = ("image", "images", "path", "imagepath", "file", "filename", "filepath", "imageindex", "img")
 LABEL_NAMES = ("label", "labels", "class", "findinglabels", "target", "category")
 BINARY = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "": 0.0, "-1": -1.0, "-1.0": -1.0}
+MAX_LABEL_ENTRIES = MAX_ARRAY_BYTES // 4   # label entries kept while scanning: a float32 N x K matrix's
 PEEK = 100   # rows looked at to tell one-column-per-label tables apart by their values
 PEEK_FIELDS = 200_000   # ... fewer when rows are wide, so the peek's strings stay a few MB
 
@@ -240,6 +241,8 @@ def scan(path: Path, layout: Layout, split: str | None, opts: dict) -> Scan:
                     raise DensekitError(f"{where}: {row[c]!r} in label column {name!r}; write 1, 0, "
                                         "-1 (uncertain) or leave it empty")
                 s.values.append(policy if v < 0 else v)
+            if len(s.values) > MAX_LABEL_ENTRIES:
+                raise _too_many(where)
             continue
         cell = row[layout.labels[0]].strip()
         if not cell:
@@ -257,8 +260,15 @@ def scan(path: Path, layout: Layout, split: str | None, opts: dict) -> Scan:
                 s.first_line.append(line)
             s.ids.append(s.vocab[t])
         s.counts.append(len(dict.fromkeys(tokens)))
+        if len(s.ids) > MAX_LABEL_ENTRIES:
+            raise _too_many(where)
     _check_duplicates(path, layout, s)
     return s
+
+
+def _too_many(where: str) -> DensekitError:
+    return DensekitError(f"{where}: the labels so far pass densekit's limit of {MAX_ARRAY_BYTES:,} bytes as a "
+                         "float32 matrix; split the table")
 
 
 def _check_duplicates(path: Path, layout: Layout, s: Scan):
