@@ -136,8 +136,8 @@ class TableDataset(ImageDataset):
             opts = {**opts, "split_col": None}     # each table is its own split: a split column is not read
         train_path = tables["train"]
         if split not in tables and several:
-            raise MissingSplit(f"csv:{arg} has no {split} table (it has {', '.join(tables)}); carve a validation "
-                               "split with --val-split")
+            raise MissingSplit(f"csv:{arg} has no {split} table (it has {', '.join(tables)})"
+                               + ("; carve a validation split with --val-split" if split == "val" else ""))
         path = tables[split] if several else train_path
         layout = _layout(path, opts)
         if several and split != "train":          # the other tables: the training table's columns
