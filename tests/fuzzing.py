@@ -259,6 +259,16 @@ def _read_wide_table(folder: Path, data: bytes) -> str:
     return _read_table(folder, data, uncertain="ones")
 
 
+_MULTI_META = json.dumps({"format": "densekit-packed", "version": 2, "source": "fuzz", "classes": ["a", "b"],
+                          "task": "multilabel", "splits": {"train": {"count": 3, "shape": [1, 4, 4]}}}).encode()
+_MULTI_LABELS = _npy(np.array([[1, 0], [0, np.nan], [1, 1]], dtype=np.float32))
+
+
+def _read_packed_multilabels(folder: Path, data: bytes) -> str:
+    _write_packed(folder, _MULTI_META, _IMAGES, data)
+    return folder.name
+
+
 def _read_yaml(folder: Path, data: bytes) -> str:
     (folder / "config.yaml").write_bytes(data)
     load_yaml(folder / "config.yaml")
@@ -286,6 +296,7 @@ TARGETS = {
     "packed-meta": Target(_packed_meta, _read_packed_meta),
     "packed-images": Target(lambda: _IMAGES, _read_packed_images),
     "packed-labels": Target(lambda: _LABELS, _read_packed_labels),
+    "packed-multilabels": Target(lambda: _MULTI_LABELS, _read_packed_multilabels),
     "csv-table": Target(lambda: b"image,labels,split\na.png,x|y,train\nb.png,none,train\nc.png,y,test\n",
                         lambda folder, data: _read_table(folder, data, label_sep="|", none_label="none"),
                         _TABLE_TOKENS),
