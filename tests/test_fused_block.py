@@ -43,7 +43,7 @@ def test_shared_statistics_block_equals_the_reference_over_two_steps(bottleneck,
     fast.memory_efficient = memory_efficient
     fast = fast.to(memory_format=torch.channels_last)
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
-    assert all(fused_block.supported(b.train(), x) for b in blocks(fast))
+    assert all(fused_block.chosen(b.train(), x) for b in blocks(fast))
     assert_same(fast, ref, x)
     assert_same(fast, ref, x)  # the running averages of step one feed nothing, but must match
 
@@ -58,11 +58,13 @@ def test_each_layer_keeps_its_own_momentum_and_the_block_counts_batches_once_per
     assert all(int(m.num_batches_tracked) == 1 for m in fast.modules() if isinstance(m, nn.BatchNorm2d))
 
 
-def test_the_per_layer_route_still_equals_the_reference_when_chosen():
+@pytest.mark.parametrize("memory_efficient", [False, True])
+def test_the_per_layer_route_still_equals_the_reference_when_chosen(memory_efficient):
     fast = tiny()
     for b in blocks(fast):
         b.fused = False
     ref = reference_model(fast).double()
+    fast.memory_efficient = memory_efficient
     x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
     assert_same(fast, ref, x)
 
@@ -80,6 +82,16 @@ def test_training_step_goes_through_one_node_per_block():
         todo += [n for n, _ in node.next_functions]
     assert names.count("_SharedStatsBlockBackward") == 2
     assert "CatBackward0" not in names
+
+
+def test_by_default_the_block_route_is_taken_on_small_maps_only():
+    block = blocks(tiny())[0].train()
+    assert fused_block.chosen(block, torch.zeros(16, 6, 8, 8, dtype=torch.float64))      # 1,024 values
+    assert not fused_block.chosen(block, torch.zeros(17, 6, 8, 8, dtype=torch.float64))  # 1,088
+    block.fused = True
+    assert fused_block.chosen(block, torch.zeros(17, 6, 8, 8, dtype=torch.float64))
+    block.fused = False
+    assert not fused_block.chosen(block, torch.zeros(2, 6, 8, 8, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("kw", [dict(drop_rate=0.2), dict(bn_momentum=None)], ids=["dropout", "cumulative-bn"])
@@ -102,6 +114,8 @@ def test_bf16_autocast_step_matches_the_per_layer_route(channels_last):
     plain.load_state_dict(fused.state_dict())
     for b in blocks(plain):
         b.fused = False
+    for b in blocks(fused):
+        b.fused = True
     x = torch.randn(8, 3, 16, 16).contiguous(memory_format=fmt)
     results = []
     for model in (fused, plain):

@@ -22,8 +22,8 @@ The block output is written into one preallocated buffer as the layers produce i
 is free; each layer still copies its input channels out of the buffer, because a channel slice
 of a channels-last tensor is strided and the inference-form BatchNorm is several times slower
 on strided input than the copy. 1x1 convolutions on channels-last tensors run as one matrix
-product over the (N*H*W, C) view, forward and backward (oneDNN's 1x1 convolution backward is
-2-5x slower than the two products on AMX CPUs; docs/speed.md).
+product over the (N*H*W, C) view in backward (oneDNN's 1x1 convolution backward is 1.5-5x
+slower than the two products on AMX CPUs; its forward is as fast or faster; docs/speed.md).
 
 ``memory_efficient`` layers keep neither the copied input nor its BN-ReLU for backward and
 rebuild both from the buffer there (two cheap elementwise passes): O(L) memory per block.
@@ -35,6 +35,21 @@ import torch.nn.functional as F
 from torch import nn
 
 _aten = torch.ops.aten
+
+
+# The block route wins where a step is bound by the number of kernel calls rather than by
+# memory traffic: measured per block on a Sapphire Rapids core (DenseNet-121's blocks, batch 32,
+# bf16, channels-last, docs/speed.md), 1.08-1.19x at 4x4 and 2x2 maps (512 and 128 values per
+# channel), 0.96-0.99x at 8x8 (2,048), 0.82-0.87x at 16x16 (8,192).
+AUTO_MAX_VALUES_PER_CHANNEL = 1024
+
+
+def chosen(block: nn.Module, x: torch.Tensor) -> bool:
+    """Whether ``block(x)`` takes this route: ``block.fused`` True forces it where supported,
+    False never takes it, None (the default) takes it where it is measured to pay off."""
+    if block.fused is False or not supported(block, x):
+        return False
+    return block.fused is True or x.shape[0] * x.shape[2] * x.shape[3] <= AUTO_MAX_VALUES_PER_CHANNEL
 
 
 def supported(block: nn.Module, x: torch.Tensor) -> bool:
@@ -81,12 +96,6 @@ def _nhwc(t: torch.Tensor) -> bool:
     return t.permute(0, 2, 3, 1).is_contiguous()
 
 
-def _conv(a: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-    if conv.kernel_size == (1, 1) and _nhwc(a):
-        n, c, h, w = a.shape
-        out = a.permute(0, 2, 3, 1).reshape(-1, c) @ weight.view(weight.shape[0], c).t()
-        return out.view(n, h, w, -1).permute(0, 3, 1, 2)
-    return F.conv2d(a, weight, None, conv.stride, conv.padding)
 
 
 def _conv_backward(grad: torch.Tensor, a: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d):
@@ -144,7 +153,7 @@ class _SharedStatsBlock(torch.autograd.Function):
                 a1 = F.batch_norm(inp, mean[:channels], var[:channels], norm1.weight, norm1.bias,
                                   False, 0.0, eps).relu_().to(cdtype)
                 w1 = conv1.weight.to(cdtype)
-                out = _conv(a1, w1, conv1)
+                out = F.conv2d(a1, w1, None, conv1.stride, conv1.padding)
                 keep = dict(w1=w1)
                 if not layer.memory_efficient:
                     keep.update(inp=inp, a1=a1)
@@ -156,7 +165,7 @@ class _SharedStatsBlock(torch.autograd.Function):
                     norm2.num_batches_tracked.add_(1)
                     a2 = a2.relu_().to(cdtype)
                     w2 = conv2.weight.to(cdtype)
-                    out = _conv(a2, w2, conv2)
+                    out = F.conv2d(a2, w2, None, conv2.stride, conv2.padding)
                     keep.update(y1=y1, a2=a2, mean2=mean2, invstd2=invstd2, w2=w2)
                 buf[:, channels:channels + width].copy_(out)
                 chunk_stats(channels, channels + width)
@@ -192,7 +201,7 @@ class _SharedStatsBlock(torch.autograd.Function):
             stats_grad = _aten.native_batch_norm_backward(
                 acc[:, lo:hi].contiguous(memory_format=fmt), buf[:, lo:hi].contiguous(memory_format=fmt),
                 std[lo:hi], None, None, mean[lo:hi], 1 / std[lo:hi], True, eps, [True, False, False])[0]
-            return direct + stats_grad
+            return stats_grad.add_(direct)
 
         grads = []
         channels = ctx.c0 + sum(ctx.widths)
@@ -224,3 +233,4 @@ class _SharedStatsBlock(torch.autograd.Function):
             grads[:0] = [g_n1w, g_n1b, g_w1.to(conv1.weight.dtype)] + layer_grads
         grad_x = chunk_grad(0, ctx.c0).to(ctx.x_dtype) if ctx.needs_input_grad[1] else None
         return (None, grad_x, *grads)
+

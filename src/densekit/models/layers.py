@@ -124,11 +124,12 @@ class DenseBlock(nn.ModuleDict):
     """``num_layers`` dense layers; each sees the concatenation of the block input and all
     earlier outputs. Output channels: in_channels + num_layers * growth_rate.
 
-    In training mode the block runs as one autograd node that computes each feature map's
-    batch statistics once and shares them between the layers (``fused_block.py``; the same
-    function as the per-layer route, which ``fused = False`` selects)."""
+    In training mode on small feature maps the block runs as one autograd node that computes
+    each feature map's batch statistics once and shares them between the layers
+    (``fused_block.py``): the same function as the per-layer route. ``fused`` None picks the
+    route by size, True and False force one (benchmarks, tests)."""
 
-    fused = True
+    fused: bool | None = None
 
     def __init__(self, num_layers: int, in_channels: int, growth_rate: int, **layer_kwargs):
         super().__init__()
@@ -138,7 +139,7 @@ class DenseBlock(nn.ModuleDict):
         self.out_channels = in_channels + num_layers * growth_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused and fused_block.supported(self, x):
+        if fused_block.chosen(self, x):
             return fused_block.dense_block(self, x)
         features = [x]
         for layer in self.values():
