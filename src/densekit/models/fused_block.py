@@ -185,24 +185,10 @@ class _SharedStatsBlock(torch.autograd.Function):
         saved, flat = [], iter(flat)
         for keys in ctx.keys:
             saved.append({key: next(flat) for key in keys})
-        grad_out = grad_out.contiguous(memory_format=fmt)
-        # Gradients w.r.t. the features taken with the statistics held fixed, summed over every
-        # layer that normalises them; the statistics' own backward is applied per chunk below.
-        acc = torch.zeros_like(buf)
-        std = (var + eps).sqrt()
-
-        def chunk_grad(lo, hi):
-            """The full gradient of channels lo:hi: direct + BN's statistics backward of ``acc``."""
-            direct = grad_out[:, lo:hi]
-            if hi == buf.shape[1]:  # the last layer's output: no later layer normalised it
-                return direct
-            # train-mode BN backward is invstd * weight * (g - mean(g) - x_hat * mean(g * x_hat)); the
-            # accumulated gradient already carries invstd, so weight = 1 / invstd cancels it.
-            stats_grad = _aten.native_batch_norm_backward(
-                acc[:, lo:hi].contiguous(memory_format=fmt), buf[:, lo:hi].contiguous(memory_format=fmt),
-                std[lo:hi], None, None, mean[lo:hi], 1 / std[lo:hi], True, eps, [True, False, False])[0]
-            return stats_grad.add_(direct)
-
+        # The full gradient of every feature map, summed over the block output and every layer
+        # that reads it: layer l's slice is complete once the layers after it are done.
+        acc = grad_out.clone(memory_format=fmt)
+        invstd = (var + eps).rsqrt()
         grads = []
         channels = ctx.c0 + sum(ctx.widths)
         for layer, width, keep in reversed(list(zip(layers, ctx.widths, saved))):
@@ -214,7 +200,7 @@ class _SharedStatsBlock(torch.autograd.Function):
                                   False, 0.0, eps).relu_().to(keep["w1"].dtype)
             else:
                 inp, a1 = keep["inp"], keep["a1"]
-            g = chunk_grad(channels, channels + width)
+            g = acc[:, channels:channels + width]
             layer_grads = []
             if layer.bottleneck:
                 norm2, conv2 = layer.norm2, layer.conv2
@@ -227,10 +213,12 @@ class _SharedStatsBlock(torch.autograd.Function):
                 layer_grads = [g_n2w, g_n2b, g_w2.to(conv2.weight.dtype)]
             g_a1, g_w1 = _conv_backward(g.to(keep["w1"].dtype).contiguous(memory_format=fmt), a1, keep["w1"], conv1)
             g_a1 = _aten.threshold_backward(g_a1, a1, 0).to(inp.dtype)
+            # The training-form backward with the shared statistics: exactly what this layer's own
+            # BatchNorm would give, the statistics' gradient included.
             g_inp, g_n1w, g_n1b = _aten.native_batch_norm_backward(
-                g_a1, inp, norm1.weight, mean[:channels], var[:channels], None, None, False, eps, [True, True, True])
+                g_a1, inp, norm1.weight, None, None, mean[:channels], invstd[:channels], True, eps, [True, True, True])
             acc[:, :channels].add_(g_inp)
             grads[:0] = [g_n1w, g_n1b, g_w1.to(conv1.weight.dtype)] + layer_grads
-        grad_x = chunk_grad(0, ctx.c0).to(ctx.x_dtype) if ctx.needs_input_grad[1] else None
+        grad_x = acc[:, :ctx.c0].to(ctx.x_dtype) if ctx.needs_input_grad[1] else None
         return (None, grad_x, *grads)
 
