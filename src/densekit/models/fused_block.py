@@ -1,32 +1,29 @@
 """A dense block's training step as one autograd node, with shared batch statistics.
 
 In training mode every dense layer's ``norm1`` normalises the concatenation of the block input
-and the earlier layers' outputs with that concatenation's batch statistics. A channel's
-statistics are the same in every layer that sees it (the feature maps do not change between
-layers), so this block computes each feature map's mean and variance once, when it is
-produced, and each layer applies only its own scale and shift (``F.batch_norm`` in inference
-form, fed the batch statistics): the O(L^2) statistics passes of a block become O(L).
+and the earlier layers' outputs with that concatenation's batch statistics (Huang et al., arXiv
+1608.06993; Ioffe & Szegedy, arXiv 1502.03167). A channel's statistics are the same in every
+layer that sees it (the feature maps do not change between layers), so this route computes each
+feature map's mean and variance once, when it is produced, and each layer applies only its own
+scale and shift (BatchNorm's inference-form kernel fed the batch statistics): the O(L^2)
+statistics passes of a block become O(L). Every ``norm1``'s running averages are updated from
+the shared statistics exactly as its own training forward would update them.
 
-Backward is the same function, reorganised (Huang et al. arXiv 1608.06993 for the block; the
-BatchNorm gradient of Ioffe & Szegedy arXiv 1502.03167): with x_hat = (x - mean) * invstd and
-layer j's affine output gamma_j * x_hat + beta_j, the gradient reaching a feature map x is the
-direct one plus BN's statistics backward applied once to the sum over later layers j of
-gamma_j * invstd * g_j, because that backward is linear in its incoming gradient. Each layer's
-part of that sum is ``native_batch_norm_backward`` in inference form (which also gives its
-gamma and beta gradients), accumulated in a block-sized buffer; no ``torch.cat`` backward and
-no O(L^2) per-feature gradient additions. The running averages of every ``norm1`` are updated
-from the shared statistics exactly as each BatchNorm would update them.
+The layers write their outputs into one preallocated block buffer (the "shared memory" layout
+of Pleiss et al., arXiv 1707.06990), so the block's final concatenation is free; each layer
+still copies its input channels out of it, because a channel slice of a channels-last tensor is
+strided and BatchNorm's kernels are several times slower on strided input than the copy.
+Backward walks the layers in reverse and sums every feature map's gradient in one block-sized
+buffer (no ``cat`` backward, no per-feature gradient sums): a layer's output gradient is
+complete once the layers after it are done. Each layer's BatchNorm gradient comes from ATen's
+training-form backward fed the shared statistics, which is the gradient its own BatchNorm
+gives, the statistics' part included; the 1x1 convolutions' gradients are two matrix products
+over the channels-last (N*H*W, C) view (oneDNN's 1x1 backward is 2-5x slower on small maps on
+AMX CPUs; its forward is not, so the forward stays a convolution).
 
-The block output is written into one preallocated buffer as the layers produce it (the
-"shared memory" layout of Pleiss et al. arXiv 1707.06990), so the block's final concatenation
-is free; each layer still copies its input channels out of the buffer, because a channel slice
-of a channels-last tensor is strided and the inference-form BatchNorm is several times slower
-on strided input than the copy. 1x1 convolutions on channels-last tensors run as one matrix
-product over the (N*H*W, C) view in backward (oneDNN's 1x1 convolution backward is 1.5-5x
-slower than the two products on AMX CPUs; its forward is as fast or faster; docs/speed.md).
-
-``memory_efficient`` layers keep neither the copied input nor its BN-ReLU for backward and
+``memory_efficient`` layers keep neither their copied input nor its BN-ReLU for backward and
 rebuild both from the buffer there (two cheap elementwise passes): O(L) memory per block.
+Measurements and the route's limits: docs/speed.md.
 """
 from __future__ import annotations
 
@@ -38,9 +35,10 @@ _aten = torch.ops.aten
 
 
 # The block route wins where a step is bound by the number of kernel calls rather than by
-# memory traffic: measured per block on a Sapphire Rapids core (DenseNet-121's blocks, batch 32,
-# bf16, channels-last, docs/speed.md), 1.08-1.19x at 4x4 and 2x2 maps (512 and 128 values per
-# channel), 0.96-0.99x at 8x8 (2,048), 0.82-0.87x at 16x16 (8,192).
+# memory traffic: measured per block on one Sapphire Rapids core (DenseNet-121's blocks, batch
+# 32, bf16, channels-last, docs/speed.md), 1.07x and 1.18x at 4x4 and 2x2 maps (512 and 128
+# values per channel), 0.98x at 8x8 (2,048), 0.86x at 16x16 (8,192; 0.98x with densekit's
+# allocator tuning).
 AUTO_MAX_VALUES_PER_CHANNEL = 1024
 
 
