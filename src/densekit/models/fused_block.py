@@ -94,10 +94,8 @@ def _nhwc(t: torch.Tensor) -> bool:
     return t.permute(0, 2, 3, 1).is_contiguous()
 
 
-
-
 def _conv_backward(grad: torch.Tensor, a: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d):
-    """(grad of the input, grad of the weight) of ``_conv``."""
+    """(grad of the input, grad of the weight) of ``F.conv2d(a, weight)`` with ``conv``'s geometry."""
     if conv.kernel_size == (1, 1) and _nhwc(a) and _nhwc(grad):
         a2, g2 = a.permute(0, 2, 3, 1).flatten(0, 2), grad.permute(0, 2, 3, 1).flatten(0, 2)
         grad_w = (g2.t() @ a2).view_as(weight)
@@ -217,6 +215,7 @@ class _SharedStatsBlock(torch.autograd.Function):
                 g_a1, inp, norm1.weight, None, None, mean[:channels], invstd[:channels], True, eps, [True, True, True])
             acc[:, :channels].add_(g_inp)
             grads[:0] = [g_n1w, g_n1b, g_w1.to(conv1.weight.dtype)] + layer_grads
-        grad_x = acc[:, :ctx.c0].to(ctx.x_dtype) if ctx.needs_input_grad[1] else None
+        # A copy, not a view that would keep the whole block's gradient buffer alive.
+        grad_x = acc[:, :ctx.c0].to(ctx.x_dtype, memory_format=fmt) if ctx.needs_input_grad[1] else None
         return (None, grad_x, *grads)
 
