@@ -9,7 +9,7 @@ from densekit.models import DenseBlock, DenseNet
 from densekit.models import fused_block
 from densekit.models.reference import reference_model
 
-from test_fast_layers import assert_same, run
+from test_fast_layers import assert_same
 
 
 def tiny(bottleneck=True, **kw):
