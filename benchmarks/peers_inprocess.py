@@ -6,6 +6,9 @@ it times CPU time of the stepping thread (``time.thread_time``), which other pro
 disturb. Run with the peer venv of benchmarks/peers.sh and densekit on the path:
 
     PYTHONPATH=src /tmp/peer-venv/bin/python benchmarks/peers_inprocess.py --threads 1 --steps 8
+
+``--impls`` may also name ``densekit-perlayer``: densekit with every dense block on the per-layer
+route (no shared-statistics block node).
 """
 from __future__ import annotations
 
@@ -28,7 +31,12 @@ def build(impl: str):
         import timm
         return timm.create_model("densenet121", num_classes=10)
     import densekit
-    return densekit.create_model("densenet121", num_classes=10)
+    model = densekit.create_model("densenet121", num_classes=10)
+    if impl == "densekit-perlayer":  # every dense block on the per-layer route (docs/speed.md)
+        for block in model.modules():
+            if isinstance(block, densekit.models.DenseBlock):
+                block.fused = False
+    return model
 
 
 def main():

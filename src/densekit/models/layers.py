@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused_block
+
 
 def bn_relu(x: torch.Tensor, norm: nn.Module, update_stats: bool = True) -> torch.Tensor:
     """BatchNorm then ReLU, the ReLU in place on BN's fresh output (BN's backward needs its
@@ -120,7 +122,14 @@ class _RecomputedConcatBNReLU(torch.autograd.Function):
 
 class DenseBlock(nn.ModuleDict):
     """``num_layers`` dense layers; each sees the concatenation of the block input and all
-    earlier outputs. Output channels: in_channels + num_layers * growth_rate."""
+    earlier outputs. Output channels: in_channels + num_layers * growth_rate.
+
+    In training mode on small feature maps the block runs as one autograd node that computes
+    each feature map's batch statistics once and shares them between the layers
+    (``fused_block.py``): the same function as the per-layer route. ``fused`` None picks the
+    route by size, True and False force one (benchmarks, tests)."""
+
+    fused: bool | None = None
 
     def __init__(self, num_layers: int, in_channels: int, growth_rate: int, **layer_kwargs):
         super().__init__()
@@ -130,6 +139,8 @@ class DenseBlock(nn.ModuleDict):
         self.out_channels = in_channels + num_layers * growth_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused_block.chosen(self, x):
+            return fused_block.dense_block(self, x)
         features = [x]
         for layer in self.values():
             features.append(layer(features))
