@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from .. import data as D
 from ..data.images import decode_image
 from ..errors import DensekitError
-from ..files import save_figure
+from ..files import check_target, save_figure
 from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
 from .evaluate import expand_images
 from .precision import pick_device
@@ -95,6 +95,8 @@ def explain(run_or_checkpoint: str | Path, images, method: str = "gradcam", out:
     normalize = D.Normalize(info["mean"], info["std"])
     fn = gradcam if method == "gradcam" else saliency
     out_dir = Path(out) if out is not None else None
+    if out_dir is not None:   # a file in the way or a read-only place: refused before any work
+        check_target(out_dir / "explain.png", flag="--out")
     results = []
     for i, item in enumerate(items):
         name = str(item) if isinstance(item, (str, Path)) else None
