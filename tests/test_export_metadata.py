@@ -15,10 +15,10 @@ from densekit.cli import main
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_onnx, tmp_path_factory):
+def exported(digits_onnx, tmp_path_factory):
     image = tmp_path_factory.mktemp("image") / "digit.png"
     Image.fromarray((np.arange(64, dtype=np.uint8) * 4).reshape(8, 8)).save(image)
-    return tiny_onnx, image
+    return digits_onnx, image
 
 
 def tampered(path, tmp_path, **fields):

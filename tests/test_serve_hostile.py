@@ -20,15 +20,15 @@ HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\n"
 
 
 @pytest.fixture(scope="module")
-def srv(tiny_run, tmp_path_factory):
-    with server(tiny_run.dir, "--max-pixels", "40000", "--max-request-pixels", "100000", "--max-header-bytes", "8192",
+def srv(digits_run, tmp_path_factory):
+    with server(digits_run.dir, "--max-pixels", "40000", "--max-request-pixels", "100000", "--max-header-bytes", "8192",
                 "--max-headers", "20", "--header-timeout", "1", tmp=tmp_path_factory.mktemp("hostile")) as proc:
         yield proc
 
 
 @pytest.fixture(scope="module")
-def onnx_srv(tiny_onnx, tmp_path_factory):
-    with server(tiny_onnx, "--max-pixels", "40000", "--max-request-pixels", "100000", "--max-header-bytes", "8192",
+def onnx_srv(digits_onnx, tmp_path_factory):
+    with server(digits_onnx, "--max-pixels", "40000", "--max-request-pixels", "100000", "--max-header-bytes", "8192",
                 "--header-timeout", "1", tmp=tmp_path_factory.mktemp("hostile-onnx")) as proc:
         yield proc
 
@@ -149,8 +149,8 @@ def test_the_api_pages_load_their_scripts_from_this_server(srv):
     error_of(httpx.get(f"{srv.url}/docs-assets/nothing.js"), 404, "not_found")
 
 
-def test_a_request_cut_by_the_drain_timeout_gets_json_503_and_no_traceback(tiny_run, tmp_path):
-    with server(tiny_run.dir, "--drain-timeout", "1", "--body-timeout", "60", tmp=tmp_path) as proc:
+def test_a_request_cut_by_the_drain_timeout_gets_json_503_and_no_traceback(digits_run, tmp_path):
+    with server(digits_run.dir, "--drain-timeout", "1", "--body-timeout", "60", tmp=tmp_path) as proc:
         got = {}
         slow = threading.Thread(target=lambda: got.update(raw=raw_request(
             proc.url, HEAD + b"Content-Length: 5000\r\n\r\n", b"\x89PNG", wait=20)))

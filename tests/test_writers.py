@@ -16,10 +16,10 @@ from densekit.cli import main
 
 
 @pytest.fixture(scope="module")
-def tiny(tiny_run, tmp_path_factory):
+def tiny(digits_run, tmp_path_factory):
     image = tmp_path_factory.mktemp("image") / "digit.png"
     Image.fromarray((np.arange(64, dtype=np.uint8) * 4).reshape(8, 8)).save(image)
-    return tiny_run.dir, image
+    return digits_run.dir, image
 
 
 # name: (the command with the target as T, whether the target is a file (with its suffix) or a folder)
