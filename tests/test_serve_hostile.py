@@ -161,3 +161,12 @@ def test_a_request_cut_by_the_drain_timeout_gets_json_503_and_no_traceback(digit
         assert proc.wait(30) == 0
     assert got["raw"].startswith(b"HTTP/1.1 503") and b'"shutting_down"' in got["raw"]
     assert "Traceback" not in proc.stderr_path.read_text()
+
+
+def test_head_limits_that_cannot_act_are_refused_before_serving(digits_run, capsys):
+    from densekit.cli import main
+    for flag, value in (("--max-header-bytes", "10"), ("--max-headers", "0"), ("--header-timeout", "0"),
+                        ("--max-request-pixels", "0"), ("--decoders", "0")):
+        assert main(["serve", str(digits_run.dir), flag, value, "--port", "0"]) == 1
+        err = capsys.readouterr().err
+        assert f"{flag} must be a number >=" in err and len(err.strip().splitlines()) == 1, err
