@@ -1,12 +1,14 @@
 """``densekit export``: a checkpoint as an inference file (ONNX, TorchScript or safetensors) that
 says what it needs, checked against the PyTorch model on real images before it is handed over.
 
-The ONNX and TorchScript graphs are inference graphs (``InferenceModel``): eval mode, BatchNorm
-folded into the convolution before it where the network allows (``models/fold.py``), the input
-normalisation inside (a client sends raw pixels, 0..255, float32 N x C x H x W) and the
-checkpoint's test-time augmentation inside (flip: the logits of the image and its mirror averaged,
-as ``engine.evaluate.tta_log_probs`` does). Their output is those logits; a softmax gives the
-probabilities ``densekit.predict`` reports.
+The ONNX and TorchScript graphs are the inference home's own graph (``engine.infer.InferenceModel``,
+the module ``densekit.predict`` runs): eval mode, BatchNorm folded into the convolution before it
+where the network allows (``models/fold.py``), the input normalisation inside (a client sends raw
+pixels, 0..255, float32 N x C x H x W), the checkpoint's test-time augmentation inside (flip: the
+logits of the image and its mirror averaged) and its calibration temperature. Their output is those
+logits; ``densekit.predictions`` turns them into the results ``densekit.predict`` reports. The
+metadata carries the checkpoint's ``InputSpec`` (``spec.to_metadata()``), and the self-check
+compares the file's predictor (``runtime.OnnxModel`` for ONNX) with the run's ``TorchPredictor``.
 
 ONNX goes through ``torch.onnx``'s dynamo exporter (``torch.export`` + onnxscript); where that fails
 (onnxscript missing, an operator it cannot translate) the TorchScript-based exporter
@@ -18,6 +20,7 @@ feature maps and branches on training-time flags. safetensors holds the plain, u
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import warnings
@@ -26,12 +29,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import __version__
-from .data.augment import TTA, check_tta
+from . import __version__, files
+from .data.augment import check_tta
 from .engine.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from .engine.infer import InferenceModel, TorchPredictor
+from .engine.run import RunFolder
 from .errors import DensekitError
 from .models.fold import count_batchnorms, fold_batchnorm
 from .runtime import metadata
+from .spec import InputSpec
+
+__all__ = ["FORMATS", "InferenceModel", "export", "read_metadata", "verify_export"]
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "safetensors": ".safetensors"}
 CHECK_LIMIT = 1000  # test images the self-check runs: enough for a 99.9% agreement to mean one miss
@@ -43,42 +51,10 @@ TOLERANCE = 1e-3
 DYNAMO_MIN_OPSET = 18  # torch.onnx's dynamo exporter converts older requests only partly, and silently
 
 
-class InferenceModel(nn.Module):
-    """Raw pixels in (float32 N x C x H x W, 0..255), logits out: normalisation, the network and
-    the test-time augmentation's views in one graph. Normalisation is the arithmetic of
-    ``data.Normalize`` (x * 1/(255 std) - mean/std), so both compute identical floats."""
-
-    def __init__(self, net: nn.Module, mean, std, channels: int, tta: str = "none"):
-        super().__init__()
-        mean = torch.tensor(list(mean)).view(1, -1, 1, 1)
-        std = torch.tensor(list(std)).view(1, -1, 1, 1)
-        if mean.shape[1] != channels:  # the model's channels differ from the stats: as Normalize does
-            mean, std = mean.mean(1, keepdim=True), std.mean(1, keepdim=True)
-        self.register_buffer("scale", 1 / (255 * std))
-        self.register_buffer("shift", mean / std)
-        self.net, self.tta = net, check_tta(tta)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = pixels * self.scale - self.shift
-        if self.tta == "none":
-            return self.net(x)
-        # One pass per view, as tta_log_probs does (one batch of both would be split by chunk(),
-        # which torch.export specialises to the example's batch size).
-        return torch.stack([self.net(view) for view in TTA[self.tta](x)]).mean(0)
-
-
-def _run_dir(checkpoint: Path) -> Path | None:
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
-
-
 def _metrics(checkpoint: Path) -> dict:
-    """The run's test metrics from summary.json, when they describe this checkpoint (best.pt)."""
-    run = _run_dir(checkpoint)
-    if run is None or checkpoint.name != "best.pt" or not (run / "summary.json").is_file():
-        return {}
-    summary = json.loads((run / "summary.json").read_text())
-    keys = ("test_top1", "test_top5", "test_loss", "test_count", "test_tta", "test_top1_single", "dataset")
-    return {k: summary[k] for k in keys if k in summary}
+    """The run's test metrics (``RunFolder.summary_metrics``), when they describe this checkpoint (best.pt)."""
+    run = RunFolder.of_checkpoint(checkpoint)
+    return run.summary_metrics() if run is not None and checkpoint.name == "best.pt" else {}
 
 
 def _weights(payload: dict, ema: bool | None) -> str:
@@ -90,8 +66,8 @@ def _weights(payload: dict, ema: bool | None) -> str:
 
 
 def _default_out(checkpoint: Path, fmt: str) -> Path:
-    run = _run_dir(checkpoint)
-    return (run / f"model{FORMATS[fmt]}") if run else checkpoint.with_suffix(FORMATS[fmt])
+    run = RunFolder.of_checkpoint(checkpoint)
+    return (run.path / f"model{FORMATS[fmt]}") if run else checkpoint.with_suffix(FORMATS[fmt])
 
 
 def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None,
@@ -118,19 +94,19 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
         raise DensekitError("--tta applies to graphs (onnx, torchscript); safetensors holds weights only")
     checkpoint = resolve_checkpoint(run_or_checkpoint)
     payload = load_checkpoint(checkpoint)
-    info = payload["data"]
+    spec = InputSpec.from_checkpoint(payload, str(checkpoint))
     weights = _weights(payload, ema)
     model = model_from_checkpoint(payload, use_ema=weights == "ema").eval()
-    tta = check_tta(tta or info.get("tta", "none"))
+    spec = spec.replace(tta=check_tta(tta or spec.tta))
+    tta = spec.tta
     path = Path(out) if out else _default_out(checkpoint, format)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    c, (h, w) = info["channels"], info["image_size"]
+    files.check_target(path, (FORMATS[format],))   # a folder, a read-only place, model.pt for onnx: before any work
+    c, h, w = spec.input_shape
     notes, exporter, folded = [], format, 0
 
-    meta = {"classes": info["classes"], "mean": info["mean"], "std": info["std"], "channels": c,
-            "image_size": [h, w], "tta": tta, "tta_in_graph": format != "safetensors",
+    meta = {**spec.to_metadata(), "tta_in_graph": format != "safetensors",
             "folded_batchnorm": 0, "model": payload["model"], "weights": weights,
-            "dataset": info.get("dataset"), "metrics": _metrics(checkpoint),
+            "dataset": payload["data"].get("dataset"), "metrics": _metrics(checkpoint),
             "versions": {"densekit": __version__, "torch": torch.__version__},
             "input": {"name": "pixels", "dtype": "float32", "layout": "NCHW", "range": [0, 255],
                       "normalised_in_graph": format != "safetensors"},
@@ -145,7 +121,7 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
             notes.append(f"BatchNorm folded into the convolution before it: {folded} of {total}"
                          + (f" ({why})" if why else " (the pre-activation BatchNorms cannot fold: docs/export.md)"))
         meta["folded_batchnorm"] = folded
-        graph = InferenceModel(net, info["mean"], info["std"], c, tta).eval()
+        graph = InferenceModel.from_spec(net, spec).eval()
         # Batch 2, not 1: torch.export specialises a dimension whose example size is 1.
         example = torch.rand(2 if dynamic_batch else 1, c, h, w) * 255
         if format == "onnx":
@@ -159,10 +135,13 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
     return result
 
 
+# Each format is serialised to memory and written by files.atomic_write (temporary file, then rename):
+# a full disk or a read-only folder is one line, never a truncated file or torch's C++ abort.
+
 def _save_safetensors(model: nn.Module, path: Path, meta: dict):
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata=metadata.to_strings(meta))
+    files.atomic_write(path, save(state, metadata=metadata.to_strings(meta)))
 
 
 def _save_torchscript(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict) -> str:
@@ -171,7 +150,9 @@ def _save_torchscript(graph: nn.Module, example: torch.Tensor, path: Path, meta:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript: docs/export.md
         traced = torch.jit.trace(graph, example, check_trace=False)
-        torch.jit.save(traced, str(path), _extra_files={"densekit.json": json.dumps(metadata.to_strings(meta))})
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf, _extra_files={"densekit.json": json.dumps(metadata.to_strings(meta))})
+    files.atomic_write(path, buf.getvalue())
     return "torch.jit.trace"
 
 
@@ -184,7 +165,7 @@ def _save_onnx(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict, 
     # Its registry logs a warning per torchvision operator it skips; densekit uses none of them.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     kwargs = dict(input_names=["pixels"], output_names=["logits"], opset_version=opset)
-    exporter = "torch.onnx (dynamo)"
+    exporter, buf = "torch.onnx (dynamo)", io.BytesIO()
     try:
         if opset is not None and opset < DYNAMO_MIN_OPSET:
             raise DensekitError(f"it writes opset {DYNAMO_MIN_OPSET} and later, not {opset}")
@@ -193,24 +174,25 @@ def _save_onnx(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict, 
             shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
             program = torch.onnx.export(graph, (example,), dynamo=True, external_data=False,
                                         dynamic_shapes=shapes, verbose=False, **kwargs)
-            program.save(str(path))
+            program.save(buf)
     except Exception as err:  # the dynamo exporter fails in many ways (missing onnxscript, an op it lacks)
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         notes.append(f"the dynamo exporter failed ({type(err).__name__}: {reason}); used the "
                      "TorchScript-based exporter (dynamo=False) instead")
         exporter = "torch.onnx (TorchScript-based, dynamo=False)"
         axes = {"pixels": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+        buf = io.BytesIO()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(graph, (example,), str(path), dynamo=False, dynamic_axes=axes,
+            torch.onnx.export(graph, (example,), buf, dynamo=False, dynamic_axes=axes,
                               **{**kwargs, "opset_version": opset or 17})
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(buf.getvalue())
     meta["versions"] = {**meta["versions"], "onnx": onnx.__version__,
                         "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))}
     del proto.metadata_props[:]
     for key, value in metadata.to_strings(meta).items():
         proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(path))
+    files.atomic_write(path, proto.SerializeToString())
     return exporter
 
 
@@ -241,69 +223,63 @@ def read_metadata(path: str | Path) -> dict:
 
 # ---- Self-check -------------------------------------------------------------------------------
 
-def _check_batch(info: dict, images, limit: int) -> tuple[torch.Tensor, str]:
+def _check_batch(spec: InputSpec, dataset: str, images, limit: int) -> tuple[torch.Tensor, str]:
     """uint8 (N, C, H, W) to check on: the given image files, else the run's test split."""
     from .data import load_dataset
     from .data.images import decode_image
     from .decode import expand_images
-    c, (h, w) = info["channels"], info["image_size"]
+    c, h, w = spec.input_shape
     if images:
         files = expand_images(images)[:limit]
         if not files:
             raise DensekitError("--check found no image files; give image files or folders of images")
         return torch.stack([decode_image(f, channels=c, size=(h, w)) for f in files]), f"{len(files)} --check images"
     try:
-        ds = load_dataset(info["dataset"], "test", channels=c, image_size=(h, w))
+        ds = load_dataset(dataset, "test", channels=c, image_size=(h, w))
     except DensekitError as err:
-        raise DensekitError(f"cannot load the test split of {info['dataset']} to check the export ({err}); "
+        raise DensekitError(f"cannot load the test split of {dataset} to check the export ({err}); "
                             "give images with --check IMAGE_OR_DIR") from None
     n = min(len(ds), limit)
-    return torch.stack([ds[i][0] for i in range(n)]), f"the first {n} test images of {info['dataset']}"
+    return torch.stack([ds[i][0] for i in range(n)]), f"the first {n} test images of {dataset}"
 
 
-def _exported_logits(path: Path, fmt: str, x: torch.Tensor, payload: dict) -> torch.Tensor:
+def _exported_logits(path: Path, fmt: str, x: torch.Tensor, meta: dict) -> torch.Tensor:
+    """The exported file's logits of uint8 pixels ``x``: ONNX through its predictor (the runtime's
+    ``OnnxModel``), TorchScript as loaded, safetensors rebuilt into the ``InferenceModel``."""
     if fmt == "onnx":
         from .runtime import OnnxModel
         return torch.from_numpy(OnnxModel(path, device="cpu").logits(x.numpy()))
     if fmt == "torchscript":
-        net = _load_torchscript(path).eval()
-        with torch.no_grad():
-            return torch.cat([net(x[i:i + 256].float()) for i in range(0, len(x), 256)])
-    from .models import create_model
-    meta = read_metadata(path)
-    spec = payload["model"]
-    net = create_model(spec["name"], weights=str(path), **spec["args"]).eval()
-    graph = InferenceModel(net, meta["mean"], meta["std"], meta["channels"], meta["tta"])
+        graph = _load_torchscript(path).eval()
+    else:
+        from .models import create_model
+        net = create_model(meta["model"]["name"], weights=str(path), **meta["model"]["args"]).eval()
+        graph = InferenceModel.from_spec(net, InputSpec.from_metadata(meta, str(path)))
     with torch.no_grad():
         return torch.cat([graph(x[i:i + 256].float()) for i in range(0, len(x), 256)])
 
 
 def verify_export(path: str | Path, run_or_checkpoint: str | Path, images=None, limit: int = CHECK_LIMIT,
                   ema: bool = True, tolerance: float = TOLERANCE) -> dict:
-    """Run the exported file and the float32 PyTorch model (unfolded, eager, normalised by
-    ``data.Normalize``, the checkpoint's test-time augmentation) on the same real images:
+    """Run the exported file and the run's ``TorchPredictor`` in float32 (unfolded, eager, the
+    file's test-time augmentation) on the same real images:
     ``{"images", "source", "max_abs_diff", "tolerance", "top1_agreement"}``. Raises
     ``DensekitError`` when top-1 agreement is below 99.9% or the difference exceeds ``tolerance``
     times the largest |logit| (at least 1)."""
-    from .data import Normalize
     path = Path(path)
     fmt = next((f for f, suffix in FORMATS.items() if path.name.endswith(suffix)), None)
     if fmt is None:
         raise DensekitError(f"{path}: not an exported file (.onnx, .torchscript or .safetensors)")
-    checkpoint = resolve_checkpoint(run_or_checkpoint)
-    payload = load_checkpoint(checkpoint)
-    info = payload["data"]
     meta = read_metadata(path)
-    for key in ("classes", "mean", "std", "channels"):
-        if meta[key] != info[key]:
+    reference = TorchPredictor(run_or_checkpoint, device="cpu", tta=meta["tta"], precision="fp32", ema=ema)
+    spec = reference.spec
+    for key, want in (("classes", list(spec.classes)), ("mean", list(spec.mean)), ("std", list(spec.std)),
+                      ("channels", spec.channels)):
+        if meta[key] != want:
             raise DensekitError(f"{path}: its {key} differ from the checkpoint's; export again")
-    x, source = _check_batch(info, images, limit)
-    model = model_from_checkpoint(payload, use_ema=ema).eval()
-    normalize = Normalize(info["mean"], info["std"])
-    with torch.no_grad():
-        ref = torch.cat([torch.stack([model(v).float() for v in TTA[meta["tta"]](normalize(x[i:i + 256]))]).mean(0)
-                         for i in range(0, len(x), 256)])
-    got = _exported_logits(path, fmt, x, payload)
+    x, source = _check_batch(spec, reference.dataset, images, limit)
+    ref = torch.cat([torch.from_numpy(reference.logits(x[i:i + 256].numpy())) for i in range(0, len(x), 256)])
+    got = _exported_logits(path, fmt, x, meta)
     diff = (got - ref).abs().max().item()
     allowed = tolerance * max(1.0, ref.abs().max().item())
     agreement = (got.argmax(1) == ref.argmax(1)).float().mean().item()

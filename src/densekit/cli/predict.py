@@ -1,5 +1,7 @@
 """`densekit predict RUN_OR_CHECKPOINT IMAGE_OR_DIR...`: top-k classes with probabilities.
 
+The model is loaded once (``densekit.load_predictor``: PyTorch for a run or checkpoint, onnxruntime
+for an ``.onnx`` file), before the images are looked at, so a bad model is the first thing said.
 Folders are expanded, then predicted a chunk at a time, so a folder of any size streams: memory is
 bounded by one chunk, results are printed (and written to ``--csv``) as they come, and a terminal
 shows the progress."""
@@ -10,7 +12,7 @@ import sys
 
 from .common import add_json_flag, print_json
 
-CHUNK = 1024   # images decoded and predicted at once (the model is loaded once per chunk)
+CHUNK = 1024   # images decoded and predicted at once
 
 
 def add_parser(sub):
@@ -28,17 +30,12 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from .. import predict
+    from .. import load_predictor
     from ..errors import DensekitError
     from ..decode import expand_images   # torch-free, like the .onnx path
     if args.top_k < 1:
         raise DensekitError(f"--top-k {args.top_k}: give at least 1")
-    from pathlib import Path
-    if not str(args.checkpoint).lower().endswith(".onnx"):   # a bad model is the first thing to say
-        from ..engine.checkpoint import load_checkpoint, resolve_checkpoint
-        load_checkpoint(resolve_checkpoint(args.checkpoint))
-    elif not Path(args.checkpoint).is_file():
-        raise DensekitError(f"{args.checkpoint} not found; give an .onnx file written by densekit export")
+    model = load_predictor(args.checkpoint, device=args.device, tta=args.tta)
     files = expand_images(args.images)
     if not files:
         raise DensekitError(f"no images in {' '.join(args.images)} (looked for {', '.join(_suffixes())})")
@@ -46,8 +43,7 @@ def run(args) -> int:
     failed, show = 0, sys.stderr.isatty() and len(files) > CHUNK
     try:
         for start in range(0, len(files), CHUNK):
-            results = predict(args.checkpoint, files[start:start + CHUNK], top_k=args.top_k, device=args.device,
-                              tta=args.tta)
+            results = model.predict(files[start:start + CHUNK], top_k=args.top_k)
             for r in results:
                 _print(r, args.json)
                 if table:
@@ -61,8 +57,8 @@ def run(args) -> int:
     finally:
         if show:
             print(file=sys.stderr)
-        if table:
-            table.file.close()
+        if table:   # kept only when every row is in
+            table.close(done=sys.exc_info()[0] is None)
     return 1 if failed else 0
 
 
@@ -74,23 +70,41 @@ def _print(r: dict, as_json: bool):
 
 
 class _Table:
-    def __init__(self, f):
-        self.file, self.writer = f, csv.writer(f)
-        self.writer.writerow(["file", "label", "index", "prob", "top_k", "error"])
+    """--csv rows, written to a temporary file beside the target that replaces it only once every
+    row is in: a full disk, an error or Ctrl-C mid-way leaves no partial CSV (``files.replacing``)."""
+
+    def __init__(self, path):
+        from ..files import replacing
+        self.path, self._replacing = path, replacing(path)
+        self.file = open(self._replacing.__enter__(), "w", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.file)
+        self.writerow(["file", "label", "index", "prob", "top_k", "error"])
 
     def writerow(self, row):
-        self.writer.writerow(row)
-        self.file.flush()
+        self._io(lambda: (self.writer.writerow(row), self.file.flush()))
+
+    def _io(self, step):
+        try:
+            step()
+        except OSError as err:
+            self.close(done=False, error=err)
+
+    def close(self, done: bool, error: OSError | None = None):
+        if self.file.closed:   # already closed by a failed write
+            return
+        try:
+            self.file.close()
+        except OSError as err:
+            done, error = False, error or err
+        if done:
+            self._replacing.__exit__(None, None, None)
+        else:   # the temporary file is removed; an OSError becomes files' one-line WriteError
+            error = error or RuntimeError("interrupted")
+            self._replacing.__exit__(type(error), error, None)
 
 
 def _csv(path):
-    if not path:
-        return None
-    from ..errors import DensekitError
-    try:
-        return _Table(open(path, "w", newline="", encoding="utf-8"))
-    except OSError as err:
-        raise DensekitError(f"--csv {path}: cannot write it ({err.strerror}); give a writable path") from None
+    return _Table(path) if path else None
 
 
 def _row(r: dict) -> list:
