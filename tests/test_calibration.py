@@ -30,9 +30,9 @@ def run(tmp_path_factory):
 
 def logits_of(run_dir, split):
     from densekit.engine.evaluate import _load_split, load_for_inference, run_eval
-    path, payload, model, opts = load_for_inference(run_dir, "cpu")
-    ds = _load_split("digits", split, None, 1, 8, payload)
-    out = run_eval(model, ds, opts, outputs=True)
+    predictor, opts = load_for_inference(run_dir, "cpu")
+    ds = _load_split("digits", split, None, 1, 8, predictor)
+    out = run_eval(predictor.net, ds, opts, outputs=True)
     return out["logits"].numpy().astype(np.float64), out["labels"].numpy()
 
 
@@ -172,3 +172,50 @@ def test_temperature_fit_recovers_the_scale_of_scaled_logits():
     z = rng.normal(size=(2000, 5)) * 2
     y = np.array([rng.choice(5, p=p) for p in softmax(z)])    # labels drawn from softmax(z): T = 1 is right
     assert C.fit_temperature(z * 4, y) == pytest.approx(4, rel=0.15)
+
+
+def test_every_route_gives_the_same_calibrated_probabilities_and_rejections(run, tmp_path, capsys):
+    """API, CLI, the server (counting its rejections by reason) and the ONNX runtime, whose graph
+    divides by the temperature and whose metadata carries the thresholds."""
+    import warnings
+
+    from PIL import Image
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
+        from fastapi.testclient import TestClient
+    from densekit.serve import create_app
+    ds = densekit.load_dataset("digits", "test")
+    images = []
+    for i in range(24):
+        images.append(tmp_path / f"{i:02d}.png")
+        Image.fromarray(ds[i][0][0].numpy(), "L").save(images[-1])
+    onnx_path = densekit.export(run.dir, "onnx", dynamic_batch=True, out=tmp_path / "m.onnx", check_limit=100)["path"]
+    cal, spec = run.summary["calibration"], densekit.load_predictor(onnx_path).spec
+    assert (spec.temperature, spec.reject_below, spec.ood_threshold) == \
+        (cal["temperature"], cal["reject_below"], cal["ood_threshold"])      # in the file's metadata
+    below = 0.95          # high enough that some of these images are rejected
+    api = densekit.predict(run.dir, images, top_k=3, reject_below=below, reject_ood=True)
+    assert main(["predict", str(run.dir), *map(str, images), "--top-k", "3", "--json", "--reject-below", str(below),
+                 "--reject-ood"]) == 0
+    cli = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    onnx = densekit.predict(onnx_path, images, top_k=3, reject_below=below, reject_ood=True)
+    from densekit.engine.infer import TorchPredictor      # float32, as the exported graph computes
+    fp32 = TorchPredictor(run.dir, precision="fp32").predict(images, top_k=3, reject_below=below, reject_ood=True)
+    app = create_app(run.dir, max_batch_size=len(images), max_delay_ms=1000, reject_below=below, reject_ood=True)
+    with TestClient(app) as client:
+        res = client.post("/v1/predict", params={"top_k": 3},
+                          files=[("file", (p.name, p.read_bytes(), "image/png")) for p in images])
+        metrics = client.get("/metrics").text
+    server = res.json()
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "file"} for r in rows]  # noqa: E731
+    assert strip(api) == strip(cli) == strip(server)             # one code path: to the last bit
+    rejected = [r for r in api if r["label"] is None]
+    assert rejected and all(r["reason"] in ("low_confidence", "out_of_distribution") and len(r["top_k"]) == 3
+                            for r in rejected)
+    for a, o in zip(fp32, onnx):                                  # another runtime: to float tolerance
+        assert a["label"] == o["label"] and a.get("reason") == o.get("reason")
+        assert a["confidence"] == pytest.approx(o["confidence"], abs=1e-4)
+        assert a["ood_score"] == pytest.approx(o["ood_score"], abs=1e-3)
+    for reason in ("low_confidence", "out_of_distribution"):
+        n = sum(r.get("reason") == reason for r in api)
+        assert f'densekit_rejections_total{{reason="{reason}"}} {float(n)}' in metrics

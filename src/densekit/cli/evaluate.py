@@ -1,7 +1,7 @@
 """`densekit eval RUN_OR_CHECKPOINT`: top-1, top-5, loss; per-class accuracy (= recall), precision, F1 on a split."""
 from __future__ import annotations
 
-from .common import add_json_flag, print_json
+from .common import add_abstention_flags, add_json_flag, print_json
 
 
 def add_parser(sub):
@@ -20,16 +20,6 @@ def add_parser(sub):
                    "model): AUROC and FPR at 95%% TPR of the out-of-distribution score")
     add_json_flag(p)
     p.set_defaults(func=run)
-
-
-def add_abstention_flags(p):
-    """``--reject-below`` and ``--reject-ood``, the same on predict, eval and serve."""
-    p.add_argument("--reject-below", type=float, metavar="P",
-                   help="answer label null (reason low_confidence) below this calibrated confidence; default: the "
-                        "run's --coverage threshold, if any; 0 rejects nothing")
-    p.add_argument("--reject-ood", action="store_true",
-                   help="answer label null (reason out_of_distribution) above the OOD threshold fitted on "
-                        "validation (keeps 95%% of in-distribution images)")
 
 
 def run(args) -> int:

@@ -1,5 +1,7 @@
 """`densekit predict RUN_OR_CHECKPOINT IMAGE_OR_DIR...`: top-k classes with probabilities.
 
+The model is loaded once (``densekit.load_predictor``: PyTorch for a run or checkpoint, onnxruntime
+for an ``.onnx`` file), before the images are looked at, so a bad model is the first thing said.
 Folders are expanded, then predicted a chunk at a time, so a folder of any size streams: memory is
 bounded by one chunk, results are printed (and written to ``--csv``) as they come, and a terminal
 shows the progress."""
@@ -8,9 +10,9 @@ from __future__ import annotations
 import csv
 import sys
 
-from .common import add_json_flag, print_json
+from .common import add_abstention_flags, add_json_flag, print_json
 
-CHUNK = 1024   # images decoded and predicted at once (the model is loaded once per chunk)
+CHUNK = 1024   # images decoded and predicted at once
 
 
 def add_parser(sub):
@@ -22,23 +24,22 @@ def add_parser(sub):
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", choices=["none", "flip"],
                    help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own")
-    p.add_argument("--csv", metavar="FILE", help="also write one row per image: file, label, index, prob, top_k, error")
+    p.add_argument("--csv", metavar="FILE", help="also write one row per image: file, label, index, prob, top_k, "
+                   "error, confidence, ood_score, reason")
+    add_abstention_flags(p)
     add_json_flag(p, "one object per image")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from .. import predict
+    from .. import load_predictor
     from ..errors import DensekitError
     from ..decode import expand_images   # torch-free, like the .onnx path
     if args.top_k < 1:
         raise DensekitError(f"--top-k {args.top_k}: give at least 1")
-    from pathlib import Path
-    if not str(args.checkpoint).lower().endswith(".onnx"):   # a bad model is the first thing to say
-        from ..engine.checkpoint import load_checkpoint, resolve_checkpoint
-        load_checkpoint(resolve_checkpoint(args.checkpoint))
-    elif not Path(args.checkpoint).is_file():
-        raise DensekitError(f"{args.checkpoint} not found; give an .onnx file written by densekit export")
+    model = load_predictor(args.checkpoint, device=args.device, tta=args.tta)
+    from ..predictions import check_abstention
+    check_abstention(model.spec, args.reject_below, args.reject_ood)
     files = expand_images(args.images)
     if not files:
         raise DensekitError(f"no images in {' '.join(args.images)} (looked for {', '.join(_suffixes())})")
@@ -46,8 +47,8 @@ def run(args) -> int:
     failed, show = 0, sys.stderr.isatty() and len(files) > CHUNK
     try:
         for start in range(0, len(files), CHUNK):
-            results = predict(args.checkpoint, files[start:start + CHUNK], top_k=args.top_k, device=args.device,
-                              tta=args.tta)
+            results = model.predict(files[start:start + CHUNK], top_k=args.top_k, reject_below=args.reject_below,
+                                    reject_ood=args.reject_ood)
             for r in results:
                 _print(r, args.json)
                 if table:
@@ -70,13 +71,15 @@ def _print(r: dict, as_json: bool):
     if as_json:
         print_json(r)
     elif "error" not in r:
-        print(f"{r['file']}: " + ", ".join(f"{g['label']} {100 * g['prob']:.1f}%" for g in r["top_k"]), flush=True)
+        said = f"rejected ({r['reason']}): " if r.get("reason") else ""
+        print(f"{r['file']}: {said}" + ", ".join(f"{g['label']} {100 * g['prob']:.1f}%" for g in r["top_k"]),
+              flush=True)
 
 
 class _Table:
     def __init__(self, f):
         self.file, self.writer = f, csv.writer(f)
-        self.writer.writerow(["file", "label", "index", "prob", "top_k", "error"])
+        self.writer.writerow(["file", "label", "index", "prob", "top_k", "error", "confidence", "ood_score", "reason"])
 
     def writerow(self, row):
         self.writer.writerow(row)
@@ -95,10 +98,13 @@ def _csv(path):
 
 def _row(r: dict) -> list:
     if "error" in r:
-        return [r["file"], "", "", "", "", r["error"]]
+        return [r["file"], "", "", "", "", r["error"], "", "", ""]
     best = r["top_k"][0]
-    return [r["file"], best["label"], best["index"], f"{best['prob']:.6f}",
-            ";".join(f"{g['label']}:{g['prob']:.6f}" for g in r["top_k"]), ""]
+    rejected = r.get("label", best["label"]) is None          # label empty, the reason said
+    return [r["file"], "" if rejected else best["label"], best["index"], f"{best['prob']:.6f}",
+            ";".join(f"{g['label']}:{g['prob']:.6f}" for g in r["top_k"]), "",
+            f"{r['confidence']:.6f}" if "confidence" in r else "",
+            f"{r['ood_score']:.6f}" if "ood_score" in r else "", r.get("reason", "")]
 
 
 def _suffixes():

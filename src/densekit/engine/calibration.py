@@ -158,6 +158,14 @@ def summary_line(cal: dict) -> str:
     return line
 
 
+def of_spec(spec) -> dict | None:
+    """The calibration an ``InputSpec`` carries, as ``figures`` reads it (None: never calibrated,
+    which every fit marks by its OOD threshold)."""
+    if spec.ood_threshold is None and spec.temperature == 1.0:
+        return None
+    return {"temperature": spec.temperature, "reject_below": spec.reject_below, "ood_threshold": spec.ood_threshold}
+
+
 def figures(logits, labels, cal: dict | None, reject_below: float | None = None,
             reject_ood: bool = False) -> tuple[dict, dict]:
     """(``calibration``, ``selective``) figures of raw logits on a labelled split, for ``eval --json``
@@ -169,7 +177,7 @@ def figures(logits, labels, cal: dict | None, reject_below: float | None = None,
     t = float(cal["temperature"]) if cal else 1.0
     before, after = softmax(z), softmax(z / t)
     m0, m1 = metrics(before, y), metrics(after, y)
-    out = {"temperature": t, "fitted": bool(cal), **({"fitted_on": cal.get("fitted_on")} if cal else {}),
+    out = {"temperature": t, "fitted": bool(cal),
            **{f"{k}_before": v for k, v in m0.items()}, **{f"{k}_after": v for k, v in m1.items()}}
     conf, correct = after.max(1), after.argmax(1) == y
     below = (cal or {}).get("reject_below") if reject_below is None else reject_below
@@ -226,15 +234,15 @@ def calibrate(run_or_checkpoint, dataset: str | None = None, split: str = "val",
     thresholds on ``split`` of ``dataset`` (default: the run's own validation split; e.g. a folder
     from the deployment site, with the model's class names), stored in the checkpoint it was given
     (a run folder: its best.pt). ``coverage``: as train's ``--coverage`` (default: the fit's own)."""
-    from .checkpoint import save_checkpoint
+    from .checkpoint import load_checkpoint, save_checkpoint
     from .evaluate import _label_map, _load_split, load_for_inference, run_eval
     if coverage is not None and not (isinstance(coverage, (int, float)) and 0 < coverage <= 1):
         raise DensekitError(f"--coverage {coverage!r}: give the fraction of images to keep, in (0, 1]")
-    path, payload, model, opts = load_for_inference(run_or_checkpoint, device, batch_size, None, workers)
-    info = payload["data"]
-    dataset = dataset or info["dataset"]
-    c, (h, w) = info["channels"], info["image_size"]
-    ds = _load_split(dataset, split, data_dir, c, h, payload)
+    predictor, opts = load_for_inference(run_or_checkpoint, device, batch_size, None, workers)
+    model, path, payload = predictor.net, predictor.path, load_checkpoint(predictor.path)
+    dataset = dataset or predictor.dataset
+    c, h, w = predictor.input_shape
+    ds = _load_split(dataset, split, data_dir, c, h, predictor)
     if tuple(ds.shape) != (c, h, w):
         raise DensekitError(f"{dataset} {split} images are {tuple(ds.shape)} but the model takes {(c, h, w)}; "
                             "calibrate on images like the ones it was trained on")
