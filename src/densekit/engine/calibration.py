@@ -139,7 +139,7 @@ def fit(logits, labels, coverage: float | None = None, source: str = "val") -> d
     before, after = softmax(z), softmax(z / t)
     m0, m1 = metrics(before, y), metrics(after, y)
     conf, correct = after.max(1), after.argmax(1) == y
-    scores = ood_scores(z / t, t)
+    scores = ood_scores(z)   # on the raw logits, as predictions.results computes it from graph x T
     out = {"temperature": t, "fitted_on": source, "count": int(len(y)), "bins": BINS,
            "reject_below": reject_threshold(conf, coverage) if coverage else None, "coverage": coverage,
            "ood_score": OOD_SCORE, "ood_threshold": ood_threshold(scores),
