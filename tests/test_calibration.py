@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 
 import densekit
+from conftest import TINY
 from densekit.cli import main
 from densekit.engine import calibration as C
 from densekit.engine.checkpoint import load_checkpoint, save_checkpoint
 from densekit.errors import DensekitError
 from densekit.predictions import check_abstention, ood_scores, results, softmax
 from densekit.spec import InputSpec
-
-TINY = {"block_config": [3, 3], "growth_rate": 8}
 
 
 def tiny(out, name, **kw):
