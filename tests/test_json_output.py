@@ -49,6 +49,7 @@ def test_every_verb_prints_one_object_per_line(run_dir, tmp_path, capsys):
         ["compare", "plain-cnn", "--dataset", "digits", "--same-process", "--workers", "0", "--batch-size", "64",
          "--val-split", "100", "--label-smoothing", "0.1", "--out", str(tmp_path / "cmp")],
         ["bench", "densenet-bc-40-k12", "--input-size", "1,16,16", "--batch-size", "2", "--steps", "1", "--mode", "infer"],
+        ["calibrate", str(run_dir)],
     ]
     seen = {}
     for argv in cases:
@@ -58,7 +59,8 @@ def test_every_verb_prints_one_object_per_line(run_dir, tmp_path, capsys):
         seen[" ".join(argv[:2])] = json_lines(out)
     assert seen["train --model"][0]["status"] == "finished"
     assert len(seen["predict " + str(run_dir)]) == 2 and len(seen["predict " + str(run_dir)][0]["top_k"]) == 2
-    assert seen["eval " + str(run_dir)][0]["split"] == "val"
+    assert seen["eval " + str(run_dir)][0]["split"] == "val" and "ece_after" in seen["eval " + str(run_dir)][0]["calibration"]
+    assert seen["calibrate " + str(run_dir)][0]["temperature"] > 0
     assert len(seen["models densenet-bc*"]) > 1 and all("params" in r for r in seen["models densenet-bc*"])
     assert {"digits", "mnist"} <= {r["name"] for r in seen["data list"]}
     assert {r["name"] for r in seen["recipes"]} >= {"fast", "paper-cifar"}

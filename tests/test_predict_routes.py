@@ -73,7 +73,10 @@ def test_api_cli_and_server_give_identical_results_on_each_backend(models, capsy
         assert [r["file"] for r in a] == [r["file"] for r in c] == [str(p) for p in images]
         assert [r["file"] for r in s] == [p.name for p in images]
         assert [r["top_k"] for r in a] == [r["top_k"] for r in c] == [r["top_k"] for r in s]   # to the last bit
-        assert all(set(r) == {"file", "top_k"} and set(r["top_k"][0]) == {"label", "index", "prob"} for r in a)
+        assert [{k: v for k, v in r.items() if k != "file"} for r in a] == \
+            [{k: v for k, v in r.items() if k != "file"} for r in s]
+        assert all(set(r) == {"file", "label", "confidence", "ood_score", "top_k"}
+                   and set(r["top_k"][0]) == {"label", "index", "prob"} for r in a)
 
 
 def test_the_onnx_runtime_gives_what_pytorch_gives(models):

@@ -64,15 +64,15 @@ def test_report_renders_in_chromium_with_every_section(run, tmp_path, capsys):
     text = out.read_text()
     # self-contained: no file or network references, every image inline
     srcs = re.findall(r"src='([^']*)'", text)
-    assert len(srcs) == 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert "http://" not in text and "https://" not in text and "<link" not in text
 
     dom = chromium_dom(out, tmp_path)
     body = re.search(r"<body([^>]*)>", dom).group(1)
-    assert 'data-images-loaded="6"' in body and 'data-images="6"' in body   # every embedded PNG decoded
+    assert 'data-images-loaded="7"' in body and 'data-images="7"' in body   # every embedded PNG decoded
     for heading in ("Results", "Loss and top-1", "Epochs", "Learning rate", "Confusion matrix (test)",
                     "Per-class accuracy (test)", "Sample predictions (test)", "Worst-classified test images",
-                    "Grad-CAM of the worst-classified images", "Settings"):
+                    "Grad-CAM of the worst-classified images", "Calibration and abstention", "Settings"):
         assert f"<h2>{heading}</h2>" in dom, heading
     summary = run.summary
     assert f"{100 * summary['test_top1']:.2f}%" in dom
@@ -82,6 +82,9 @@ def test_report_renders_in_chromium_with_every_section(run, tmp_path, capsys):
         f1 = summary["class_metrics"]["per_class"][name]["f1"]
         assert re.search(rf"<td>{name}</td>.*?<td class=\"num\">{100 * f1:.2f}%</td></tr>", per_class), name
     assert "<th>precision</th><th>recall</th><th>F1</th>" in per_class
+    calibration = re.search(r"<table id=\"calibration\">(.*?)</table>", dom, re.S).group(1)
+    temperature = summary["calibration"]["temperature"]
+    assert f"<th>temperature</th><td>{temperature:.3f} (fitted on" in calibration and "test ECE (15 bins)" in calibration
     assert '<table id="samples">' not in dom and "<pre>" not in dom   # no tables repeating the grids, no JSON dump
     epochs = re.search(r"<table id=\"epochs\">(.*?)</table>", dom, re.S).group(1)
     assert epochs.count("<tr>") == 1 + 2

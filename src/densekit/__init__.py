@@ -16,13 +16,14 @@ from .errors import DensekitError  # noqa: E402
 # Public name -> the module that defines it.
 _LAZY = {"TrainConfig": "config", "list_sources": "data", "load_dataset": "data", "train": "api",
          "Run": "engine", "evaluate": "engine", "save_weights": "engine", "DenseNet": "models", "create_model": "models",
-         "list_models": "models", "export": "exporter", "explain": "engine.explain", "lr_find": "lr_range"}
+         "list_models": "models", "export": "exporter", "explain": "engine.explain",
+         "calibrate": "engine.calibration", "lr_find": "lr_range"}
 # Subpackages that ``import densekit`` used to load, still reachable as attributes.
 _SUBMODULES = {"allocator", "api", "bench", "cli", "compare", "config", "data", "engine", "errors", "exporter", "files",
                "limits", "serve", "sweep",
                "models", "runtime", "tracking"}
 
-__all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "create_model", "evaluate", "explain", "export",
+__all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "calibrate", "create_model", "evaluate", "explain", "export",
            "list_models", "lr_find", "list_sources", "load_dataset", "load_predictor", "predict", "save_weights",
            "train", "__version__"]
 
@@ -55,13 +56,16 @@ def load_predictor(model: str | Path, device: str = "auto", tta: str | None = No
 
 
 def predict(model: str | Path, images, top_k: int = 5, device: str = "auto", batch_size: int = 256,
-            tta: str | None = None) -> list[dict]:
+            tta: str | None = None, reject_below: float | None = None, reject_ood: bool = False) -> list[dict]:
     """Top-k classes of each image: a list of ``{"file", "top_k": [{"label", "index", "prob"}]}``.
 
     ``model``: a run folder or checkpoint (PyTorch) or an ``.onnx`` file written by ``densekit
     export`` (onnxruntime, no PyTorch needed): see ``load_predictor``; the output is the same.
     ``images``: paths of files or folders, PIL images, encoded bytes, or uint8 arrays/tensors
     C x H x W; a file that cannot be decoded gets ``{"file", "error"}``. ``tta``: None applies the
-    model's own test-time augmentation. To predict many times, ``load_predictor`` once and call
-    its ``predict``."""
-    return load_predictor(model, device=device, tta=tta).predict(images, top_k=top_k, batch_size=batch_size)
+    model's own test-time augmentation. Each result also has ``label``, ``confidence`` (calibrated)
+    and ``ood_score``; ``reject_below`` (default: the run's ``--coverage`` threshold) and
+    ``reject_ood`` answer ``"label": None`` with a ``"reason"`` (``predictions.results``). To predict
+    many times, ``load_predictor`` once and call its ``predict``."""
+    return load_predictor(model, device=device, tta=tta).predict(images, top_k=top_k, batch_size=batch_size,
+                                                                 reject_below=reject_below, reject_ood=reject_ood)

@@ -216,6 +216,11 @@ class TrainConfig:
     best_metric: str = setting("val_top1", group="checkpointing", choices=METRICS,
                                help="keep checkpoints/best.pt by this metric (the test uses it); val_top1 "
                                     "becomes train_top1 when the run has no validation split")
+    coverage: float | None = setting(None, group="checkpointing", interval="(0, 1]", resume="free",
+                                     none="no image rejected by default",
+                                     help="abstain by default: the checkpoint stores the confidence threshold that "
+                                          "keeps this fraction of the validation images (predict/eval/serve reject "
+                                          "the rest as low_confidence; --reject-below overrides it)")
     early_stop_patience: int = setting(0, group="checkpointing", interval="[0, inf)",
                                        help="stop after this many epochs without improvement of "
                                             "--early-stop-metric; 0: off")
@@ -353,6 +358,9 @@ class TrainConfig:
         if self.early_stop_patience and self.early_stop_metric.startswith("val_"):
             _bad("early_stop_metric", self.early_stop_metric, "this run has no validation split to watch: "
                  "give --val-split (e.g. 0.1) or --early-stop-metric train_loss")
+        if self.coverage is not None:
+            _bad("coverage", self.coverage, "this run has no validation split to choose the threshold on: "
+                 "give --val-split (e.g. 0.1) or drop --coverage")
         if self.best_metric.startswith("val_"):
             if self.best_metric != TrainConfig.best_metric:
                 _bad("best_metric", self.best_metric, "this run has no validation split to measure it: "

@@ -28,7 +28,9 @@ class InputSpec:
     averaged; ``dtype``/``channels_last``: the run's precision (PyTorch only; None: float32).
     ``temperature``: logits are divided by it before the softmax/sigmoid (1: uncalibrated).
     ``thresholds``: per-label decision thresholds of a multi-label model (None: 0.5 each).
-    ``reject_below``/``ood_threshold``: the defaults for abstention (None: never reject)."""
+    ``reject_below``: the default confidence below which a prediction is rejected (None: never);
+    ``ood_threshold``: the out-of-distribution score above which ``--reject-ood`` rejects (None:
+    not fitted; ``predictions.results``)."""
     classes: tuple
     channels: int
     image_size: tuple

@@ -14,7 +14,7 @@ import sys
 from ..errors import DensekitError
 
 # Verb modules, in the order `densekit --help` lists them.
-COMMANDS = ["train", "evaluate", "predict", "explain", "export", "serve", "models", "data", "summary", "compare",
+COMMANDS = ["train", "evaluate", "calibrate", "predict", "explain", "export", "serve", "models", "data", "summary", "compare",
             "recipes", "runs", "report", "sweep", "lr-find", "bench"]
 
 

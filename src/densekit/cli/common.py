@@ -39,3 +39,13 @@ def table_args(args) -> dict:
     if "label_cols" in opts:
         opts["label_cols"] = [v.strip() for v in opts["label_cols"].split(",")]
     return opts
+
+
+def add_abstention_flags(p):
+    """``--reject-below`` and ``--reject-ood``, the same on predict, eval and serve."""
+    p.add_argument("--reject-below", type=float, metavar="P",
+                   help="answer label null (reason low_confidence) below this calibrated confidence; default: the "
+                        "run's --coverage threshold, if any; 0 rejects nothing")
+    p.add_argument("--reject-ood", action="store_true",
+                   help="answer label null (reason out_of_distribution) above the OOD threshold fitted on "
+                        "validation (keeps 95%% of in-distribution images)")

@@ -1,7 +1,7 @@
 """`densekit eval RUN_OR_CHECKPOINT`: top-1, top-5, loss; per-class accuracy (= recall), precision, F1 on a split."""
 from __future__ import annotations
 
-from .common import add_json_flag, add_table_flags, print_json, table_args
+from .common import add_abstention_flags, add_json_flag, add_table_flags, print_json, table_args
 
 
 def add_parser(sub):
@@ -16,6 +16,9 @@ def add_parser(sub):
     p.add_argument("--tta", choices=["none", "flip"],
                    help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own (none on --split val, as training validated)")
     add_table_flags(p)
+    add_abstention_flags(p)
+    p.add_argument("--ood", metavar="DATASET", help="images of none of the classes (e.g. mnist for a Fashion-MNIST "
+                   "model): AUROC and FPR at 95%% TPR of the out-of-distribution score")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -34,7 +37,8 @@ def run(args) -> int:
     try:
         m = evaluate(args.checkpoint, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
                      batch_size=args.batch_size, device=args.device, tta=args.tta, progress=progress,
-                     table=table_args(args))
+                     table=table_args(args), reject_below=args.reject_below, reject_ood=args.reject_ood,
+                     ood=args.ood)
     finally:
         if bar is not None:
             bar.close()
@@ -56,4 +60,25 @@ def run(args) -> int:
     macro = m["class_metrics"]["macro"]
     print(f"  {'macro':<{width}}  {'':>8}  {100 * macro['precision']:8.2f}%  {100 * macro['recall']:6.2f}%  "
           f"{100 * macro['f1']:5.2f}%")
+    for line in abstention_lines(m):
+        print(line)
     return 0
+
+
+def abstention_lines(m: dict) -> list[str]:
+    """Calibration, selective accuracy and OOD detection, a line each (engine/calibration.py)."""
+    c, s = m["calibration"], m["selective"]
+    fit = f"temperature {c['temperature']:.3f}" if c["fitted"] else "not calibrated (densekit calibrate RUN)"
+    lines = [f"calibration: {fit}; ECE {100 * c['ece_before']:.2f}% -> {100 * c['ece_after']:.2f}%, MCE "
+             f"{100 * c['mce_before']:.2f}% -> {100 * c['mce_after']:.2f}%, NLL {c['nll_before']:.4f} -> "
+             f"{c['nll_after']:.4f}, Brier {c['brier_before']:.4f} -> {c['brier_after']:.4f}",
+             f"selective: accuracy at 95% coverage {100 * s['accuracy_at_95']:.2f}%, at 90% "
+             f"{100 * s['accuracy_at_90']:.2f}%, at 80% {100 * s['accuracy_at_80']:.2f}%; AURC {s['aurc']:.4f}"]
+    if "coverage" in s:
+        lines[-1] += f"; rejecting: coverage {100 * s['coverage']:.2f}%, accuracy on the accepted " \
+                     f"{100 * s['accepted_accuracy']:.2f}%"
+    if "ood" in m:
+        o = m["ood"]
+        lines.append(f"ood vs {o['dataset']}: {o['score']} AUROC {o['auroc']:.4f}, FPR at 95% TPR "
+                     f"{100 * o['fpr_at_95_tpr']:.2f}% ({o['in_count']:,} vs {o['out_count']:,} images)")
+    return lines

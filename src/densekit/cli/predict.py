@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import sys
 
-from .common import add_json_flag, print_json
+from .common import add_abstention_flags, add_json_flag, print_json
 
 CHUNK = 1024   # images decoded and predicted at once
 
@@ -24,7 +24,9 @@ def add_parser(sub):
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", choices=["none", "flip"],
                    help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own")
-    p.add_argument("--csv", metavar="FILE", help="also write one row per image: file, label, index, prob, top_k, error")
+    p.add_argument("--csv", metavar="FILE", help="also write one row per image: file, label, index, prob, top_k, "
+                   "error, confidence, ood_score, reason")
+    add_abstention_flags(p)
     add_json_flag(p, "one object per image")
     p.set_defaults(func=run)
 
@@ -36,6 +38,8 @@ def run(args) -> int:
     if args.top_k < 1:
         raise DensekitError(f"--top-k {args.top_k}: give at least 1")
     model = load_predictor(args.checkpoint, device=args.device, tta=args.tta)
+    from ..predictions import check_abstention
+    check_abstention(model.spec, args.reject_below, args.reject_ood)
     files = expand_images(args.images)
     if not files:
         raise DensekitError(f"no images in {' '.join(args.images)} (looked for {', '.join(_suffixes())})")
@@ -43,7 +47,8 @@ def run(args) -> int:
     failed, show = 0, sys.stderr.isatty() and len(files) > CHUNK
     try:
         for start in range(0, len(files), CHUNK):
-            results = model.predict(files[start:start + CHUNK], top_k=args.top_k)
+            results = model.predict(files[start:start + CHUNK], top_k=args.top_k, reject_below=args.reject_below,
+                                    reject_ood=args.reject_ood)
             for r in results:
                 _print(r, args.json)
                 if table:
@@ -66,7 +71,9 @@ def _print(r: dict, as_json: bool):
     if as_json:
         print_json(r)
     elif "error" not in r:
-        print(f"{r['file']}: " + ", ".join(f"{g['label']} {100 * g['prob']:.1f}%" for g in r["top_k"]), flush=True)
+        said = f"rejected ({r['reason']}): " if r.get("reason") else ""
+        print(f"{r['file']}: {said}" + ", ".join(f"{g['label']} {100 * g['prob']:.1f}%" for g in r["top_k"]),
+              flush=True)
 
 
 class _Table:
@@ -78,7 +85,7 @@ class _Table:
         self.path, self._replacing = path, replacing(path)
         self.file = open(self._replacing.__enter__(), "w", newline="", encoding="utf-8")
         self.writer = csv.writer(self.file)
-        self.writerow(["file", "label", "index", "prob", "top_k", "error"])
+        self.writerow(["file", "label", "index", "prob", "top_k", "error", "confidence", "ood_score", "reason"])
 
     def writerow(self, row):
         self._io(lambda: (self.writer.writerow(row), self.file.flush()))
@@ -109,10 +116,13 @@ def _csv(path):
 
 def _row(r: dict) -> list:
     if "error" in r:
-        return [r["file"], "", "", "", "", r["error"]]
+        return [r["file"], "", "", "", "", r["error"], "", "", ""]
     best = r["top_k"][0]
-    return [r["file"], best["label"], best["index"], f"{best['prob']:.6f}",
-            ";".join(f"{g['label']}:{g['prob']:.6f}" for g in r["top_k"]), ""]
+    rejected = r.get("label", best["label"]) is None          # label empty, the reason said
+    return [r["file"], "" if rejected else best["label"], best["index"], f"{best['prob']:.6f}",
+            ";".join(f"{g['label']}:{g['prob']:.6f}" for g in r["top_k"]), "",
+            f"{r['confidence']:.6f}" if "confidence" in r else "",
+            f"{r['ood_score']:.6f}" if "ood_score" in r else "", r.get("reason", "")]
 
 
 def _suffixes():

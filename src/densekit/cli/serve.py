@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from .common import add_json_flag
+from .common import add_abstention_flags, add_json_flag
 
 
 def add_parser(sub):
@@ -35,6 +35,7 @@ def add_parser(sub):
     p.add_argument("--max-headers", type=int, help="most header fields in one request (100)")
     p.add_argument("--header-timeout", type=float, help="seconds a client has to send its headers (10)")
     p.add_argument("--drain-timeout", type=float, help="seconds SIGTERM waits for requests in flight (30)")
+    add_abstention_flags(p)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_json_flag(p, "the address and model as one JSON object once the server listens")
     p.set_defaults(func=run)
@@ -49,5 +50,6 @@ def run(args) -> int:
     from ..serve import serve
     given = {name: getattr(args, name) for name in OPTIONAL if getattr(args, name) is not None}
     serve(args.source, host=args.host, port=args.port, log_level=args.log_level, backend=args.backend,
-          device=args.device, tta=args.tta, json_line=args.json, **given)
+          device=args.device, tta=args.tta, json_line=args.json, reject_below=args.reject_below,
+          reject_ood=args.reject_ood, **given)
     return 0

@@ -57,12 +57,16 @@ class Context:
     test         in ``on_train_end``: the final test pass of the best checkpoint, ``{"top1", "top5",
                  "loss", "count", "per_class", "confusion", "logits", "labels", "features"}``
                  (with the run's test-time augmentation; features are the plain view's), or None
+    val          in ``on_train_end``: the best checkpoint's pass over the validation split with the
+                 run's TTA (``logits``, ``labels``), which calibration was fitted on, or None
+    calibration  in ``on_train_end``: the checkpoint's ``calibration`` dict (engine/calibration.py),
+                 or None when the run has no validation split
     stop         set True to end the run after this epoch
     """
 
     def __init__(self, trainer):
         self._trainer = trainer
-        self.test = None
+        self.test = self.val = self.calibration = None
 
     cfg = property(lambda self: self._trainer.cfg)
     run = property(lambda self: self._trainer.run)

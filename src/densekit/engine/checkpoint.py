@@ -15,11 +15,21 @@ checkpoint (evaluate, predict, export, serve, resume) goes through ``load_checkp
         "tta": "none" | "flip",              the run's test-time augmentation
         "task": "single-label" | "multilabel"}   optional; absent: single-label
     precision: {"dtype": "float32" | "bfloat16" | "float16", "channels_last": bool}   as trained
-    calibration: {"temperature", "thresholds", "reject_below", "ood_threshold", ...}   optional;
-                                             what ``spec.InputSpec.from_checkpoint`` reads (absent: 1, none)
     state_dict: {name: tensor}               the weights (torchvision's key names for DenseNets)
     ema_state_dict: {name: tensor} | None    EMA weights, used for evaluation when present
-    checksum: {part: crc32}                  of every tensor's bytes and of model/data, per part
+    calibration: {                           optional (engine/calibration.py; ``spec.InputSpec.from_checkpoint``
+                                             reads it): fitted at the end of training on
+        "temperature": float,                the validation split, or by `densekit calibrate`; logits are divided
+                                             by it (Guo et al. 2017); absent: 1, uncalibrated
+        "reject_below": float | None,        the default confidence threshold (--coverage), None: reject nothing
+        "coverage": float | None,            the fraction of validation images that threshold keeps
+        "ood_score": "energy",               the out-of-distribution score (predictions.ood_scores)
+        "ood_threshold": float,              --reject-ood rejects above it (keeps 95% of the validation images)
+        "thresholds": [float] | None,        per-label decision thresholds of a multi-label model
+        "fitted_on": str, "count": int, "bins": 15,   what it was fitted on
+        "ece_before", "ece_after", "mce_*", "nll_*", "brier_*": float,   figures on that split
+        "reliability_before", "reliability_after": {"count", "accuracy", "confidence"}}   per bin
+    checksum: {part: crc32}                  of every tensor's bytes and of model/data(/calibration), per part
   kind "training" only:
     config: {TrainConfig field: value}
     optimizer, scaler: their state_dicts
@@ -88,8 +98,10 @@ def _crc(obj, crc: int = 0) -> int:
 
 def checksums(payload: dict) -> dict:
     parts = {k: _crc(v) for k, v in payload.items() if k in ("state_dict", "ema_state_dict", "optimizer", "rng")}
-    parts["meta"] = zlib.crc32(json.dumps([payload.get("model"), payload.get("data")], sort_keys=True,
-                                          default=str).encode())
+    meta = [payload.get("model"), payload.get("data")]
+    if payload.get("calibration") is not None:   # (checkpoints from before calibration: the same sum)
+        meta.append(payload["calibration"])
+    parts["meta"] = zlib.crc32(json.dumps(meta, sort_keys=True, default=str).encode())
     return parts
 
 
@@ -133,6 +145,10 @@ def _is_int(x, lo: int, hi: int) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and lo <= x <= hi
 
 
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _tensors(d, what: str):
     _need(isinstance(d, dict) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in d.items()),
           f"{what} is not a dict of named tensors")
@@ -169,6 +185,13 @@ def validate(payload) -> dict:
     if precision is not None:
         _need(isinstance(precision, dict) and precision.get("dtype") in ("float32", "bfloat16", "float16")
               and isinstance(precision.get("channels_last"), bool), "precision must be {dtype, channels_last}")
+    calibration = payload.get("calibration")
+    if calibration is not None:
+        _need(isinstance(calibration, dict), "calibration must be a dict")
+        t, below, ood = (calibration.get(k) for k in ("temperature", "reject_below", "ood_threshold"))
+        _need(_finite(t) and t > 0, "calibration.temperature must be a positive number")
+        _need(below is None or (_finite(below) and 0 <= below <= 1), "calibration.reject_below must be in [0, 1]")
+        _need(ood is None or _finite(ood), "calibration.ood_threshold must be a finite number")
     if payload["kind"] == "training":
         for key in ("config", "optimizer", "progress", "rng"):
             _need(isinstance(payload.get(key), dict), f"{key} is missing")

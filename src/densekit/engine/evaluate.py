@@ -22,6 +22,7 @@ from .. import data as D
 from ..data.augment import check_tta
 from ..decode import expand_images  # noqa: F401  (one home, torch-free)
 from ..errors import DensekitError
+from ..predictions import check_abstention
 from . import distributed
 from .infer import TorchPredictor, tta_logits
 from .metrics import class_metrics
@@ -156,7 +157,8 @@ def _label_map(ds_classes: list, classes: tuple, where: str) -> torch.Tensor | N
 
 def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: str = "test",
              data_dir: str | None = None, batch_size: int = 512, device: str = "auto",
-             tta: str | None = None, workers: int = 2, progress=None, table: dict | None = None) -> dict:
+             tta: str | None = None, workers: int = 2, progress=None, table: dict | None = None,
+             reject_below: float | None = None, reject_ood: bool = False, ood: str | None = None) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file on a dataset split.
 
     ``tta``: test-time augmentation, "none" or "flip"; None applies the checkpoint's own (what its
@@ -168,11 +170,17 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     over the run's own.
     Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "class_metrics": {"per_class":
     {name: {precision, recall, f1, support}}, "macro"}, "confusion", "checkpoint"}``,
-    plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation."""
+    plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation,
+    ``"calibration"`` (temperature, ECE/MCE/NLL/Brier before and after) and ``"selective"``
+    (accuracy at 80/90/95% coverage, AURC, the risk-coverage curve; with ``reject_below`` or the
+    run's ``--coverage`` threshold, coverage and accuracy on the accepted images), and with ``ood``
+    (a dataset of images from none of the classes) ``"ood"``: AUROC and FPR at 95% TPR of the OOD
+    score (engine/calibration.py)."""
     if split == "val" and tta is None:
         tta = "none"      # the figure training recorded: it validates on the plain view
     distributed.init(pick_device(device))   # under torchrun the ranks share the split
     predictor, opts = load_for_inference(run_or_checkpoint, device, batch_size, tta, workers)
+    check_abstention(predictor.spec, reject_below, reject_ood)
     model, path = predictor.net, predictor.path
     dataset = dataset or predictor.dataset
     c, h, w = predictor.input_shape
@@ -181,11 +189,31 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
         raise DensekitError(f"{dataset} {split} images are {tuple(ds.shape)} but the model was trained on "
                             f"{(c, h, w)}; evaluate on the dataset it was trained on")
     label_map = _label_map(ds.classes, opts.classes, f"{dataset} {split}")
-    out = run_eval(model, ds, opts, per_class=True, label_map=label_map, progress=progress)
+    from .calibration import figures, of_spec, ood_report   # probabilities you can trust, and "I don't know"
+    out = run_eval(model, ds, opts, per_class=True, label_map=label_map, progress=progress, outputs=True)
+    logits, labels = out.pop("logits").numpy(), out.pop("labels").numpy()
+    out["calibration"], out["selective"] = figures(logits, labels, of_spec(predictor.spec), reject_below,
+                                                   reject_ood)
+    if ood:
+        ood_ds = _ood_split(ood, data_dir, c, h)
+        if tuple(ood_ds.shape) != (c, h, w):
+            raise DensekitError(f"--ood {ood}: its images are {tuple(ood_ds.shape)} but the model takes {(c, h, w)}")
+        zeros = torch.zeros(len(ood_ds.classes), dtype=torch.int64)   # its labels are unused
+        ood_out = run_eval(model, ood_ds, opts, outputs=True, label_map=zeros)
+        out["ood"] = {"dataset": ood, **ood_report(logits, ood_out["logits"].numpy(), of_spec(predictor.spec))}
     out["per_class"] = dict(zip(opts.classes, out["per_class"]))
     out["class_metrics"] = class_metrics(out["confusion"], list(opts.classes))   # precision, recall, F1
     out.update(checkpoint=str(path), dataset=dataset, split=split)
     return out
+
+
+def _ood_split(dataset: str, data_dir, channels: int, size: int):
+    """The images of ``--ood DATASET``: its test split, or its only one (a folder's train)."""
+    from ..data.dataset import MissingSplit
+    try:
+        return D.load_dataset(dataset, "test", data_dir, channels=channels, image_size=size)
+    except MissingSplit:
+        return D.load_dataset(dataset, "train", data_dir, channels=channels, image_size=size)
 
 
 def _load_split(dataset: str, split: str, data_dir, channels: int, size: int, predictor: TorchPredictor, table=None):

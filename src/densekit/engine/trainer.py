@@ -39,6 +39,7 @@ from ..files import WriteError
 from ..models import get_entry
 from ..models.finetune import set_frozen
 from . import checkpoint, distributed, setup
+from .calibration import calibrate_run
 from .callbacks import Callback, Context, Run
 from .distributed import EpochTally
 from .evaluate import EvalOptions, run_eval
@@ -458,6 +459,8 @@ class Trainer:
             if "top1_single" in test:
                 summary["test_top1_single"] = test["top1_single"]
             self.context.test = test
+        if finished:   # temperature, abstention and OOD thresholds, fitted on the validation split
+            summary["calibration"] = calibrate_run(self.context, self.eval_opts.replace(tta=self.tta), self.log)
         status = "finished" if finished else "stopped"
         summary["status"] = status
         if self.stop_reason:

@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from ..errors import DensekitError
-from ..predictions import results
+from ..predictions import check_abstention, results
 from .backends import load_backend
 from .batcher import Batcher, Closed, QueueFull
 from .metrics import CountRequests, Metrics
@@ -55,6 +55,10 @@ class Guess(BaseModel):
 
 class Prediction(BaseModel):
     file: str | None
+    label: str | None = None          # null: rejected, see reason (single-label models)
+    confidence: float | None = None   # the calibrated top-1 probability
+    ood_score: float | None = None    # energy score: higher is less like the training data
+    reason: str | None = None         # low_confidence | out_of_distribution, for a rejection only
     top_k: list[Guess]
 
 
@@ -111,7 +115,7 @@ def default_threads(workers: int) -> int | None:
 
 def create_app(source, backend: str = "auto", device: str = "auto", tta: str | None = None,
                max_batch_size: int = 32, max_delay_ms: float = 5.0, workers: int = 1, threads: int | None = None,
-               queue_size: int = 256,
+               queue_size: int = 256, reject_below: float | None = None, reject_ood: bool = False,
                max_bytes: int = Limits.max_bytes, max_files: int = Limits.max_files,
                max_pixels: int = Limits.max_pixels, max_request_pixels: int = Limits.max_request_pixels,
                body_timeout: float = Limits.body_timeout, decoders: int = 1) -> FastAPI:
@@ -122,8 +126,9 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
     running forward passes; ``threads``: intra-op threads of each forward pass (default: the cores
     shared among the workers; one worker: one per core). ``queue_size``: images that may wait;
     beyond it a request gets 503. ``max_bytes`` / ``max_files`` / ``max_pixels`` / ``body_timeout``:
-    per request, per request, per image, seconds to receive a body. The model loads here, so a bad
-    source fails before a server starts."""
+    per request, per request, per image, seconds to receive a body. ``reject_below`` / ``reject_ood``:
+    abstention, as ``densekit predict``'s (rejections are counted in /metrics by reason). The model
+    loads here, so a bad source fails before a server starts."""
     for name, value, minimum in (("max_batch_size", max_batch_size, 1), ("max_delay_ms", max_delay_ms, 0),
                                  ("workers", workers, 1), ("threads", 1 if threads is None else threads, 1),
                                  ("queue_size", queue_size, 1), ("max_bytes", max_bytes, 1),
@@ -135,13 +140,16 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
                     max_request_pixels=int(max_request_pixels), body_timeout=float(body_timeout))
     threads = threads or default_threads(workers)
     model = load_backend(source, backend=backend, device=device, tta=tta, threads=threads)
+    check_abstention(model.spec, reject_below, reject_ood)   # before the server starts
     metrics = Metrics(PATHS)
     small_lane = anyio.CapacityLimiter(max(1, len(os.sched_getaffinity(0))))
     large_lane = anyio.CapacityLimiter(int(decoders))
     serving = {"max_batch_size": max_batch_size, "max_delay_ms": max_delay_ms, "workers": workers, "threads": threads,
                "queue_size": queue_size, "max_bytes": limits.max_bytes, "max_files": limits.max_files,
                "max_pixels": limits.max_pixels, "max_request_pixels": limits.max_request_pixels,
-               "decoders": int(decoders)}
+               "decoders": int(decoders),
+               "reject_below": model.spec.reject_below if reject_below is None else reject_below,
+               "reject_ood": reject_ood}
     state = {"batcher": None, "status": "loading"}
 
     def logits(arrays: list):
@@ -251,7 +259,10 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
             raise RequestError(500, "inference_failed", f"the forward pass failed: {type(err).__name__}: "
                                f"{str(err)[:200]}") from None
         # A Response goes out as it is: response_model documents the schema without re-validating each answer.
-        answers = results(np.stack(rows), model.spec, top_k)    # the schema every route shares
+        answers = results(np.stack(rows), model.spec, top_k, reject_below, reject_ood)   # the schema every route shares
+        for answer in answers:
+            if answer.get("reason"):
+                metrics.rejections.labels(answer["reason"]).inc()
         return JSONResponse([{"file": name, **answer} for (name, _), answer in zip(files, answers)])
 
     @app.get("/v1/model", summary="The model card")

@@ -8,6 +8,8 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from ..predictions import REASONS
+
 # Latency buckets from 1 ms to 10 s: a batch-1 forward on a CPU is a few ms, a full queue seconds.
 LATENCY = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)
 SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -23,6 +25,10 @@ class Metrics:
                                  ["path"], buckets=LATENCY, registry=r)
         self.errors = Counter("densekit_errors", "requests answered with an error, by code", ["code"], registry=r)
         self.images = Counter("densekit_images", "images classified", registry=r)
+        self.rejections = Counter("densekit_rejections", "images answered label null, by reason "
+                                  "(low_confidence, out_of_distribution)", ["reason"], registry=r)
+        for reason in REASONS:      # both series exist from the start, at 0
+            self.rejections.labels(reason)
         self.batch_size = Histogram("densekit_batch_size", "images per forward pass", buckets=SIZES, registry=r)
         self.batch_seconds = Histogram("densekit_batch_duration_seconds", "time of one forward pass", buckets=LATENCY,
                                        registry=r)

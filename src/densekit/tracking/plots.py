@@ -5,6 +5,8 @@
     worst.png       the test images the model got most confidently wrong, true and predicted labels, at the end
     worst_gradcam.png  Grad-CAM of the first of them over each image (engine/explain.py), at the end
     samples.png     the first test images with their predictions (``predictions.json`` holds both lists)
+    calibration.png reliability diagram before/after temperature scaling and the risk-coverage curve, on
+                    the test split (engine/calibration.py), at the end of a run with a validation split
 """
 from __future__ import annotations
 
@@ -117,6 +119,36 @@ def plot_lr(metrics: list[dict], cfg: dict, base_lr: float | None, path: Path):
     _save(fig, path)
 
 
+def plot_calibration(logits, labels, temperature: float, path: Path):
+    """Left: the reliability diagram (Guo et al. 2017, fig. 1): accuracy per equal-width confidence
+    bin before and after temperature scaling, the diagonal being perfect calibration. Right: the
+    risk-coverage curve (Geifman & El-Yaniv 2017): the error rate among the most confident images
+    kept, as the fraction kept grows."""
+    import numpy as np
+
+    from ..engine.calibration import BINS, metrics, reliability, risk_coverage
+    from ..predictions import softmax
+    z, y = np.asarray(logits, dtype=np.float64), np.asarray(labels)
+    fig, (ax, ax_rc) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    edges = np.arange(BINS) / BINS
+    for probs, name, colour, offset in ((softmax(z), "before", "#d62728", 0.0),
+                                        (softmax(z / temperature), f"after (T = {temperature:.2f})", "#1f77b4", 0.5)):
+        r, m = reliability(probs, y), metrics(probs, y)
+        ax.bar(edges + offset / BINS, r["accuracy"], width=0.5 / BINS, align="edge", color=colour, alpha=0.8,
+               label=f"{name}: ECE {100 * m['ece']:.2f}%")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    ax.set(xlabel="confidence (top-1 probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
+           title=f"reliability diagram, {BINS} bins ({len(y):,} test images)")
+    ax.legend(fontsize=8, loc="upper left")
+    after = softmax(z / temperature)
+    cov, risk = risk_coverage(after.max(1), after.argmax(1) == y)
+    ax_rc.plot(cov, 100 * risk, "-")
+    ax_rc.set(xlabel="coverage (fraction of images kept, most confident first)", ylabel="error among kept (%)",
+              xlim=(0, 1), ylim=(0, None), title="risk-coverage curve")
+    ax_rc.grid(alpha=0.3)
+    _save(fig, path)
+
+
 def _save(fig, path: Path):
     save_figure(fig, path)
     plt.close(fig)
@@ -144,6 +176,9 @@ class PlotsCallback(Callback):
             listed[kind] = rows
         # The report lists these without re-running the model.
         ctx.run.write_json("plots/predictions.json", listed)
+        if ctx.calibration:
+            plot_calibration(test["logits"].numpy(), labels.numpy(), ctx.calibration["temperature"],
+                             plots / "calibration.png")
         worst = listed["worst"][:GRADCAM]
         if worst:
             plot_gradcam(ctx.run.path, image_batch(ctx.test_ds, [r["index"] for r in worst]), worst,

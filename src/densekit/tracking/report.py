@@ -73,6 +73,34 @@ def _epoch_table(metrics: list[dict]) -> str:
             + "".join("<tr>" + "".join(f"<td class='num'>{c}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
 
 
+def _calibration(cal: dict | None, plots: Path) -> str:
+    """Calibration and abstention (engine/calibration.py): the fit, its test figures, the diagram."""
+    title = "Calibration and abstention"
+    if not cal:
+        return f"<h2>{title}</h2><p class='missing'>not recorded (trained before calibration existed, or stopped)</p>"
+    if "skipped" in cal:
+        return f"<h2>{title}</h2><p class='missing'>{html.escape(cal['skipped'])}</p>"
+    test, e = cal.get("test") or {}, html.escape
+    sel = test.get("selective") or {}
+    rows = [("temperature", f"{cal['temperature']:.3f} (fitted on {cal['count']:,} {cal['fitted_on']} images)")]
+    for key, name in (("ece", "ECE (15 bins)"), ("mce", "MCE"), ("nll", "NLL"), ("brier", "Brier")):
+        pct = key in ("ece", "mce")
+        fmt = (lambda v: fmt_pct(v)) if pct else (lambda v: f"{v:.4f}")  # noqa: E731
+        if f"{key}_before" in test:
+            rows.append((f"test {name}", f"{fmt(test[key + '_before'])} before, {fmt(test[key + '_after'])} after"))
+    for c in (95, 90, 80):
+        if f"accuracy_at_{c}" in sel:
+            rows.append((f"test accuracy at {c}% coverage", fmt_pct(sel[f"accuracy_at_{c}"])))
+    if cal.get("reject_below") is not None:
+        rows.append(("reject below", f"{cal['reject_below']:.3f} (--coverage {cal['coverage']}); test coverage "
+                     f"{fmt_pct(sel.get('coverage'))}, accuracy on the accepted {fmt_pct(sel.get('accepted_accuracy'))}"))
+    rows.append(("OOD threshold", f"{cal['ood_threshold']:.3f} ({cal['ood_score']} score; --reject-ood)"))
+    table = "<table id='calibration'>" + "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows) + "</table>"
+    png = plots / "calibration.png"
+    diagram = f"<img alt='reliability diagram' src='{data_uri(png)}'>" if png.is_file() else ""
+    return f"<h2>{title}</h2>{table}{diagram}"
+
+
 def build_report(path: str | Path) -> str:
     """The HTML text of a run's report."""
     from ..engine.evaluate import top5_name, tta_note
@@ -131,6 +159,7 @@ def build_report(path: str | Path) -> str:
         parts.append(f"<h2>Per-class accuracy (test)</h2><table id='per-class'><tr><th>class</th><th>accuracy</th>"
                      f"<th></th>{heads}</tr>{rows}</table>")
 
+    parts.append(_calibration(summary.get("calibration"), plots))
     for kind, title in (("samples", "Sample predictions (test)"), ("worst", "Worst-classified test images"),
                         ("worst_gradcam", "Grad-CAM of the worst-classified images")):
         parts.append(_figure(title, plots / f"{kind}.png", "not recorded (trained with --no-plots or no test split)"))
