@@ -63,15 +63,17 @@ def test_training_fits_the_temperature_on_validation_and_stores_it_in_the_checkp
 
 
 def test_ece_falls_on_an_overconfident_model_and_accuracy_is_unchanged(run, tmp_path, capsys):
-    hot = overconfident(run.dir, tmp_path / "hot.pt")
+    # x16: a well-trained model's ECE is bounded by its error rate, so only a strong factor makes
+    # the over-confidence clearly measurable on 360 images (the fitted model is the same for any factor)
+    hot = overconfident(run.dir, tmp_path / "hot.pt", factor=16.0)
     assert main(["calibrate", str(hot), "--dataset", "digits", "--split", "val", "--json"]) == 0
     fit = json.loads(capsys.readouterr().out)
-    assert fit["temperature"] > 1.5                      # it undoes much of the x4
+    assert fit["temperature"] > 4                        # it undoes much of the x16
     assert fit["ece_after"] < fit["ece_before"] and fit["nll_after"] < fit["nll_before"]
     assert main(["eval", str(hot), "--json"]) == 0
     m = json.loads(capsys.readouterr().out)
     c = m["calibration"]
-    assert c["fitted"] and c["ece_before"] > 0.05
+    assert c["fitted"] and c["ece_before"] > 0.03
     # on the 360 held-out test images (an ECE there is +-2 points of sampling noise; the issue's
     # goal, a third, is measured on 10,000 Fashion-MNIST images in docs/calibration.md)
     assert c["ece_after"] <= 0.6 * c["ece_before"] and c["nll_after"] < c["nll_before"]
