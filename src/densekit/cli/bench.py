@@ -52,7 +52,11 @@ def run(args):
         precisions = ("fp32", args.precision) if args.precision not in ("fp32",) else ("fp32",)
         result = bench_infer.run_infer_bench(args.model, size, tuple(args.backends.split(",")), precisions,
                                              batches, steps=args.steps, max_s=args.max_seconds, threads=args.threads)
-        print(json.dumps(result) if args.json else bench_infer.format_infer_report(result))
+        if args.json:   # one object per measured row, each with the run's context
+            context = {k: v for k, v in result.items() if k != "rows"}
+            print_json(*({**context, **row} for row in result["rows"]))
+        else:
+            print(bench_infer.format_infer_report(result))
         return 0
     result = bench.run_bench(args.model, size, args.batch_size, args.mode, args.precision, args.compile,
                              args.memory_efficient, args.device, args.steps, channels_last=args.channels_last,

@@ -1,7 +1,7 @@
 """`densekit explain RUN IMAGE... --out DIR`: Grad-CAM or saliency heat maps over the images."""
 from __future__ import annotations
 
-import json
+from .common import add_json_flag, print_json
 
 
 def add_parser(sub):
@@ -14,8 +14,8 @@ def add_parser(sub):
     p.add_argument("--out", required=True, metavar="DIR", help="folder for one PNG per image")
     p.add_argument("--top-k", type=int, default=3, help="classes named in each PNG's title (default 3)")
     p.add_argument("--target", metavar="CLASS", help="explain this class (name or index) instead of each top-1")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", action="store_true", help="print one JSON list (without the arrays)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto, a GPU when torch sees one)")
+    add_json_flag(p, "each image's result (without the heat map arrays)")
     p.set_defaults(func=run)
 
 
@@ -25,7 +25,7 @@ def run(args) -> int:
                       device=args.device, target=args.target)
     rows = [{k: v for k, v in r.items() if k not in ("heatmap", "image")} for r in results]
     if args.json:
-        print(json.dumps(rows))
+        print_json(*rows)
     else:
         for r in rows:
             guesses = ", ".join(f"{g['label']} {100 * g['prob']:.1f}%" for g in r["top_k"])

@@ -3,7 +3,8 @@ with its metadata, checked against the PyTorch model on real images."""
 from __future__ import annotations
 
 import argparse
-import json
+
+from .common import add_json_flag, print_json
 
 
 def add_parser(sub):
@@ -25,7 +26,7 @@ def add_parser(sub):
                    help="check on these images instead of the run's test split")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip running the file against the PyTorch model")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_flag(p, "what was written and the check's figures")
     p.set_defaults(func=run)
 
 
@@ -34,7 +35,7 @@ def run(args) -> int:
     r = export(args.checkpoint, args.format, out=args.out, dynamic_batch=args.dynamic_batch, opset=args.opset,
                ema=args.ema, check=args.check, tta=args.tta, fold=args.fold, verify=args.verify)
     if args.json:
-        print(json.dumps(r))
+        print_json(r)
         return 0
     for note in r["notes"]:
         print(f"note: {note}")
