@@ -1,20 +1,20 @@
 """`densekit explain RUN IMAGE... --out DIR`: Grad-CAM or saliency heat maps over the images."""
 from __future__ import annotations
 
-from .common import add_json_flag, print_json
+from .common import DEVICE_HELP, IMAGES_HELP, RUN_HELP, add_json_flag, print_json
 
 
 def add_parser(sub):
     p = sub.add_parser("explain", help="heat maps of why the model chose its class (Grad-CAM or saliency)")
-    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help=RUN_HELP)
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help=IMAGES_HELP)
     p.add_argument("--method", choices=["gradcam", "saliency"], default="gradcam",
                    help="gradcam: the last dense block's maps weighted by their gradients (default); "
                         "saliency: |d score / d pixel|")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for one PNG per image")
     p.add_argument("--top-k", type=int, default=3, help="classes named in each PNG's title (default 3)")
     p.add_argument("--target", metavar="CLASS", help="explain this class (name or index) instead of each top-1")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto, a GPU when torch sees one)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_json_flag(p, "each image's result (without the heat map arrays)")
     p.set_defaults(func=run)
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_json_flag, print_json
+from .common import RUN_HELP, add_json_flag, print_json
 
 
 def add_parser(sub):
     p = sub.add_parser("export", help="write an ONNX / TorchScript / safetensors file for deployment, "
                        "verified against PyTorch")
-    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("--format", choices=["onnx", "torchscript", "safetensors"], default="onnx")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help=RUN_HELP)
+    p.add_argument("--format", choices=["onnx", "torchscript", "safetensors"], default="onnx",
+                   help="onnx (onnxruntime, no PyTorch), torchscript, or safetensors (plain weights); default onnx")
     p.add_argument("--out", help="the file to write (default: model.onnx etc. in the run folder)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: any batch size (default: batch 1)")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's; below 18 uses the "
