@@ -39,7 +39,11 @@ class OnnxModel:
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None):
         """Load ``path``. ``device``: "cpu", "cuda" or "auto" (CUDA when onnxruntime has it);
         ``threads``: onnxruntime's intra-op threads (None: its default, one per core)."""
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            from ..extras import missing_extra
+            raise missing_extra("an .onnx model", "runtime", "onnxruntime") from None
         self.path = Path(path)
         if not self.path.is_file():
             raise DensekitError(f"{self.path} not found; give an .onnx file written by `densekit export`")

@@ -21,8 +21,8 @@ try:
 
     from .app import create_app
 except ImportError as err:  # the serve extra is optional
-    raise DensekitError(f"densekit serve needs the serve extra ({err.name} is missing): "
-                        "pip install 'densekit[serve]'") from None
+    from ..extras import missing_extra
+    raise missing_extra("densekit serve", "serve", err.name) from None
 
 __all__ = ["create_app", "serve"]
 
