@@ -51,6 +51,18 @@ def add_parser(sub):
     v.set_defaults(func=run_import)
 
 
+TABLE_CLASSES = 50   # beyond this, `data info` summarises the counts instead of listing every class
+
+
+def _spread(counts: list[int], classes: list[str], shown: int = 5) -> str:
+    """Per-class counts in one line: min / median / max, the rarest and the commonest classes."""
+    order = sorted(range(len(counts)), key=lambda k: (counts[k], classes[k]))
+    median = sorted(counts)[len(counts) // 2]
+    pick = lambda ks: ", ".join(f"{classes[k]} {counts[k]:,}" for k in ks)  # noqa: E731
+    return (f"per class min {counts[order[0]]:,} / median {median:,} / max {counts[order[-1]]:,}; "
+            f"rarest {pick(order[:shown])}; commonest {pick(order[::-1][:shown])}")
+
+
 def _options(args):
     return {"image_size": args.image_size, "channels": args.channels, "skip_bad": args.skip_bad}
 
@@ -67,7 +79,10 @@ def run_list(args):
 
 
 def run_info(args):
-    from ..data.sources import load_splits
+    from ..data.sources import download_plan, load_splits
+    plan = download_plan(args.source, args.data_dir)
+    if plan:   # info never downloads: it says what `data import` or `train` would fetch
+        return _print_plan(args, plan)
     splits = load_splits(args.source, args.data_dir, **_options(args))
     first = next(iter(splits.values()))
     channels, height, width = first.shape
@@ -86,10 +101,29 @@ def run_info(args):
         return 0
     print(f"{args.source}: {len(info['classes'])} classes, {channels} x {height} x {width}, "
           + ", ".join(f"{name} {s['count']:,}" for name, s in info["splits"].items()))
+    if len(info["classes"]) > TABLE_CLASSES:   # thousands of rows help nobody: the spread and the extremes
+        for name, s in info["splits"].items():
+            print(f"  {name}: {_spread(s['per_class'], info['classes'])}")
+        return 0
     width = max([5] + [len(c) for c in info["classes"]])
     print(f"  {'class':<{width}}  " + "  ".join(f"{name:>8}" for name in info["splits"]))
     for k, cls in enumerate(info["classes"]):
         print(f"  {cls:<{width}}  " + "  ".join(f"{s['per_class'][k]:>8,}" for s in info["splits"].values()))
+    return 0
+
+
+def _print_plan(args, plan: list[dict]) -> int:
+    import os
+    from urllib.parse import urlsplit
+    total = sum(p["bytes"] for p in plan)
+    if args.json:
+        print_json({"source": args.source, "on_disk": False, "download": plan, "bytes": total})
+        return 0
+    files = plan[0]["file"] if len(plan) == 1 else f"{len(plan)} files"
+    off = " (downloads are off: DENSEKIT_OFFLINE=1)" if os.environ.get("DENSEKIT_OFFLINE") == "1" else ""
+    print(f"{args.source} is not on disk: `densekit data import {args.source}` or training on it downloads {files} "
+          f"({total / 1e6:,.1f} MB) from {urlsplit(plan[0]['url']).netloc} into {plan[0]['into']}, "
+          f"MD5-checked{off}; or point --data-dir at a folder that has it")
     return 0
 
 

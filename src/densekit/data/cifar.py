@@ -31,6 +31,7 @@ CIFAR_SETS = {
         "archive": "cifar-10-python.tar.gz",
         "mirrors": ["https://www.cs.toronto.edu/~kriz/"],
         "md5": "c58f30108f718f92721af3b95e74349a",
+        "bytes": 170_498_071,
     },
     "cifar100": {
         "folder": "cifar-100-python",
@@ -39,8 +40,19 @@ CIFAR_SETS = {
         "archive": "cifar-100-python.tar.gz",
         "mirrors": ["https://www.cs.toronto.edu/~kriz/"],
         "md5": "eb9058c3a382ffc7106e4002c42a8d85",
+        "bytes": 169_001_437,
     },
 }
+
+
+def cifar_plan(name: str, data_dir: Path | None = None) -> list[dict]:
+    """What ``find_cifar`` would download (nothing when the folder is on disk), without downloading."""
+    spec = CIFAR_SETS[name]
+    root = Path(data_dir) if data_dir else default_data_dir()
+    if (root / spec["folder"] / spec["meta"]).is_file():
+        return []
+    mirror = os.environ.get(f"DENSEKIT_{name.upper()}_MIRROR") or spec["mirrors"][0]
+    return [{"file": spec["archive"], "bytes": spec["bytes"], "url": mirror + spec["archive"], "into": str(root)}]
 
 
 def find_cifar(name: str, data_dir: Path | None = None) -> Path:
