@@ -66,7 +66,9 @@ def _new_partial() -> dict:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: str | Path | None = None, callbacks=(), verbose: bool = True):
+    def __init__(self, cfg: TrainConfig, resume: str | Path | None = None, callbacks=(), verbose: bool = True,
+                 command: str | None = None):
+        """``command``: the command line to record in config.yaml's history (default: this process's)."""
         self.verbose, self.stop, self.stop_reason, self.early_stopped = verbose, False, None, False
         self.signal = None                     # the signal that asked the run to stop, if any
         payload = None
@@ -152,6 +154,7 @@ class Trainer:
         self.history: list[dict] = []         # one record per finished epoch: the journal
         self.planned_steps = cfg.epochs * len(self.loader) // cfg.accumulate * cfg.accumulate
         self.run = self._open_run(resume)
+        commands = _commands(self.run) if resume is not None else []   # before config.yaml is rewritten
         if payload is not None:
             self._restore(payload)
             note = distributed.resize_note(payload["progress"], self.world_size, cfg.batch_size)
@@ -161,7 +164,8 @@ class Trainer:
             "model": self.model_spec, "data": self.data_info, "device": str(self.device), **self.precision,
             "distributed": distributed.describe(self.world_size, cfg.batch_size, cfg.sync_bn, self.device),
             "lr": self.base_lr, "augment": self.augment.preset, "tta": self.tta, "versions": _versions(),
-            "command": " ".join(map(shlex.quote, sys.argv))}})
+            "commands": commands + [{"command": command or _command_line(), "epoch": self.epoch, "epochs": cfg.epochs,
+                                     "time_budget": cfg.time_budget}]}})
         self.run.write_metrics(self.history)
         self.callbacks = list(callbacks)
         self.context = Context(self)
@@ -547,3 +551,23 @@ class Trainer:
         result = Run(self.run.path, summary, list(self.history))
         self.log(result.result_line())
         return result
+
+
+def _command_line() -> str:
+    """This process's command as the user typed it (``python -m densekit`` reads as ``densekit``)."""
+    argv = list(sys.argv)
+    if argv and (Path(argv[0]).name == "densekit" or Path(argv[0]).parent.name == "densekit"):
+        argv[0] = "densekit"       # the console script, or python -m densekit's __main__.py
+    return " ".join(map(shlex.quote, argv))
+
+
+def _commands(run: RunFolder) -> list[dict]:
+    """The commands that trained this run so far, from its config.yaml (one ``command`` in older runs)."""
+    try:
+        resolved = run.read_config().get("resolved") or {}
+    except DensekitError:    # killed before its first config.yaml
+        return []
+    if isinstance(resolved.get("commands"), list):
+        return [c for c in resolved["commands"] if isinstance(c, dict)]
+    return [{"command": resolved["command"], "epoch": 0}] if resolved.get("command") else []
+

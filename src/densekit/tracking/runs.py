@@ -126,6 +126,15 @@ def used_settings(cfg: dict, resolved: dict) -> dict:
     return {k: v for k, v in chosen.items() if v is not None and cfg.get(k) in (None, "auto")}
 
 
+def command_history(resolved: dict) -> list[dict]:
+    """Every command that trained the run, first first: ``[{"command", "epoch" (where it started),
+    "epochs", "time_budget"}]`` (runs from before the history recorded one ``command``)."""
+    commands = resolved.get("commands")
+    if isinstance(commands, list):
+        return [c for c in commands if isinstance(c, dict) and c.get("command")]
+    return [{"command": resolved["command"], "epoch": 0}] if resolved.get("command") else []
+
+
 def describe_run(path: str | Path) -> str:
     """`densekit runs show`: settings, per-epoch metrics, final results and artefacts, as text."""
     run = RunFolder(path)
@@ -142,7 +151,10 @@ def describe_run(path: str | Path) -> str:
                 f"            {len(data.get('classes', []))} classes, {data.get('channels')} channel(s), "
                 f"{data.get('image_size')} px; {resolved.get('device')} {resolved.get('dtype')}"]
         out += [f"            {versions}"] if versions else []
-        out += [f"  command: {resolved['command']}"] if resolved.get("command") else []
+        history = command_history(resolved)
+        out += ["  commands:" if len(history) > 1 else "  command:"] if history else []
+        out += [f"    from epoch {c.get('epoch', 0)}: {c['command']}" if len(history) > 1 else f"    {c['command']}"
+                for c in history]
     metrics = run.read_metrics()
     out += ["", "metrics:"]
     cells = [{"epoch": str(m["epoch"]), "lr": f"{m['lr']:.4g}", "train_loss": f"{m['train_loss']:.4f}",
