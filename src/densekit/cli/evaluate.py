@@ -8,8 +8,9 @@ def add_parser(sub):
     p = sub.add_parser("eval", help="evaluate a run or checkpoint on a dataset split")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help=RUN_HELP)
     p.add_argument("--dataset", help="default: the dataset the model was trained on")
-    p.add_argument("--split", default="test",
-                   help="train, val or test; val of a source without one is the split training carved out")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="the split to score (default test); val of a source without one is the part of train "
+                        "the run validated on")
     p.add_argument("--data-dir", help="where the built-in sets' files are (default: $DENSEKIT_DATA, "
                    "else ~/.cache/densekit)")
     p.add_argument("--batch-size", type=int, default=512, help="images per forward pass (default 512)")

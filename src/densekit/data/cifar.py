@@ -122,8 +122,7 @@ def load_cifar(name: str, split: str, data_dir: Path | None = None, label: str =
     """CIFAR-10, or CIFAR-100 with its 100 ``fine`` or 20 ``coarse`` labels (both kept on the set)."""
     spec = CIFAR_SETS[name]
     if split not in spec["splits"]:
-        raise MissingSplit(f"{name} has splits train and test, not {split!r} (carve a validation split "
-                           "with --val-split)")
+        raise MissingSplit(f"{name} has splits train and test, not {split!r}")
     if label not in ("fine", "coarse"):
         raise DensekitError(f"{name} labels are 'fine' or 'coarse', not {label!r}")
     folder = find_cifar(name, data_dir)
