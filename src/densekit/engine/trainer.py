@@ -383,7 +383,7 @@ class Trainer:
         set_frozen(self.model, self.frozen, not cfg.unfreeze_after or self.epoch < cfg.unfreeze_after)
         n_steps = len(self.loader)
         of = "" if cfg.time_budget else f"/{cfg.epochs}"
-        bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}{of}", enabled=self.verbose and self.rank == 0)
+        bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}{of}", enabled=self.verbose and self.rank == 0, plain=True)
         part, last_save, shown = self.partial, self.now, None
         check_every = 1 if self.device.type == "cpu" else 10
         t_data = time.perf_counter()
