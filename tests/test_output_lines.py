@@ -84,7 +84,8 @@ def test_config_records_what_was_used(tmp_path, capsys):
     capsys.readouterr()
     assert main(["runs", "show", str(tmp_path / "r")]) == 0
     shown = capsys.readouterr().out
-    assert "  lr: None (used: 0.1)" in shown and "  augment: auto (used: crop)" in shown
+    assert "  lr: none (used: 0.1)" in shown and "  augment: auto (used: crop)" in shown
+    assert "  clip_grad: none (no clipping)" in shown and ": None" not in shown   # what unset means, never None
     assert f"torch {torch.__version__}" in shown
 
 

@@ -48,8 +48,10 @@ def settings_rows(cfg: dict, resolved: dict) -> list[tuple[str, str]]:
     defaults, used = TrainConfig().to_dict(), used_settings(cfg, resolved)
     keys = [k for k in CORE if k in cfg] + [k for k in cfg if k not in CORE and cfg[k] != defaults.get(k)
                                             and k not in ("out", "name")]
-    rows = [(k, f"{used[k]} ({cfg[k]})" if k in used else str(cfg[k])) for k in keys
-            if not (k == "time_budget" and cfg[k] is None)]
+    from .runs import unset_text
+    # what was used where the config left it open ("0.1 (not set)"), what an unset field means, never a bare None
+    rows = [(k, f"{used[k]} ({'not set' if cfg[k] is None else cfg[k]})" if k in used else
+             unset_text(k) if cfg[k] is None else str(cfg[k])) for k in keys if not (k == "time_budget" and cfg[k] is None)]
     if resolved:
         rows += [("precision", f"{resolved.get('dtype')}{', channels-last' if resolved.get('channels_last') else ''}"),
                  ("device", str(resolved.get("device")))]

@@ -135,6 +135,15 @@ def command_history(resolved: dict) -> list[dict]:
     return [{"command": resolved["command"], "epoch": 0}] if resolved.get("command") else []
 
 
+def unset_text(name: str) -> str:
+    """An unset setting as what it means ("none (no clipping)"), not a bare None."""
+    import dataclasses
+
+    from ..config import TrainConfig
+    meaning = {f.name: f.metadata.get("none") for f in dataclasses.fields(TrainConfig)}.get(name)
+    return f"none ({meaning})" if meaning else "none"
+
+
 def describe_run(path: str | Path) -> str:
     """`densekit runs show`: settings, per-epoch metrics, final results and artefacts, as text."""
     run = RunFolder(path)
@@ -143,7 +152,8 @@ def describe_run(path: str | Path) -> str:
     why = f" ({row['reason']})" if row["reason"] else ""
     out = [f"run {run.path}", f"status {row['status']}{why}", "", "settings:"]
     used = used_settings(cfg, resolved)
-    out += [f"  {k}: {v}" + (f" (used: {used[k]})" if k in used else "") for k, v in cfg.items()]
+    out += [f"  {k}: " + ("none" if v is None and k in used else unset_text(k) if v is None else str(v))
+            + (f" (used: {used[k]})" if k in used else "") for k, v in cfg.items()]
     if resolved:
         data = resolved.get("data", {})
         versions = ", ".join(f"{k} {v}" for k, v in resolved.get("versions", {}).items())
