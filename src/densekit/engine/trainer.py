@@ -540,10 +540,11 @@ class Trainer:
         if self.signal:
             summary["signal"] = self.signal
         self.run.write_json("summary.json", summary)
-        self.run.write_status(status, ended=now(), reason=self.stop_reason if not finished or self.early_stopped else None,
-                              summary={k: v for k, v in summary.items() if k not in ("per_class", "class_metrics")})
         for cb in self.callbacks:
             cb.on_train_end(self.context, summary)
+        # last: "finished" means every artefact is written, so a resume may leave a finished run alone
+        self.run.write_status(status, ended=now(), reason=self.stop_reason if not finished or self.early_stopped else None,
+                              summary={k: v for k, v in summary.items() if k not in ("per_class", "class_metrics")})
         if not finished and self.rank == 0:
             where = f"epoch {self.epoch + 1} step {self.step_in_epoch}" if self.step_in_epoch else f"after epoch {self.epoch}"
             print(f"densekit: stopped ({self.stop_reason}) {where}, checkpoint saved; continue with: "
