@@ -1,5 +1,6 @@
-"""A one-line live progress bar on a terminal; elsewhere (nohup, CI, a pipe) a plain line every
-``PLAIN_EVERY_S`` seconds when asked (``plain=True``: training, whose epochs can take half an hour)."""
+"""A one-line live progress bar on a terminal (stderr); and, when asked (``plain=True``: training,
+whose epochs can take half an hour), a plain line on stdout every ``PLAIN_EVERY_S`` seconds when
+stdout is not a terminal (nohup, CI, a pipe, ``| tee log``), so its log shows the run is alive."""
 from __future__ import annotations
 
 import sys
@@ -20,8 +21,8 @@ class ProgressBar:
         stream = stream or sys.stderr     # looked up now: the host may have replaced sys.stderr
         self.total, self.prefix, self.stream = total, prefix, stream
         self.enabled = enabled and stream.isatty()
-        # no terminal to draw on: plain lines on stdout, beside the epoch summaries in the log
-        self.plain, self.plain_every = enabled and plain and not self.enabled, PLAIN_EVERY_S
+        # stdout is a log: plain lines there, beside the epoch summaries
+        self.plain, self.plain_every = enabled and plain and not sys.stdout.isatty(), PLAIN_EVERY_S
         self.start = self.last = self.last_plain = time.perf_counter()
 
     def update(self, step: int, eta: float | None = None, **fields):
@@ -33,6 +34,8 @@ class ProgressBar:
             if eta is None:
                 eta = (now - self.start) / max(step, 1) * (self.total - step)
             text = ", ".join(f"{k} {v}" for k, v in fields.items())
+            if self.enabled:      # the bar shares the terminal when stdout goes through it (tee): clear it first
+                self.stream.write("\r\033[K")
             print(f"{self.prefix}: step {step:,}/{self.total:,} ({100 * step / max(self.total, 1):.0f}%)"
                   + (f", {text}" if text else "") + f", ETA {fmt_time(eta)}", flush=True)
         if not self.enabled or (now - self.last < 0.1 and step < self.total):
