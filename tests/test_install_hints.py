@@ -31,6 +31,7 @@ def test_the_quick_start_installs_every_extra_the_readme_uses():
     installed = expand(line.split()[1].split(","), extras())
     assert expand(["mnist", "export", "serve"], extras()) <= installed
     # the README's quick start stays two commands
+    assert "source .venv/bin/activate" in (ROOT / "scripts" / "quickstart.sh").read_text()   # the way on
     quick = (ROOT / "README.md").read_text().split("## Quick start")[1].split("```bash")[1].split("```")[0]
     assert [x.split()[0] for x in quick.strip().splitlines()] == ["scripts/quickstart.sh", "scripts/test.sh"]
 
