@@ -58,3 +58,17 @@ def test_a_finished_run_is_left_as_it_is_and_an_extension_keeps_its_history(tmp_
     assert ax["lines"]["at each epoch's end (recorded)"] == ([1, 2, 3], [m["lr"] for m in metrics])
     (ax,) = plot_lr(metrics[:2], {"epochs": 2, "schedule": "onecycle"}, 0.1, tmp_path / "lr.png", history[:1])
     assert set(ax["lines"]) == {"onecycle schedule", "at each epoch's end"}   # one plan: its curve as before
+
+
+def test_resume_messages_show_what_an_unset_field_meant():
+    import pytest
+
+    from densekit import DensekitError, TrainConfig
+    run = TrainConfig(dataset="digits", optimizer="adam")
+    _, note = run.resume_overrides({"time_budget": "5m"})
+    assert "extended: time_budget none (train for --epochs) -> 300.0" in note
+    with pytest.raises(DensekitError, match=r"--clip-grad 1\.0 contradicts the run's clip_grad none \(no clipping\)"):
+        run.resume_overrides({"clip_grad": 1.0})
+    with pytest.raises(DensekitError, match=r"--lr 0\.1 contradicts the run's lr 0\.001 \(adam's default\)"):
+        run.resume_overrides({"lr": 0.1})
+    assert run.resume_overrides({"lr": 1e-3})[1] == "resuming with the run's own settings"

@@ -353,8 +353,8 @@ class TrainConfig:
         changed = [k for k in given if _resume_key(wanted, k) != _resume_key(self, k)]
         clash = [k for k in changed if fields[k].metadata["resume"] == "fixed"]
         if clash:
-            said = (lambda k: f"{_flag(k)} {getattr(wanted, k)!r}") if given_as is None else \
-                   (lambda k: f"{given_as}'s {k} {getattr(wanted, k)!r}")
+            said = (lambda k: f"{_flag(k)} {_shown(wanted, k)}") if given_as is None else \
+                   (lambda k: f"{given_as}'s {k} {_shown(wanted, k)}")
             parts = [f"{said(k)} contradicts {source}'s {k} {_shown(self, k)}" for k in clash]
             fix = "start a new run (another --name) or drop the flag" + ("s" if len(clash) > 1 else "") \
                 if given_as is None else f"{source} does not belong to this run; remove it or start a new run"
