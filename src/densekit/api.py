@@ -61,8 +61,8 @@ def _finished(path: Path, run_cfg: TrainConfig, config: TrainConfig) -> Run | No
     status = folder.read_status()
     if status.get("status") != "finished" or not (path / "summary.json").is_file():
         return None
-    if config.time_budget and config.time_budget > (run_cfg.time_budget or 0) or \
-            not config.time_budget and config.epochs > run_cfg.epochs:
+    longer = config.time_budget > (run_cfg.time_budget or 0) if config.time_budget else config.epochs > run_cfg.epochs
+    if longer:
         return None
     summary = json.loads((path / "summary.json").read_text())
     if run_cfg.time_budget:
