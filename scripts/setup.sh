@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Creates (or reuses) .venv and installs densekit with the pinned CPU torch.
-# Usage: scripts/setup.sh [extra]   e.g. scripts/setup.sh test
+# Usage: scripts/setup.sh [extra[,extra]]   e.g. scripts/setup.sh test, scripts/setup.sh export,serve (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extra=${1:-mnist}
+extra=${1:-all}
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

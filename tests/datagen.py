@@ -101,7 +101,9 @@ def write_folder(root: Path, classes=("cat", "dog", "eel"), per_class=4, size=(1
 
 @contextlib.contextmanager
 def serve(folder: Path):
-    """An HTTP server on 127.0.0.1 serving ``folder``; yields its base URL (with a trailing slash)."""
+    """An HTTP server on 127.0.0.1 serving ``folder``; yields its base URL (with a trailing slash).
+    On exit the serving thread has ended: closing a socket under a thread still waiting on it
+    leaves a traceback in whichever test runs next."""
     handler = functools.partial(_QuietHandler, directory=str(folder))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -109,7 +111,8 @@ def serve(folder: Path):
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/"
     finally:
-        server.shutdown()
+        server.shutdown()          # returns once serve_forever's loop has stopped
+        thread.join()
         server.server_close()
 
 

@@ -37,7 +37,7 @@ def test_cifar100_fine_and_coarse_labels(tmp_path):
 
 def test_cifar_has_no_val_split_of_its_own(tmp_path):
     write_cifar10(tmp_path)
-    with pytest.raises(MissingSplit, match="carve a validation split"):
+    with pytest.raises(MissingSplit, match="cifar10 has splits train and test, not 'val'$"):
         load_dataset("cifar10", "val", data_dir=tmp_path)
 
 

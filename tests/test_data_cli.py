@@ -105,12 +105,37 @@ def test_a_download_says_what_and_how_big_and_shows_progress(tmp_path, capsys, m
     assert got.read_bytes() == body
     text = term.getvalue()
     assert "densekit: downloading f.bin (2.1 MB) from 127.0.0.1" in text and "f.bin: 2.1 MB/2.1 MB (100%)" in text
-    # `data info` on a set not on disk: the same line, then the checksum refuses this stand-in archive
+    # `data import` of a set not on disk: the same line, then the checksum refuses this stand-in archive
     monkeypatch.delenv("DENSEKIT_OFFLINE", raising=False)
     monkeypatch.setenv("DENSEKIT_CIFAR10_MIRROR", url)
     term = _Terminal()
     monkeypatch.setattr(sys, "stderr", term)
-    assert main(["data", "info", "cifar10", "--data-dir", str(tmp_path / "cifar")]) == 1
+    assert main(["data", "import", "cifar10", "--data-dir", str(tmp_path / "cifar"), "--out", str(tmp_path / "p")]) == 1
     err = term.getvalue()
     assert "densekit: downloading cifar-10-python.tar.gz (2.1 MB) from 127.0.0.1" in err
     assert "checksum mismatch" in err and not (tmp_path / "cifar" / "cifar-10-python.tar.gz").exists()
+
+
+def test_data_info_of_a_set_not_on_disk_says_what_it_would_download_and_downloads_nothing(tmp_path, capsys,
+                                                                                          monkeypatch):
+    monkeypatch.setenv("DENSEKIT_CIFAR10_MIRROR", "http://127.0.0.1:9/")   # nothing listens: a download would fail
+    assert main(["data", "info", "cifar10", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("cifar10 is not on disk: `densekit data import cifar10` or training "
+                                               "on it downloads cifar-10-python.tar.gz (170.5 MB) from 127.0.0.1:9")
+    assert not any(tmp_path.iterdir())
+    assert main(["data", "info", "cifar100", "--data-dir", str(tmp_path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["on_disk"] is False and plan["download"][0]["file"] == "cifar-100-python.tar.gz" \
+        and plan["bytes"] == 169_001_437
+    write_cifar10(tmp_path, per_batch=4)   # on disk: the counts, as before
+    assert main(["data", "info", "cifar10", "--data-dir", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["splits"]["train"]["count"] == 20
+
+
+def test_data_info_summarises_past_fifty_classes(capsys):
+    assert main(["data", "info", "synthetic:n=600,classes=60,size=8,channels=1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and out[0].startswith("synthetic:n=600,classes=60,size=8,channels=1: 60 classes"), out
+    assert out[1].startswith("  train: per class min ") and " / median " in out[1] and "; rarest " in out[1] \
+        and "; commonest " in out[1] and out[2].startswith("  test: ")

@@ -32,3 +32,23 @@ def test_eval_val_without_a_carved_split_says_so(tmp_path, capsys):
     assert main(["train", *args, "--epochs", "1", "--out", str(tmp_path), "--name", "r", "--quiet"]) == 0
     assert main(["eval", str(tmp_path / "r"), "--split", "val"]) == 1
     assert "digits has splits train and test, not 'val'" in capsys.readouterr().err
+
+
+def test_eval_on_a_folder_without_test_names_evals_own_options(tmp_path, capsys):
+    from datagen import write_folder
+    write_folder(tmp_path / "imgs", per_class=8, size=(8, 8))      # cat/ dog/ eel/, no train/ or test/
+    assert main(["train", "--model", "plain-cnn", "--model-arg", "widths=[8,16]", "--dataset",
+                 f"folder:{tmp_path / 'imgs'}", "--val-split", "6", "--epochs", "1", "--batch-size", "8",
+                 "--workers", "0", "--no-tensorboard", "--no-plots", "--out", str(tmp_path), "--name", "r",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no test/ folder (it has train/)" in err[0], err
+    assert "score a split it has with --split, --split val (the part of train the run validated on)" in err[0]
+    assert "--val-split" not in err[0]                       # a train flag: eval does not take it
+    assert main(["eval", str(tmp_path / "r"), "--split", "val", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 6
+    with pytest.raises(SystemExit):
+        main(["eval", str(tmp_path / "r"), "--split", "validation"])
+    assert "invalid choice: 'validation' (choose from 'train', 'val', 'test')" in capsys.readouterr().err

@@ -91,7 +91,7 @@ def test_explaining_another_class_and_the_cli(patch_run, tmp_path):
     done = subprocess.run([sys.executable, "-m", "densekit", "explain", str(run), str(one), "--out", str(out),
                            "--method", "saliency", "--json"], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
-    rows = json.loads(done.stdout)
+    rows = [json.loads(line) for line in done.stdout.splitlines()]   # one object per line
     assert rows[0]["method"] == "saliency" and Path(rows[0]["png"]).parent == out and Path(rows[0]["png"]).is_file()
     bad = subprocess.run([sys.executable, "-m", "densekit", "explain", str(run), str(one), "--out", str(out),
                           "--target", "diagonal"], capture_output=True, text=True, timeout=60, env=env)

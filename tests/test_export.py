@@ -1,6 +1,7 @@
 """densekit export: BatchNorm folding is exact, ONNX / TorchScript / safetensors files match the
 PyTorch model on the real test split, carry their metadata, and a damaged file fails the check."""
 import json
+import os
 import subprocess
 import sys
 
@@ -169,11 +170,13 @@ def test_a_tampered_file_fails_the_self_check_with_one_line(run_dir, onnx_export
 
 
 def test_cli_export_reports_the_check_and_falls_back_for_an_old_opset(run_dir, tmp_path):
-    def cli(*args):
+    def cli(*args):   # every warning shown: a user sees none of torch's or onnx's (silenced where they arise)
         return subprocess.run([sys.executable, "-m", "densekit", "export", str(run_dir), *args],
-                              capture_output=True, text=True, timeout=300)
+                              capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "always"})
     p = cli("--format", "onnx", "--opset", "17", "--out", str(tmp_path / "o17.onnx"))
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0 and not p.stderr, p.stderr
+    t = cli("--format", "torchscript", "--out", str(tmp_path / "m.torchscript"))
+    assert t.returncode == 0 and not t.stderr, t.stderr
     assert "top-1 agreement 100.00%" in p.stdout and "TorchScript-based exporter" in p.stdout
     assert read_metadata(tmp_path / "o17.onnx")["versions"]["opset"] == 17
     assert OnnxModel(tmp_path / "o17.onnx").batch_size == 1           # no --dynamic-batch

@@ -50,13 +50,30 @@ def test_every_verb_prints_one_object_per_line(run_dir, tmp_path, capsys):
          "--val-split", "100", "--label-smoothing", "0.1", "--out", str(tmp_path / "cmp")],
         ["bench", "densenet-bc-40-k12", "--input-size", "1,16,16", "--batch-size", "2", "--steps", "1", "--mode", "infer"],
         ["calibrate", str(run_dir)],
+        ["bench", "densenet-bc-40-k12", "--input-size", "1,16,16", "--batch-size", "2", "--steps", "1", "--mode", "train"],
+        ["bench", "plain-cnn", "--input-size", "1,8,8", "--mode", "infer", "--backends", "eager,folded",
+         "--batch-sizes", "1,2", "--steps", "2", "--max-seconds", "1", "--precision", "fp32"],
+        ["explain", str(run_dir), str(tmp_path / "grid.png"), str(tmp_path / "grid.png"), "--out", str(tmp_path / "maps"),
+         "--method", "saliency"],
+        ["export", str(run_dir), "--format", "safetensors", "--out", str(tmp_path / "model.safetensors")],
+        ["lr-find", "--model", "plain-cnn", "--dataset", "digits", "--batch-size", "32", "--workers", "0", "--num-iter", "12", "--plot", str(tmp_path / "lr.png")],
     ]
     seen = {}
     for argv in cases:
         code = main([*argv, "--json"])
         out = capsys.readouterr().out
         assert code == 0, argv
-        seen[" ".join(argv[:2])] = json_lines(out)
+        seen.setdefault(" ".join(argv[:2]), []).extend(json_lines(out))
+    # every verb (and data's sub-verbs) is in the cases above; serve has its own test below
+    verbs = build_parser()._subparsers._group_actions[0].choices
+    covered = {argv[0] if argv[0] != "data" else f"data {argv[1]}" for argv in cases} | {"serve"}
+    assert covered == {f"data {v}" for v in verbs["data"]._subparsers._group_actions[0].choices} | \
+        set(verbs) - {"data"}, "a verb without a --json case here"
+    assert len(seen["explain " + str(run_dir)]) == 2 and seen["explain " + str(run_dir)][0]["method"] == "saliency"
+    rows = seen["bench plain-cnn"]
+    assert [(r["backend"], r["batch_size"]) for r in rows] == [("eager", 1), ("eager", 2), ("folded", 1), ("folded", 2)] \
+        and all(r["model"] == "plain-cnn" for r in rows)
+    assert seen["lr-find --model"][0]["suggestion"] > 0
     assert seen["train --model"][0]["status"] == "finished"
     assert len(seen["predict " + str(run_dir)]) == 2 and len(seen["predict " + str(run_dir)][0]["top_k"]) == 2
     assert seen["eval " + str(run_dir)][0]["split"] == "val" and "ece_after" in seen["eval " + str(run_dir)][0]["calibration"]
@@ -97,3 +114,20 @@ def test_a_bad_input_size_is_one_line_for_every_verb(verb, capsys):
     assert main([verb, "densenet-bc-40-k12", "--input-size", "16x16"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--input-size '16x16': write C,H,W" in err[0]
+
+
+def test_serve_prints_its_address_as_one_json_object(run_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "densekit", "serve", str(run_dir), "--port", "0", "--json",
+                             "--log-level", "warning"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["url"].startswith("http://127.0.0.1:") and first["classes"][:2] == ["0", "1"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=60)
+    assert not rest.strip(), (rest, err)   # nothing else on stdout, also while it stops

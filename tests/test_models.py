@@ -82,3 +82,24 @@ def test_create_model_overrides_defaults_and_rejects_unknown_names_and_arguments
         create_model("densenet-bc-40-k12", stem="fancy")
     with pytest.raises(DensekitError, match="compression"):
         create_model("densenet-bc-40-k12", compression=0)
+
+
+def test_figures_shown_by_densekit_models_and_the_readme_come_from_one_source(capsys):
+    """The registry's measured figures (models/compact.py) are what `densekit models` prints and what
+    the README's Results table shows for the same command."""
+    import json
+    from pathlib import Path
+
+    from densekit.cli import main
+    from densekit.models import get_entry, list_models
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {line.split("`")[1]: line for line in readme.splitlines() if line.startswith("| `")}
+    measured = [(name, m) for name in list_models() for m in get_entry(name).meta.get("measured", [])]
+    assert measured
+    for name, m in measured:
+        assert m["command"] in rows, f"the README's Results table has no row for {m['command']}"
+        assert f"**{m['top1']:.2f}%**" in rows[m["command"]], (m, rows[m["command"]])
+        assert main(["models", name]) == 0
+        assert f"{m['dataset']} {m['top1']:.2f}%" in capsys.readouterr().out
+        assert main(["models", name, "--json"]) == 0
+        assert m in json.loads(capsys.readouterr().out)["measured"]

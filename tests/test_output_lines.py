@@ -80,9 +80,27 @@ def test_config_records_what_was_used(tmp_path, capsys):
     assert used["lr"] == 0.1                      # sgd's default
     assert used["augment"] == "crop" and used["tta"] == "none"   # digits: no flips
     assert used["versions"]["densekit"] == densekit.__version__ and used["versions"]["torch"] == torch.__version__
-    assert used["command"]                         # this process's command line
+    (first,) = used["commands"]                    # the command as typed, where it started, its plan
+    assert first["command"].startswith("densekit train --model ") and (first["epoch"], first["epochs"]) == (0, 1)
     capsys.readouterr()
     assert main(["runs", "show", str(tmp_path / "r")]) == 0
     shown = capsys.readouterr().out
-    assert "  lr: None (used: 0.1)" in shown and "  augment: auto (used: crop)" in shown
+    assert "  lr: none (used: 0.1)" in shown and "  augment: auto (used: crop)" in shown
+    assert "  clip_grad: none (no clipping)" in shown and ": None" not in shown   # what unset means, never None
     assert f"torch {torch.__version__}" in shown
+
+
+def test_without_a_terminal_training_prints_a_plain_progress_line_every_interval(tmp_path, capsys, monkeypatch):
+    import densekit.engine.progress as progress
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)      # every step here; 30 s in a real run
+    assert main(["train", *TINY, "--dataset", "digits", "--val-split", "200", "--epochs", "1", "--out", str(tmp_path),
+                 "--name", "p"]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if line.startswith("epoch 1/1: step ")]
+    assert len(lines) == 19 - 1, captured.out            # 1,237 images at batch 64: 19 steps, the last one ends the epoch
+    assert re.fullmatch(r"epoch 1/1: step 1/19 \(5%\), loss \S+, top-1 \S+%, img/s \d+, ETA \d+:\d\d", lines[0]), lines[0]
+    assert "\r" not in captured.out + captured.err and "\033" not in captured.out + captured.err   # no bar drawing
+    for quiet in (["--quiet"], ["--json"]):                  # the result alone
+        assert main(["train", *TINY, "--dataset", "digits", "--val-split", "200", "--epochs", "1", "--out",
+                     str(tmp_path), "--name", f"q{quiet[0]}", *quiet]) == 0
+        assert "step " not in capsys.readouterr().out

@@ -2,9 +2,7 @@
 prefix in their name, cached once; corrupt files rejected and not kept; offline says what to do.
 Then fine-tuning from them: frozen backbone, unfreezing, the backbone's LR factor, the weights'
 own normalisation and an adapted grayscale stem."""
-import functools
 import hashlib
-import http.server
 import re
 import threading
 
@@ -17,16 +15,12 @@ from densekit.data import TensorImageDataset, load_dataset
 from densekit.data.packed import write_packed
 from densekit.models import pretrained
 from densekit.models.weights import read_state_dict
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
+from datagen import serve
 
 
 @pytest.fixture
 def weights_server(tmp_path, monkeypatch):
-    """A server on 127.0.0.1 for at most 8 requests or 60 s, serving a densekit-made densenet121
+    """A server on 127.0.0.1 (datagen.serve: stopped, its thread ended, at teardown), serving a densekit-made densenet121
     state_dict under a torchvision-style name (old-style pickle, pre-0.4 ``norm.1`` keys) and a
     corrupt densenet169 file whose bytes do not match the hash in its name."""
     folder = tmp_path / "srv"
@@ -43,18 +37,26 @@ def weights_server(tmp_path, monkeypatch):
     monkeypatch.setitem(pretrained.FILES, "densenet169", "densenet169-0badc0de.pth")
     monkeypatch.setenv("DENSEKIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("DENSEKIT_OFFLINE", raising=False)
-    server = http.server.HTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
-    server.timeout = 60
+    with serve(folder) as url:
+        monkeypatch.setenv("DENSEKIT_WEIGHTS_URL", url)
+        yield state, tmp_path / "cache" / "weights" / f"densenet121-{digest}.pth"
 
-    def serve():
-        for _ in range(8):
-            server.handle_request()
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    monkeypatch.setenv("DENSEKIT_WEIGHTS_URL", f"http://127.0.0.1:{server.server_address[1]}/")
-    yield state, tmp_path / "cache" / "weights" / f"densenet121-{digest}.pth"
-    server.server_close()
+def test_the_weights_server_ends_its_thread_with_no_traceback(tmp_path):
+    """The fixture's server once closed its socket under a thread still serving: three thread
+    tracebacks in the log, attributed to whichever tests ran next."""
+    import urllib.request
+    errors, hook = [], threading.excepthook
+    threading.excepthook = errors.append
+    try:
+        before = set(threading.enumerate())
+        (tmp_path / "f.bin").write_bytes(b"x" * 10)
+        with serve(tmp_path) as url:
+            assert urllib.request.urlopen(url + "f.bin", timeout=10).read() == b"x" * 10
+            started = set(threading.enumerate()) - before
+        assert started and not any(t.is_alive() for t in started) and not errors
+    finally:
+        threading.excepthook = hook
 
 
 def test_pretrained_downloads_once_verifies_and_loads_the_weights(weights_server, monkeypatch):

@@ -190,23 +190,31 @@ def test_schedule_points_from_one_up_are_epochs_as_timm_reads_them():
 
 
 @pytest.mark.parametrize("text, field", [
-    ("time_budget: .inf\n", "--time-budget"),
-    ("val_split: .nan\n", "--val-split"),
-    ("epochs: '10'\n", "--epochs"),
-    ("lr: fast\n", "--lr"),
-    ("learning_rate: 0.1\n", "learning_rate"),
-    ("1: 2\n", "unknown config field"),
-    ("model_args: [1, 2]\n", "--model-args"),
-    ("model_args: {growth_rate: 0}\n", "--model-arg growth_rate"),
-    ("milestones: 0.5\nschedule: multistep\n", "--milestones"),
-    ("best_metric: 3\n", "--best-metric"),
-    ("momentum: -1\n", "--momentum"),
+    ("time_budget: .inf\n", "time_budget: inf: must be a finite"),
+    ("time_budget: 5 minutes\n", "time_budget: '5 minutes': not a duration"),
+    ("val_split: .nan\n", "val_split: nan"),
+    ("epochs: '10'\n", "epochs: '10': expected int"),
+    ("batch_size: ten\n", "batch_size: 'ten': expected int"),
+    ("lr: fast\n", "lr: 'fast'"),
+    ("learning_rate: 0.1\n", "unknown key(s) learning_rate"),
+    ("1: 2\n", "unknown key(s) 1"),
+    ("model_args: [1, 2]\n", "model_args: [1, 2]"),
+    ("model_args: {growth_rate: 0}\n", "model_args: growth_rate=0"),
+    ("milestones: 0.5\nschedule: multistep\n", "milestones: 0.5"),
+    ("best_metric: 3\n", "best_metric: 3"),
+    ("momentum: -1\n", "momentum: -1"),
 ])
-def test_a_yaml_config_goes_through_the_same_checks(tmp_path, text, field):
+def test_a_yaml_config_goes_through_the_same_checks_and_names_the_file_and_key(tmp_path, text, field, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    message = refusal(["--config", str(path)])
-    assert "\n" not in message and field in message, message
+    assert "\n" not in refusal(["--config", str(path)])
+    assert main(["train", "--config", str(path), "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"densekit: error: {path}: {field}") and len(err.splitlines()) == 1, err
+    # the same value given as a flag on top is the flag's, and a flag's error names the flag
+    if text.startswith("epochs"):
+        assert main(["train", "--config", str(path), "--epochs", "0", "--out", str(tmp_path)]) == 1
+        assert capsys.readouterr().err.startswith("densekit: error: --epochs 0: must be")
 
 
 @pytest.mark.parametrize("name", list_recipes())
@@ -235,7 +243,7 @@ def test_a_yaml_time_budget_of_inf_is_refused_by_the_command(tmp_path):
     (tmp_path / "c.yaml").write_text("time_budget: .inf\ndataset: digits\n")
     proc = subprocess.run([sys.executable, "-m", "densekit", "train", "--config", str(tmp_path / "c.yaml")],
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert proc.returncode == 1 and proc.stderr.startswith("densekit: error: --time-budget inf: must be a finite")
+    assert proc.returncode == 1 and proc.stderr.startswith(f"densekit: error: {tmp_path / 'c.yaml'}: time_budget: inf: must be a finite")
 
 
 # -- a validation metric needs a validation split ----------------------------------------------------

@@ -93,6 +93,10 @@ def _schedule_is(*names):
     return (lambda c: c.schedule in names, f"--schedule {' or '.join(names)}")
 
 
+# The LR an optimizer trains with when --lr is not given (engine/optim.py applies it).
+DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+
+
 @dataclass
 class TrainConfig:
     # model
@@ -291,7 +295,10 @@ class TrainConfig:
             if value is None and type(None) in allowed:
                 continue
             if f.name == "time_budget" and isinstance(value, str):
-                value = parse_duration(value)
+                try:
+                    value = parse_duration(value)
+                except DensekitError:
+                    _bad(f.name, value, "not a duration; write e.g. 5m, 90s or 1h30m")
             if float in allowed and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
                 # YAML 1.1 reads "1e-3" (no dot) as a string; it is the float everyone means.
                 value = float(value)
@@ -392,17 +399,17 @@ class TrainConfig:
         changed = [k for k in given if _resume_key(wanted, k) != _resume_key(self, k)]
         clash = [k for k in changed if fields[k].metadata["resume"] == "fixed"]
         if clash:
-            said = (lambda k: f"{_flag(k)} {getattr(wanted, k)!r}") if given_as is None else \
-                   (lambda k: f"{given_as}'s {k} {getattr(wanted, k)!r}")
-            parts = [f"{said(k)} contradicts {source}'s {k} {getattr(self, k)!r}" for k in clash]
+            said = (lambda k: f"{_flag(k)} {_shown(wanted, k)}") if given_as is None else \
+                   (lambda k: f"{given_as}'s {k} {_shown(wanted, k)}")
+            parts = [f"{said(k)} contradicts {source}'s {k} {_shown(self, k)}" for k in clash]
             fix = "start a new run (another --name) or drop the flag" + ("s" if len(clash) > 1 else "") \
                 if given_as is None else f"{source} does not belong to this run; remove it or start a new run"
             raise DensekitError("; ".join(parts) + "; " + fix)
         keep = {k: getattr(wanted, k) for k in changed}
         cfg = self.replace(**keep).validate() if keep else self.validate()
-        extended = [f"{k} {getattr(self, k)!r} -> {getattr(cfg, k)!r}" for k in changed
+        extended = [f"{k} {_shown(self, k)} -> {_shown(cfg, k)}" for k in changed
                     if fields[k].metadata["resume"] == "extend"]
-        applied = [f"{_flag(k)} {getattr(cfg, k)!r}" for k in changed if fields[k].metadata["resume"] == "free"]
+        applied = [f"{_flag(k)} {_shown(cfg, k)}" for k in changed if fields[k].metadata["resume"] == "free"]
         note = "resuming with the run's own settings"
         if extended:
             note += "; extended: " + ", ".join(extended)
@@ -436,13 +443,40 @@ def _either(items) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
+class SettingError(DensekitError):
+    """A refused setting: ``field``, ``value`` and what is allowed. Its text names the flag; the
+    CLI names the YAML file and key instead when the value came from one (``origin``)."""
+
+    def __init__(self, field: str, value, allowed: str):
+        super().__init__(f"{_flag(field)} {value!r}: {allowed}")
+        self.field, self.value, self.allowed = field, value, allowed
+
+    def origin(self, where: str) -> DensekitError:
+        return DensekitError(f"{where}: {self.field}: {self.value!r}: {self.allowed}")
+
+
 def _bad(name: str, value, allowed: str):
-    raise DensekitError(f"{_flag(name)} {value!r}: {allowed}")
+    raise SettingError(name, value, allowed)
+
+
+def _shown(cfg: TrainConfig, name: str) -> str:
+    """A field's value for a message: what an unset one resolves to, never a bare None (the run's
+    lr None trained at its optimizer's 0.1)."""
+    value = getattr(cfg, name)
+    if value is not None:
+        return repr(value)
+    if name == "lr":
+        return f"{DEFAULT_LR[cfg.optimizer]:g} ({cfg.optimizer}'s default)"
+    meta = {f.name: f.metadata for f in dataclasses.fields(cfg)}[name]
+    return f"none ({meta['none']})" if meta["none"] else "none"
 
 
 def _resume_key(cfg: TrainConfig, name: str):
     """A field's value for the resume comparison: the default best_metric of a run without a
-    carved validation split equals the train_top1 it became (``for_splits``)."""
+    carved validation split equals the train_top1 it became (``for_splits``); an unset lr equals
+    the optimizer's default it trained with."""
+    if name == "lr" and cfg.lr is None:
+        return DEFAULT_LR.get(cfg.optimizer)
     value = _plain(getattr(cfg, name))
     if name == "best_metric" and value == TrainConfig.best_metric and not cfg.val_split:
         return "train_top1"

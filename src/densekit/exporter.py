@@ -161,7 +161,8 @@ def _save_onnx(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict, 
     try:
         import onnx
     except ImportError:
-        raise DensekitError("ONNX export needs the onnx package: pip install 'densekit[export]'") from None
+        from .extras import missing_extra
+        raise missing_extra("ONNX export", "export", "onnx") from None
     # Its registry logs a warning per torchvision operator it skips; densekit uses none of them.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     kwargs = dict(input_names=["pixels"], output_names=["logits"], opset_version=opset)

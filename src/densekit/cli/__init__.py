@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DensekitError as err:
-        print(f"densekit: error: {err}", file=sys.stderr)
+        print(f"densekit: error: {_where(err, getattr(args, 'origins', {}))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("densekit: interrupted", file=sys.stderr)
@@ -49,6 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _where(err: DensekitError, origins: dict) -> DensekitError:
+    """A refused setting that came from a YAML file (``--config``, a recipe) names that file and key."""
+    from ..config import SettingError
+    if isinstance(err, SettingError) and err.field in origins:
+        return err.origin(origins[err.field])
+    if "model_args" in origins and str(err).startswith("--model-arg "):   # models/registry.py's check
+        return DensekitError(f"{origins['model_args']}: model_args: {str(err)[len('--model-arg '):]}")
+    return err
 
 
 def _exit_at_once(signum, frame):

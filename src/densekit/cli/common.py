@@ -6,8 +6,16 @@ from __future__ import annotations
 import json
 
 
-def add_json_flag(p, what: str = "the result"):
-    p.add_argument("--json", action="store_true", help=f"print {what} as JSON, one object per line")
+# Help shared by the verbs that take the same argument.
+DEVICE_HELP = "cpu, cuda, cuda:N or auto: a GPU when torch sees one, else the CPU (default: auto)"
+RUN_HELP = "a run folder (its best checkpoint) or a checkpoint file"
+IMAGES_HELP = "image files (PNG/JPEG/BMP/GIF/WebP) or folders of them"
+
+
+def add_json_flag(p, what: str = "the result", when: str = ""):
+    """``--json``: "print WHAT as JSON, one object per line[, WHEN]"."""
+    p.add_argument("--json", action="store_true",
+                   help=f"print {what} as JSON, one object per line" + (f", {when}" if when else ""))
 
 
 def print_json(*objects: dict):

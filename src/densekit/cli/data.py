@@ -34,10 +34,11 @@ def add_parser(sub):
 
     v = verbs.add_parser("show", help="a grid of random samples per class, with class names, as an image")
     _source_args(v)
-    v.add_argument("--split", default="train")
-    v.add_argument("--per-class", type=int, default=7)
-    v.add_argument("--max-classes", type=int, default=20, help="rows to draw (the first N classes)")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--split", default="train", choices=("train", "val", "test"),
+                   help="the split to draw from (default train)")
+    v.add_argument("--per-class", type=int, default=7, help="samples per class, drawn in its row (default 7)")
+    v.add_argument("--max-classes", type=int, default=20, help="rows to draw: the first N classes (default 20)")
+    v.add_argument("--seed", type=int, default=0, help="seed of the random choice of samples (default 0)")
     v.add_argument("--out", required=True, help="the image file to write, e.g. grid.png")
     add_json_flag(v, "what was written")
     v.set_defaults(func=run_show)
@@ -45,7 +46,7 @@ def add_parser(sub):
     v = verbs.add_parser("import", help="decode a source once into densekit's packed format (read as packed:DIR)")
     _source_args(v)
     v.add_argument("--out", required=True, help="folder to write")
-    v.add_argument("--workers", type=int, default=2, help="decoding processes")
+    v.add_argument("--workers", type=int, default=2, help="decoding processes (default 2)")
     v.add_argument("--overwrite", action="store_true", help="replace an earlier import in --out")
     add_json_flag(v, "what was written")
     v.set_defaults(func=run_import)
@@ -58,6 +59,18 @@ def add_parser(sub):
     v.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     add_json_flag(v, "what was written")
     v.set_defaults(func=run_shapes)
+
+
+TABLE_CLASSES = 50   # beyond this, `data info` summarises the counts instead of listing every class
+
+
+def _spread(counts: list[int], classes: list[str], shown: int = 5) -> str:
+    """Per-class counts in one line: min / median / max, the rarest and the commonest classes."""
+    order = sorted(range(len(counts)), key=lambda k: (counts[k], classes[k]))
+    median = sorted(counts)[len(counts) // 2]
+    pick = lambda ks: ", ".join(f"{classes[k]} {counts[k]:,}" for k in ks)  # noqa: E731
+    return (f"per class min {counts[order[0]]:,} / median {median:,} / max {counts[order[-1]]:,}; "
+            f"rarest {pick(order[:shown])}; commonest {pick(order[::-1][:shown])}")
 
 
 def _options(args):
@@ -78,7 +91,10 @@ def run_list(args):
 
 
 def run_info(args):
-    from ..data.sources import load_splits
+    from ..data.sources import download_plan, load_splits
+    plan = download_plan(args.source, args.data_dir)
+    if plan:   # info never downloads: it says what `data import` or `train` would fetch
+        return _print_plan(args, plan)
     splits = load_splits(args.source, args.data_dir, **_options(args))
     first = next(iter(splits.values()))
     if first.task == "multilabel":
@@ -99,6 +115,10 @@ def run_info(args):
         return 0
     print(f"{args.source}: {len(info['classes'])} classes, {channels} x {height} x {width}, "
           + ", ".join(f"{name} {s['count']:,}" for name, s in info["splits"].items()))
+    if len(info["classes"]) > TABLE_CLASSES:   # thousands of rows help nobody: the spread and the extremes
+        for name, s in info["splits"].items():
+            print(f"  {name}: {_spread(s['per_class'], info['classes'])}")
+        return 0
     width = max([5] + [len(c) for c in info["classes"]])
     print(f"  {'class':<{width}}  " + "  ".join(f"{name:>8}" for name in info["splits"]))
     for k, cls in enumerate(info["classes"]):
@@ -138,6 +158,20 @@ def _multilabel_info(args, splits):
     if pairs:
         print(f"  together most often ({next(iter(splits))}): " + ", ".join(
             f"{a}+{b} {p['count']:,} ({100 * p['share']:.0f}% of {a})" for p in pairs for a, b in [p["labels"]]))
+
+
+def _print_plan(args, plan: list[dict]) -> int:
+    import os
+    from urllib.parse import urlsplit
+    total = sum(p["bytes"] for p in plan)
+    if args.json:
+        print_json({"source": args.source, "on_disk": False, "download": plan, "bytes": total})
+        return 0
+    files = plan[0]["file"] if len(plan) == 1 else f"{len(plan)} files"
+    off = " (downloads are off: DENSEKIT_OFFLINE=1)" if os.environ.get("DENSEKIT_OFFLINE") == "1" else ""
+    print(f"{args.source} is not on disk: `densekit data import {args.source}` or training on it downloads {files} "
+          f"({total / 1e6:,.1f} MB) from {urlsplit(plan[0]['url']).netloc} into {plan[0]['into']}, "
+          f"MD5-checked{off}; or point --data-dir at a folder that has it")
     return 0
 
 

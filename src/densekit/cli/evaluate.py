@@ -1,18 +1,20 @@
 """`densekit eval RUN_OR_CHECKPOINT`: top-1, top-5, loss; per-class accuracy (= recall), precision, F1 on a split."""
 from __future__ import annotations
 
-from .common import add_abstention_flags, add_json_flag, add_table_flags, print_json, table_args
+from .common import DEVICE_HELP, RUN_HELP, add_abstention_flags, add_json_flag, add_table_flags, print_json, table_args
 
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="evaluate a run or checkpoint on a dataset split")
-    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help=RUN_HELP)
     p.add_argument("--dataset", help="default: the dataset the model was trained on")
-    p.add_argument("--split", default="test",
-                   help="train, val or test; val of a source without one is the split training carved out")
-    p.add_argument("--data-dir")
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="the split to score (default test); val of a source without one is the part of train "
+                        "the run validated on")
+    p.add_argument("--data-dir", help="where the built-in sets' files are (default: $DENSEKIT_DATA, "
+                   "else ~/.cache/densekit)")
+    p.add_argument("--batch-size", type=int, default=512, help="images per forward pass (default 512)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--tta", choices=["none", "flip"],
                    help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own (none on --split val, as training validated)")
     add_table_flags(p)

@@ -3,14 +3,16 @@ with its metadata, checked against the PyTorch model on real images."""
 from __future__ import annotations
 
 import argparse
-import json
+
+from .common import RUN_HELP, add_json_flag, print_json
 
 
 def add_parser(sub):
     p = sub.add_parser("export", help="write an ONNX / TorchScript / safetensors file for deployment, "
                        "verified against PyTorch")
-    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("--format", choices=["onnx", "torchscript", "safetensors"], default="onnx")
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help=RUN_HELP)
+    p.add_argument("--format", choices=["onnx", "torchscript", "safetensors"], default="onnx",
+                   help="onnx (onnxruntime, no PyTorch), torchscript, or safetensors (plain weights); default onnx")
     p.add_argument("--out", help="the file to write (default: model.onnx etc. in the run folder)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: any batch size (default: batch 1)")
     p.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's; below 18 uses the "
@@ -25,7 +27,7 @@ def add_parser(sub):
                    help="check on these images instead of the run's test split")
     p.add_argument("--no-verify", dest="verify", action="store_false",
                    help="skip running the file against the PyTorch model")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_flag(p, "what was written and the check's figures")
     p.set_defaults(func=run)
 
 
@@ -34,7 +36,7 @@ def run(args) -> int:
     r = export(args.checkpoint, args.format, out=args.out, dynamic_batch=args.dynamic_batch, opset=args.opset,
                ema=args.ema, check=args.check, tta=args.tta, fold=args.fold, verify=args.verify)
     if args.json:
-        print(json.dumps(r))
+        print_json(r)
         return 0
     for note in r["notes"]:
         print(f"note: {note}")

@@ -8,9 +8,9 @@ Epochs, time budget and the LR schedule do not apply to the sweep. No run folder
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..errors import DensekitError
+from .common import add_json_flag, print_json
 from .train import add_config_flags, config_from_args
 
 
@@ -28,7 +28,7 @@ def add_parser(sub):
                    help="where to write loss against LR (default lr_find.png; in the run folder with --keep)")
     p.add_argument("--keep", action="store_true",
                    help="keep a run folder (OUT/NAME) with config.yaml, lr_find.json and the plot")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    add_json_flag(p, "the sweep's result")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_config_flags(p)
     p.set_defaults(func=run)
@@ -44,7 +44,7 @@ def run(args) -> int:
                      diverge=args.diverge, plot=args.plot, keep=args.keep or args.out is not None,
                      verbose=not (args.quiet or args.json))
     if args.json:
-        print(json.dumps(result.to_dict()))
+        print_json(result.to_dict())
         return 0
     stop = "stopped early: the loss diverged" if result.stopped_early else "reached the end"
     print(f"suggested --lr {result.suggestion:.3g}  (minimum / 10; steepest descent at {result.steepest:.3g}; "

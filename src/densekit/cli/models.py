@@ -22,7 +22,8 @@ def run(args):
             model = M.create_model(name)
         params = sum(p.numel() for p in model.parameters())
         rows.append({"name": name, "params": params, "source": entry.meta.get("source", ""),
-                     "paper": entry.meta.get("paper", "")})
+                     "paper": entry.meta.get("paper", "")} | ({"measured": entry.meta["measured"]}
+                                                             if "measured" in entry.meta else {}))
     if args.json:
         print_json(*rows)
         return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import sys
 
-from .common import add_abstention_flags, add_json_flag, print_json
+from .common import DEVICE_HELP, IMAGES_HELP, add_abstention_flags, add_json_flag, print_json
 
 CHUNK = 1024   # images decoded and predicted at once
 
@@ -19,9 +19,9 @@ def add_parser(sub):
     p = sub.add_parser("predict", help="classify image files (PNG/JPEG/BMP/GIF/WebP, any mode and size)")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
                    help="a run folder, a checkpoint, or an .onnx file from `densekit export` (no PyTorch needed)")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--device", default="auto")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help=IMAGES_HELP)
+    p.add_argument("--top-k", type=int, default=5, help="classes listed per image, most probable first (default 5)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP + "; an .onnx file runs on the CPU")
     p.add_argument("--tta", choices=["none", "flip"],
                    help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own")
     p.add_argument("--csv", metavar="FILE", help="also write one row per image: file, label, index, prob, top_k, "

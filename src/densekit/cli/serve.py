@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 
-from .common import add_abstention_flags, add_json_flag
+from .common import DEVICE_HELP, add_abstention_flags, add_json_flag
 
 
 def add_parser(sub):
     p = sub.add_parser("serve", help="serve a run, checkpoint or .onnx export over HTTP (FastAPI + uvicorn)")
     p.add_argument("source", metavar="RUN_OR_EXPORT", help="a run folder, a checkpoint file or an .onnx export")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed at start)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000); 0 picks a free one (printed at start)")
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="torch (a run or checkpoint) or onnx (an .onnx export, no PyTorch); auto: by the file")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP + "; an .onnx export runs on the CPU")
     p.add_argument("--tta", choices=["none", "flip"], help="test-time augmentation; default: the model's own")
     # Defaults (None here) live in one place, densekit.serve.create_app / serve; --help names them.
     p.add_argument("--max-batch-size", type=int, help="images per forward pass (32); 1: no batching")
@@ -23,7 +23,7 @@ def add_parser(sub):
     p.add_argument("--threads", type=int,
                    help="intra-op threads of each forward pass (the cores shared among the workers)")
     p.add_argument("--queue-size", type=int, help="images that may wait; beyond it requests get 503 (256)")
-    p.add_argument("--max-bytes", type=int, help="largest request body in bytes (20 MiB)")
+    p.add_argument("--max-bytes", type=int, help="largest request body in bytes (20,971,520 = 20 MiB)")
     p.add_argument("--max-files", type=int, help="most images in one request (64)")
     p.add_argument("--max-pixels", type=int, help="largest image, width x height (25,000,000)")
     p.add_argument("--max-request-pixels", type=int,
@@ -36,8 +36,9 @@ def add_parser(sub):
     p.add_argument("--header-timeout", type=float, help="seconds a client has to send its headers (10)")
     p.add_argument("--drain-timeout", type=float, help="seconds SIGTERM waits for requests in flight (30)")
     add_abstention_flags(p)
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    add_json_flag(p, "the address and model as one JSON object once the server listens")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level on stderr (default info)")
+    add_json_flag(p, "the address and model", when="once the server listens")
     p.set_defaults(func=run)
 
 

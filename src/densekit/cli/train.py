@@ -105,16 +105,24 @@ def add_parser(sub):
 
 
 def fields_from_args(args) -> dict:
-    """The config fields set explicitly: --recipe, then --config, then flags (unchecked)."""
-    fields = {}
-    if args.recipe:
-        fields.update(load_recipe(args.recipe))
-    if args.config:
-        fields.update(load_yaml(args.config))
+    """The config fields set explicitly: --recipe, then --config, then flags (unchecked).
+    ``args.origins`` records which file each field not set by a flag came from, so a refused value
+    is reported as that file's key, not as a flag the user never typed (cli/__init__.py)."""
+    fields, origins = {}, {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for where, data in ((f"recipe {args.recipe}", load_recipe(args.recipe) if args.recipe else {}),
+                        (args.config, load_yaml(args.config) if args.config else {})):
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise DensekitError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+        fields.update(data)
+        origins.update(dict.fromkeys(data, where))
+    args.origins = origins
     for f in dataclasses.fields(TrainConfig):
         value = getattr(args, f.name, None)
         if value is None:
             continue
+        origins.pop(f.name, None)
         if f.name == "model_args":
             pairs = {}
             for item in value:
@@ -152,9 +160,10 @@ def run(args) -> int:
                                 "(they find the run when --resume has no RUN)")
         located = TrainConfig.from_dict({k: v for k, v in fields.items() if k in ("out", "name")})
         resume = Path(args.resume) if args.resume is not True else _latest_run(located)
-        result = train(None, resume=resume, verbose=not args.quiet and not args.json, **fields)
+        result = train(None, resume=resume, verbose=not args.quiet and not args.json, command=_command(args), **fields)
     else:
-        result = train(TrainConfig.from_dict(fields).validate(), verbose=not args.quiet and not args.json)
+        result = train(TrainConfig.from_dict(fields).validate(), verbose=not args.quiet and not args.json,
+                       command=_command(args))
     from ..engine.distributed import world
     if world()[0] != 0:   # under torchrun, rank 0 reports
         return 0
@@ -163,8 +172,14 @@ def run(args) -> int:
     if args.json:
         print_json(result.summary)
     elif args.quiet:   # otherwise training printed this line itself
-        print(result.result_line())
+        print(result.note or result.result_line())
     return 0
+
+
+def _command(args) -> str:
+    """The command as typed, for the run's history of commands (config.yaml, `runs show`)."""
+    import shlex
+    return " ".join(["densekit", *map(shlex.quote, args.argv)])
 
 
 def _latest_run(cfg: TrainConfig):

@@ -31,6 +31,7 @@ CIFAR_SETS = {
         "archive": "cifar-10-python.tar.gz",
         "mirrors": ["https://www.cs.toronto.edu/~kriz/"],
         "md5": "c58f30108f718f92721af3b95e74349a",
+        "bytes": 170_498_071,
     },
     "cifar100": {
         "folder": "cifar-100-python",
@@ -39,8 +40,19 @@ CIFAR_SETS = {
         "archive": "cifar-100-python.tar.gz",
         "mirrors": ["https://www.cs.toronto.edu/~kriz/"],
         "md5": "eb9058c3a382ffc7106e4002c42a8d85",
+        "bytes": 169_001_437,
     },
 }
+
+
+def cifar_plan(name: str, data_dir: Path | None = None) -> list[dict]:
+    """What ``find_cifar`` would download (nothing when the folder is on disk), without downloading."""
+    spec = CIFAR_SETS[name]
+    root = Path(data_dir) if data_dir else default_data_dir()
+    if (root / spec["folder"] / spec["meta"]).is_file():
+        return []
+    mirror = os.environ.get(f"DENSEKIT_{name.upper()}_MIRROR") or spec["mirrors"][0]
+    return [{"file": spec["archive"], "bytes": spec["bytes"], "url": mirror + spec["archive"], "into": str(root)}]
 
 
 def find_cifar(name: str, data_dir: Path | None = None) -> Path:
@@ -110,8 +122,7 @@ def load_cifar(name: str, split: str, data_dir: Path | None = None, label: str =
     """CIFAR-10, or CIFAR-100 with its 100 ``fine`` or 20 ``coarse`` labels (both kept on the set)."""
     spec = CIFAR_SETS[name]
     if split not in spec["splits"]:
-        raise MissingSplit(f"{name} has splits train and test, not {split!r} (carve a validation split "
-                           "with --val-split)")
+        raise MissingSplit(f"{name} has splits train and test, not {split!r}")
     if label not in ("fine", "coarse"):
         raise DensekitError(f"{name} labels are 'fine' or 'coarse', not {label!r}")
     folder = find_cifar(name, data_dir)

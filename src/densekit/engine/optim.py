@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+from ..config import DEFAULT_LR   # the one table, beside the --lr setting it resolves
 
 
 def param_groups(model: nn.Module, weight_decay: float, exclude_norm_bias: bool,

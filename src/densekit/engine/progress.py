@@ -1,8 +1,13 @@
-"""A one-line live progress bar on a terminal; silent elsewhere (logs get the epoch summaries)."""
+"""A one-line live progress bar on a terminal (stderr); and, when asked (``plain=True``: training,
+whose epochs can take half an hour), a plain line on stdout every ``PLAIN_EVERY_S`` seconds when
+stdout is not a terminal (nohup, CI, a pipe, ``| tee log``), so its log shows the run is alive."""
 from __future__ import annotations
 
 import sys
 import time
+
+
+PLAIN_EVERY_S = 30.0
 
 
 def fmt_time(seconds: float) -> str:
@@ -12,16 +17,27 @@ def fmt_time(seconds: float) -> str:
 
 
 class ProgressBar:
-    def __init__(self, total: int, prefix: str, enabled: bool = True, stream=None):
+    def __init__(self, total: int, prefix: str, enabled: bool = True, stream=None, plain: bool = False):
         stream = stream or sys.stderr     # looked up now: the host may have replaced sys.stderr
         self.total, self.prefix, self.stream = total, prefix, stream
         self.enabled = enabled and stream.isatty()
-        self.start = self.last = time.perf_counter()
+        # stdout is a log: plain lines there, beside the epoch summaries
+        self.plain, self.plain_every = enabled and plain and not sys.stdout.isatty(), PLAIN_EVERY_S
+        self.start = self.last = self.last_plain = time.perf_counter()
 
     def update(self, step: int, eta: float | None = None, **fields):
         """Draw ``step`` of ``total``; ``eta`` (seconds) overrides this bar's own forecast, e.g. with
         the whole run's."""
         now = time.perf_counter()
+        if self.plain and now - self.last_plain >= self.plain_every and step < self.total:
+            self.last_plain = now
+            if eta is None:
+                eta = (now - self.start) / max(step, 1) * (self.total - step)
+            text = ", ".join(f"{k} {v}" for k, v in fields.items())
+            if self.enabled:      # the bar shares the terminal when stdout goes through it (tee): clear it first
+                self.stream.write("\r\033[K")
+            print(f"{self.prefix}: step {step:,}/{self.total:,} ({100 * step / max(self.total, 1):.0f}%)"
+                  + (f", {text}" if text else "") + f", ETA {fmt_time(eta)}", flush=True)
         if not self.enabled or (now - self.last < 0.1 and step < self.total):
             return
         self.last = now

@@ -64,9 +64,10 @@ class Trainer:
     runs the loop; ``prepare`` and ``step`` are one optimisation step, which ``lr_find`` uses too."""
 
     def __init__(self, cfg: TrainConfig, resume: str | Path | None = None, callbacks=(), verbose: bool = True,
-                 payload: dict | None = None):
+                 payload: dict | None = None, command: str | None = None):
         """``resume``: a run folder to continue; ``payload``: its last checkpoint when the caller has
-        already reconciled the settings (``run.resume_settings``, as ``densekit.train`` does)."""
+        already reconciled the settings (``run.resume_settings``, as ``densekit.train`` does);
+        ``command``: the command line to record in config.yaml's history (default: this process's)."""
         if resume is not None and payload is None:
             cfg, _, payload = resume_settings(resume, cfg.to_dict())
         # (a run killed before its first checkpoint has none: it starts afresh with its own settings)
@@ -105,6 +106,7 @@ class Trainer:
         self.planned_steps = self.cfg.epochs * len(self.loader) // self.cfg.accumulate * self.cfg.accumulate
         # -- the run folder ----------------------------------------------------------------------------
         self.run = setup.open_run(self.cfg, resume, self.rank)
+        commands = _commands(self.run) if resume is not None else []   # before config.yaml is rewritten
         if payload is not None:
             self.restore(payload)
             note = distributed.resize_note(payload["progress"], self.world_size, self.cfg.batch_size)
@@ -114,7 +116,8 @@ class Trainer:
             "model": self.model_spec, "data": self.data_info, "device": str(self.device), **self.precision,
             "distributed": distributed.describe(self.world_size, self.cfg.batch_size, self.cfg.sync_bn, self.device),
             "lr": self.base_lr, "augment": self.augment.preset, "tta": self.tta, "versions": _versions(),
-            "command": " ".join(map(shlex.quote, sys.argv))}})
+            "commands": commands + [{"command": command or _command_line(), "epoch": self.epoch,
+                                     "epochs": self.cfg.epochs, "time_budget": self.cfg.time_budget}]}})
         self.run.write_metrics(self.history)
         self.callbacks = list(callbacks)
         self.context = Context(self)
@@ -315,7 +318,7 @@ class Trainer:
         set_frozen(self.model, self.frozen, not cfg.unfreeze_after or self.epoch < cfg.unfreeze_after)
         n_steps = len(self.loader)
         of = "" if cfg.time_budget else f"/{cfg.epochs}"
-        bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}{of}", enabled=self.verbose and self.rank == 0)
+        bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}{of}", enabled=self.verbose and self.rank == 0, plain=True)
         tally, last_save, shown = self.tally, self.now, None
         check_every = 1 if self.device.type == "cpu" else 10
         t_data = time.perf_counter()
@@ -468,10 +471,11 @@ class Trainer:
         if self.signal:
             summary["signal"] = self.signal
         self.run.write_json("summary.json", summary)
-        self.run.write_status(status, ended=now(), reason=self.stop_reason if not finished or self.early_stopped else None,
-                              summary={k: v for k, v in summary.items() if k not in ("per_class", "class_metrics")})
         for cb in self.callbacks:
             cb.on_train_end(self.context, summary)
+        # last: "finished" means every artefact is written, so a resume may leave a finished run alone
+        self.run.write_status(status, ended=now(), reason=self.stop_reason if not finished or self.early_stopped else None,
+                              summary={k: v for k, v in summary.items() if k not in ("per_class", "class_metrics")})
         if not finished and self.rank == 0:
             where = f"epoch {self.epoch + 1} step {self.step_in_epoch}" if self.step_in_epoch else f"after epoch {self.epoch}"
             print(f"densekit: stopped ({self.stop_reason}) {where}, checkpoint saved; continue with: "
@@ -479,3 +483,22 @@ class Trainer:
         result = Run(self.run.path, summary, list(self.history))
         self.log(result.result_line())
         return result
+
+
+def _command_line() -> str:
+    """This process's command as the user typed it (``python -m densekit`` reads as ``densekit``)."""
+    argv = list(sys.argv)
+    if argv and (Path(argv[0]).name == "densekit" or Path(argv[0]).parent.name == "densekit"):
+        argv[0] = "densekit"       # the console script, or python -m densekit's __main__.py
+    return " ".join(map(shlex.quote, argv))
+
+
+def _commands(run) -> list[dict]:
+    """The commands that trained this run so far, from its config.yaml (one ``command`` in older runs)."""
+    try:
+        resolved = run.read_config().get("resolved") or {}
+    except DensekitError:    # killed before its first config.yaml
+        return []
+    if isinstance(resolved.get("commands"), list):
+        return [c for c in resolved["commands"] if isinstance(c, dict)]
+    return [{"command": resolved["command"], "epoch": 0}] if resolved.get("command") else []

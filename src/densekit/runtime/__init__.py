@@ -6,8 +6,8 @@
     model.predict(["shoe.png"], top_k=3)   # [{"file", "top_k": [{"label", "index", "prob"}]}]
 
 Importing this package imports no torch (a test checks it in a process where torch cannot be
-imported); a deployment needs ``pip install --no-deps densekit`` plus the ``runtime`` extra's
-packages (numpy, pillow, onnxruntime).
+imported); a deployment needs densekit without its dependencies (``pip install --no-deps`` of the
+clone or of its wheel) plus the ``runtime`` extra's packages (numpy, pillow, onnxruntime).
 """
 from __future__ import annotations
 

@@ -38,7 +38,11 @@ class OnnxModel(Predictor):
         ``threads``: onnxruntime's intra-op threads (None: its default, one per core); ``tta``: the
         test-time augmentation asked for (None: the file's own; another is refused, as it is in
         the graph)."""
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            from ..extras import missing_extra
+            raise missing_extra("an .onnx model", "runtime", "onnxruntime") from None
         self.path = Path(path)
         if not self.path.is_file():
             raise DensekitError(f"{self.path} not found; give an .onnx file written by `densekit export`")

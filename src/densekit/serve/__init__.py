@@ -23,8 +23,8 @@ try:
     from .app import check_setting, create_app
     from .protocol import HeadLimits, guarded_protocol
 except ImportError as err:  # the serve extra is optional
-    raise DensekitError(f"densekit serve needs the serve extra ({err.name} is missing): "
-                        "pip install 'densekit[serve]'") from None
+    from ..extras import missing_extra
+    raise missing_extra("densekit serve", "serve", err.name) from None
 
 __all__ = ["create_app", "serve"]
 

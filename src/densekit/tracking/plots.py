@@ -1,7 +1,8 @@
 """PNG plots in ``RUN/plots/``, readable without TensorBoard:
 
-    curves.png      loss and accuracy, train and val, rewritten at the end of every epoch (the Keras seed's plot)
-    confusion.png   the test confusion matrix (rows: true class, columns: predicted), at the end
+    curves.png      loss and top-1 (%), train and val, rewritten at the end of every epoch (the Keras seed's plot)
+    confusion.png   the test confusion matrix (rows: true class, columns: predicted), at the end; past 50
+                    classes the most-confused pairs as a table
     worst.png       the test images the model got most confidently wrong, true and predicted labels, at the end
     worst_gradcam.png  Grad-CAM of the first of them over each image (engine/explain.py), at the end
     samples.png     the first test images with their predictions (``predictions.json`` holds both lists)
@@ -30,22 +31,41 @@ SAMPLES = 16
 def plot_curves(metrics: list[dict], path: Path):
     epochs = [m["epoch"] for m in metrics]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "top1", "top-1")):
-        ax.plot(epochs, [m[f"train_{key}"] for m in metrics], "o-", label="train")
+    for ax, key, title, scale in ((ax_loss, "loss", "loss", 1), (ax_acc, "top1", "top-1 (%)", 100)):
+        # top-1 in percent, as every other output of densekit shows it
+        ax.plot(epochs, [scale * m[f"train_{key}"] for m in metrics], "o-", label="train")
         if any(f"val_{key}" in m for m in metrics):
-            ax.plot(epochs, [m.get(f"val_{key}") for m in metrics], "o-", label="val")
-        ax.set(xlabel="epoch", title=title)
+            ax.plot(epochs, [scale * m[f"val_{key}"] if f"val_{key}" in m else None for m in metrics], "o-", label="val")
+        ax.set(xlabel="epoch", title=title, ylabel="%" if scale == 100 else "")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    _save(fig, path)
+    return _save(fig, path)
+
+
+MATRIX_CLASSES = 50   # beyond this a confusion matrix is unreadable: the most-confused pairs instead
+CONFUSED_PAIRS = 30
+
+
+def most_confused(confusion: list[list[int]], classes: list[str], k: int = CONFUSED_PAIRS) -> list[dict]:
+    """The ``k`` largest off-diagonal cells: true class, predicted class, count, share of the true class."""
+    m = torch.tensor(confusion, dtype=torch.float64)
+    off = m.clone().fill_diagonal_(0)
+    support = m.sum(1)
+    counts, flat = off.flatten().topk(min(k, off.numel()))
+    n = len(classes)
+    return [{"true": classes[i // n], "pred": classes[i % n], "count": int(c),
+             "share": float(c / support[i // n]) if support[i // n] else 0.0}
+            for c, i in zip(counts.tolist(), flat.tolist()) if c > 0]
 
 
 def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path):
     m = torch.tensor(confusion, dtype=torch.float64)
-    rates = m / m.sum(1, keepdim=True).clamp_min(1)     # row-normalised: per-class recall on the diagonal
     n = len(classes)
+    if n > MATRIX_CLASSES:
+        return _plot_confused_pairs(confusion, classes, int(m.sum()), path)
+    rates = m / m.sum(1, keepdim=True).clamp_min(1)     # row-normalised: per-class recall on the diagonal
     size = min(4 + 0.35 * n, 30)
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
@@ -59,7 +79,20 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], path: Path):
                             color="white" if rates[i, j] > 0.5 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=f"test confusion matrix ({int(m.sum()):,} images)")
     fig.tight_layout()
-    _save(fig, path)
+    return _save(fig, path)
+
+
+def _plot_confused_pairs(confusion, classes, total: int, path: Path):
+    pairs = most_confused(confusion, classes)
+    rows = [[p["true"], p["pred"], f"{p['count']:,}", f"{100 * p['share']:.1f}%"] for p in pairs] or [["-", "-", "0", "-"]]
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.22 * (len(rows) + 1)), layout="constrained")
+    ax.axis("off")
+    table = ax.table(cellText=rows, colLabels=["true", "predicted as", "images", "of the true class"], bbox=[0, 0, 1, 1],
+                     cellLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    ax.set_title(f"the {len(pairs)} most-confused pairs of {len(classes):,} classes ({total:,} test images)", fontsize=9)
+    return _save(fig, path)
 
 
 def worst_indices(logits: torch.Tensor, labels: torch.Tensor, k: int = WORST) -> list[int]:
@@ -96,14 +129,19 @@ def plot_predictions(images: torch.Tensor, true: list[str], pred: list[str], pro
     if not len(images):
         axes[0, 0].text(0.5, 0.5, "no misclassified test images", ha="center", va="center")
     fig.suptitle(f"{title} (wrong in red)", fontsize=9)
-    _save(fig, path)
+    return _save(fig, path)
 
 
-def plot_lr(metrics: list[dict], cfg: dict, base_lr: float | None, path: Path):
+def plot_lr(metrics: list[dict], cfg: dict, base_lr: float | None, path: Path, commands: list[dict] = ()):
     """The learning rate over training: the schedule's curve (from the run's settings) and the rate
     each epoch ended with (metrics.jsonl). The x axis is the fraction of training, which drives
-    the schedule for fixed-epoch and time-budget runs alike (engine/schedule.py)."""
+    the schedule for fixed-epoch and time-budget runs alike (engine/schedule.py). A run that
+    ``--resume`` extended followed two plans, neither the final settings' curve: it gets the
+    recorded rates alone, by epoch, with where each extension started (``commands``)."""
     from ..engine.schedule import lr_factor
+    plans = [(c.get("epochs"), c.get("time_budget")) for c in commands]
+    if len(set(plans)) > 1:
+        return _plot_recorded_lr(metrics, commands, plans, path)
     budget, epochs = cfg.get("time_budget"), cfg.get("epochs") or 1
     done = [m["elapsed_s"] / budget if budget else m["epoch"] / epochs for m in metrics]
     fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
@@ -116,7 +154,7 @@ def plot_lr(metrics: list[dict], cfg: dict, base_lr: float | None, path: Path):
     ax.set(xlabel="fraction of training", ylabel="learning rate", title="learning rate")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    return _save(fig, path)
 
 
 def plot_calibration(logits, labels, temperature: float, path: Path):
@@ -149,9 +187,34 @@ def plot_calibration(logits, labels, temperature: float, path: Path):
     _save(fig, path)
 
 
-def _save(fig, path: Path):
+def _plot_recorded_lr(metrics: list[dict], commands: list[dict], plans: list, path: Path):
+    fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
+    ax.plot([m["epoch"] for m in metrics], [m["lr"] for m in metrics], "o-", label="at each epoch's end (recorded)")
+    for c, plan, before in zip(commands[1:], plans[1:], plans):
+        if plan != before:
+            what = f"--time-budget {plan[1]:g}s" if plan[1] else f"--epochs {plan[0]}"
+            ax.axvline(c.get("epoch", 0), color="gray", linestyle="--", linewidth=1)
+            ax.annotate(f"resumed: {what}", (c.get("epoch", 0), 1), xycoords=("data", "axes fraction"),
+                        fontsize=7, rotation=90, va="top", ha="right", color="gray")
+    ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate (extended by --resume: the schedule was re-planned)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> list[dict]:
+    """Write and close ``fig``; returns what it shows, per axes (title, y label, each labelled
+    line's points, a table's cells), so the tests can read a plot's content."""
     save_figure(fig, path)
+    shown = [{"title": ax.get_title(), "ylabel": ax.get_ylabel(),
+              "lines": {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.get_lines()
+                        if not line.get_label().startswith("_")},
+              "table": [[cell.get_text().get_text() for (r, _), cell in sorted(t.get_celld().items()) if r == row]
+                        for t in ax.tables for row in sorted({r for r, _ in t.get_celld()})]}
+             for ax in fig.axes]
     plt.close(fig)
+    return shown
 
 
 class PlotsCallback(Callback):
@@ -201,4 +264,4 @@ def plot_gradcam(run_dir: Path, images: torch.Tensor, rows: list[dict], path: Pa
     fig.suptitle("Grad-CAM of the worst-classified test images (where the model looked for its wrong answer)",
                  fontsize=9)
     fig.tight_layout()
-    _save(fig, path)
+    return _save(fig, path)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..engine.run import RunFolder
 from ..files import atomic_write, check_target
-from .runs import fmt_duration, fmt_pct, read_json, run_row
+from .runs import command_history, fmt_duration, fmt_pct, read_json, run_row
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -48,8 +48,10 @@ def settings_rows(cfg: dict, resolved: dict) -> list[tuple[str, str]]:
     defaults, used = TrainConfig().to_dict(), used_settings(cfg, resolved)
     keys = [k for k in CORE if k in cfg] + [k for k in cfg if k not in CORE and cfg[k] != defaults.get(k)
                                             and k not in ("out", "name")]
-    rows = [(k, f"{used[k]} ({cfg[k]})" if k in used else str(cfg[k])) for k in keys
-            if not (k == "time_budget" and cfg[k] is None)]
+    from .runs import unset_text
+    # what was used where the config left it open ("0.1 (not set)"), what an unset field means, never a bare None
+    rows = [(k, f"{used[k]} ({'not set' if cfg[k] is None else cfg[k]})" if k in used else
+             unset_text(k) if cfg[k] is None else str(cfg[k])) for k in keys if not (k == "time_budget" and cfg[k] is None)]
     if resolved:
         rows += [("precision", f"{resolved.get('dtype')}{', channels-last' if resolved.get('channels_last') else ''}"),
                  ("device", str(resolved.get("device")))]
@@ -138,7 +140,7 @@ def build_report(path: str | Path) -> str:
         curves, lr = Path(tmp) / "curves.png", Path(tmp) / "lr.png"
         if metrics:
             plot_curves(metrics, curves)
-            plot_lr(metrics, cfg, resolved.get("lr") or cfg.get("lr"), lr)
+            plot_lr(metrics, cfg, resolved.get("lr") or cfg.get("lr"), lr, command_history(resolved))
         parts.append(_figure("Loss and top-1", curves if metrics else None, "no epoch has finished yet"))
         if metrics:
             parts.append("<h2>Epochs</h2>" + _epoch_table(metrics))
@@ -165,8 +167,8 @@ def build_report(path: str | Path) -> str:
         parts.append(_figure(title, plots / f"{kind}.png", "not recorded (trained with --no-plots or no test split)"))
 
     parts.append("<h2>Settings</h2>" + _grid(settings_rows(cfg, resolved), "settings"))
-    if resolved.get("command"):
-        parts.append(f"<p class='meta'>command: <code>{e(resolved['command'])}</code></p>")
+    for c in command_history(resolved):
+        parts.append(f"<p class='meta'>command (from epoch {c.get('epoch', 0)}): <code>{e(c['command'])}</code></p>")
     parts.append(f"<p class='meta'>run folder {e(str(run.path.resolve()))}</p>")
     # Marks on <body> how many embedded figures decoded, so a headless browser can check the page.
     parts.append("<script>addEventListener('load', () => { const imgs = [...document.images]; "

@@ -126,6 +126,24 @@ def used_settings(cfg: dict, resolved: dict) -> dict:
     return {k: v for k, v in chosen.items() if v is not None and cfg.get(k) in (None, "auto")}
 
 
+def command_history(resolved: dict) -> list[dict]:
+    """Every command that trained the run, first first: ``[{"command", "epoch" (where it started),
+    "epochs", "time_budget"}]`` (runs from before the history recorded one ``command``)."""
+    commands = resolved.get("commands")
+    if isinstance(commands, list):
+        return [c for c in commands if isinstance(c, dict) and c.get("command")]
+    return [{"command": resolved["command"], "epoch": 0}] if resolved.get("command") else []
+
+
+def unset_text(name: str) -> str:
+    """An unset setting as what it means ("none (no clipping)"), not a bare None."""
+    import dataclasses
+
+    from ..config import TrainConfig
+    meaning = {f.name: f.metadata.get("none") for f in dataclasses.fields(TrainConfig)}.get(name)
+    return f"none ({meaning})" if meaning else "none"
+
+
 def describe_run(path: str | Path) -> str:
     """`densekit runs show`: settings, per-epoch metrics, final results and artefacts, as text."""
     run = RunFolder(path)
@@ -134,7 +152,8 @@ def describe_run(path: str | Path) -> str:
     why = f" ({row['reason']})" if row["reason"] else ""
     out = [f"run {run.path}", f"status {row['status']}{why}", "", "settings:"]
     used = used_settings(cfg, resolved)
-    out += [f"  {k}: {v}" + (f" (used: {used[k]})" if k in used else "") for k, v in cfg.items()]
+    out += [f"  {k}: " + ("none" if v is None and k in used else unset_text(k) if v is None else str(v))
+            + (f" (used: {used[k]})" if k in used else "") for k, v in cfg.items()]
     if resolved:
         data = resolved.get("data", {})
         versions = ", ".join(f"{k} {v}" for k, v in resolved.get("versions", {}).items())
@@ -142,7 +161,10 @@ def describe_run(path: str | Path) -> str:
                 f"            {len(data.get('classes', []))} classes, {data.get('channels')} channel(s), "
                 f"{data.get('image_size')} px; {resolved.get('device')} {resolved.get('dtype')}"]
         out += [f"            {versions}"] if versions else []
-        out += [f"  command: {resolved['command']}"] if resolved.get("command") else []
+        history = command_history(resolved)
+        out += ["  commands:" if len(history) > 1 else "  command:"] if history else []
+        out += [f"    from epoch {c.get('epoch', 0)}: {c['command']}" if len(history) > 1 else f"    {c['command']}"
+                for c in history]
     metrics = run.read_metrics()
     out += ["", "metrics:"]
     cells = [{"epoch": str(m["epoch"]), "lr": f"{m['lr']:.4g}", "train_loss": f"{m['train_loss']:.4f}",

@@ -20,8 +20,8 @@ def _writer(path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise DensekitError("TensorBoard logging needs the tensorboard package: pip install tensorboard, "
-                            "or train with --no-tensorboard") from None
+        raise DensekitError("TensorBoard logging needs the tensorboard package (a dependency of densekit): "
+                            "pip install tensorboard, or train with --no-tensorboard") from None
     return SummaryWriter(str(path))
 
 
