@@ -121,7 +121,8 @@ class TrainConfig:
                                    help="convert every image to 1 (grayscale) or 3 (RGB) channels")
     augment: str = setting("auto", group="regularisation", choices=_augment_presets,
                            help="training augmentation preset from densekit.data.augment, combine with + "
-                                "(crop+erasing); auto: pad-crop and flip, no flip for digits and characters")
+                                "(crop+erasing), randaugment:N,M; auto: pad-crop and flip, no flip for digits and "
+                                "characters, + trivialaugment and erasing when fine-tuning at 128 px or more")
     tta: str = setting("auto", group="regularisation", choices=("auto", "none", "flip"), resume="free",
                        help="test-time augmentation of the final test, eval and predict: none or flip; "
                             "auto: flip when the augmentation flips images")
@@ -240,6 +241,8 @@ class TrainConfig:
             choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
             if choices:
                 parts = value.split("+") if f.name == "augment" and value != "auto" else [value]
+                if f.name == "augment":   # arguments follow a colon: randaugment:2,9
+                    parts = [p.partition(":")[0] for p in parts]
                 if any(p not in choices or (len(parts) > 1 and p == "auto") for p in parts):
                     _bad(f.name, value, "choose " + _either(choices))
             if meta["applies"] and value != getattr(defaults, f.name) and not meta["applies"][0](self):
@@ -295,6 +298,12 @@ class TrainConfig:
                  "(rare classes then dominate); choose one")
         if self.class_weights not in (None, "auto") and not Path(self.class_weights).expanduser().is_file():
             _bad("class_weights", self.class_weights, "give auto or an existing YAML/JSON file of weights")
+        if self.augment != "auto":
+            from .data.augment import preset_ops
+            try:
+                preset_ops(self.augment)
+            except ValueError as err:
+                _bad("augment", self.augment, str(err))
         if self.pretrained and self.weights:
             _bad("weights", self.weights, "give either --pretrained or --weights, not both")
         if not all(isinstance(v, str) for v in self.freeze):

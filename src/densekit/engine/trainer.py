@@ -104,7 +104,8 @@ class Trainer:
         else:
             mean, std = D.channel_stats(train_ds, workers=cfg.workers)
         self.normalize = D.Normalize(mean, std)
-        self.augment = A.Augment(self._augment_preset(), seed=cfg.seed, num_classes=len(train_ds.classes))
+        self.augment = A.Augment(self._augment_preset(min(height, width)), seed=cfg.seed,
+                                 num_classes=len(train_ds.classes), normalize=self.normalize)
         self.tta = A.default_tta(self.augment.preset) if cfg.tta == "auto" else cfg.tta
         self.loader = D.Loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=len(train_ds) > cfg.batch_size,
                                device=self.device, workers=cfg.workers, rank=self.rank, world_size=self.world_size,
@@ -172,10 +173,10 @@ class Trainer:
         except MissingSplit:   # the source simply has no such split
             return None
 
-    def _augment_preset(self) -> str:
+    def _augment_preset(self, size: int) -> str:
         if self.cfg.augment != "auto":
             return self.cfg.augment
-        return A.default_augment(self.cfg.dataset)
+        return A.default_augment(self.cfg.dataset, size, finetune=self.cfg.pretrained or bool(self.cfg.weights))
 
     def _open_run(self, resume) -> RunFolder:
         """The run folder, locked by rank 0 (the other ranks get rank 0's path)."""
