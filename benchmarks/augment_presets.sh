@@ -9,7 +9,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 LENGTH=${1:---time-budget 5m}; PRESETS=${2:-"flip flip+trivialaugment flip+randaugment flip+augmix"}; SEED=${3:-0}
-OUT=runs/_augment; mkdir -p "$OUT"
+OUT=${AUGMENT_OUT:-runs/_augment}; mkdir -p "$OUT"
 DK=${DENSEKIT:-.venv/bin/densekit}
 for preset in $PRESETS; do
   name="${preset//[+:,]/_}-s$SEED"
