@@ -338,4 +338,4 @@ def plot_search(study, optuna, path: Path, rank_by: str) -> Path | None:
 
 
 def search_table(result: dict) -> str:
-    return sweep_table(result["rows"])
+    return sweep_table([{**r, "values": {k: _show(v) for k, v in r["values"].items()}} for r in result["rows"]])
