@@ -212,7 +212,8 @@ def run_search(base: TrainConfig, space: dict, trials: int, verbose: bool = True
         if resume and (Path(resume) / "config.yaml").is_file():
             run = train(resume=resume, callbacks=[report], verbose=verbose)
         else:
-            shutil.rmtree(sweep / name, ignore_errors=True)   # cut before its settings were written
+            if resume:   # cut before its settings were written: nothing in it to keep
+                shutil.rmtree(resume, ignore_errors=True)
             run = train(cfg, callbacks=[report], verbose=verbose)
         if run.summary.get("signal"):
             trial.set_user_attr("interrupted", True)
