@@ -61,6 +61,8 @@ BAD = [
     ("--augment sparkle", "--augment"),
     ("--augment crop+sparkle", "--augment"),
     ("--augment auto+crop", "--augment"),
+    ("--augment randaugment:2", "--augment"),
+    ("--augment flip+trivialaugment:1", "--augment"),
     ("--tta rotate", "--tta"),
     # schedule and training length
     ("--epochs 0", "--epochs"),
@@ -169,6 +171,7 @@ def test_a_bad_value_is_refused_in_one_line_naming_the_field(flags, field):
 
 
 @pytest.mark.parametrize("flags", ["", "--warmup 5", "--warmup 0.05 --epochs 3", "--augment crop+erasing",
+                                   "--augment flip+randaugment:2,9", "--augment augmix:5",
                                    "--schedule multistep --milestones 6,9 --gamma 0.2",
                                    "--schedule step --step-size 4", "--time-budget 5m --warmup 0.1",
                                    "--optimizer adam --lr 1e-3", "--model-arg growth_rate=24",

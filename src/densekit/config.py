@@ -87,6 +87,9 @@ def _augment_presets():
 _CSV = (lambda c: c.dataset.startswith("csv:"), "--dataset csv:FILE")
 TABLE_FIELDS = ("image_col", "image_root", "label_col", "label_sep", "none_label", "label_cols", "uncertain",
                 "split_col", "group_col")
+# Experiment trackers ``--tracker`` may list (tracking/__init__.py builds their callbacks).
+TRACKERS = ("tensorboard", "mlflow")
+_tensorboard_on = (lambda c: c.tensorboard and "tensorboard" in c.tracker, "--tracker tensorboard")
 
 
 def _schedule_is(*names):
@@ -131,7 +134,8 @@ class TrainConfig:
                                    help="convert every image to 1 (grayscale) or 3 (RGB) channels")
     augment: str = setting("auto", group="regularisation", choices=_augment_presets,
                            help="training augmentation preset from densekit.data.augment, combine with + "
-                                "(crop+erasing); auto: pad-crop and flip, no flip for digits and characters")
+                                "(crop+erasing), randaugment:N,M; auto: pad-crop and flip, no flip for digits and "
+                                "characters, + trivialaugment and erasing when fine-tuning at 128 px or more")
     tta: str = setting("auto", group="regularisation", choices=("auto", "none", "flip"), resume="free",
                        help="test-time augmentation of the final test, eval and predict: none or flip; "
                             "auto: flip when the augmentation flips images")
@@ -252,13 +256,18 @@ class TrainConfig:
     checkpoint_every: float = setting(300.0, group="checkpointing", interval="[0, inf)", resume="free",
                                       help="also save checkpoints/last.pt mid-epoch every this many seconds")
     tensorboard: bool = setting(True, group="tracking", resume="free", help="write TensorBoard event files")
-    histograms: bool = setting(False, group="tracking", resume="free",
-                               applies=(lambda c: c.tensorboard, "--tensorboard"),
+    histograms: bool = setting(False, group="tracking", resume="free", applies=_tensorboard_on,
                                help="TensorBoard: weight histograms every epoch (large event files)")
-    embeddings: int = setting(256, group="tracking", interval="[0, inf)", resume="free",
-                              applies=(lambda c: c.tensorboard, "--tensorboard"),
+    embeddings: int = setting(256, group="tracking", interval="[0, inf)", resume="free", applies=_tensorboard_on,
                               help="TensorBoard projector: penultimate features of this many test images; 0: off")
     plots: bool = setting(True, group="tracking", resume="free", help="write PNG plots of the curves and samples")
+    tracker: list = setting(group="tracking", factory=lambda: ["tensorboard"], choices=TRACKERS, resume="free",
+                            help="experiment trackers, comma-separated: tensorboard (event files in the run folder; "
+                                 "--no-tensorboard drops it), mlflow (params, per-epoch metrics, summary, plots and "
+                                 "the model through MLflow's client; the mlflow extra, docs/tracking.md)")
+    tracking_uri: str | None = setting(None, group="tracking", resume="free", none="sqlite:///OUT/mlflow.db",
+                                       applies=(lambda c: "mlflow" in c.tracker, "--tracker mlflow"),
+                                       help="MLflow's tracking store: sqlite:///FILE, file:FOLDER or an http(s) server")
 
     # -- checks ----------------------------------------------------------------------------------
     def validate(self) -> "TrainConfig":
@@ -277,7 +286,10 @@ class TrainConfig:
                     _bad(f.name, value, "must be " + _interval_words(meta["interval"], isinstance(v, int)))
             choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
             if choices:
-                parts = value.split("+") if f.name == "augment" and value != "auto" else [value]
+                parts = value.split("+") if f.name == "augment" and value != "auto" else \
+                    value if isinstance(value, list) else [value]
+                if f.name == "augment":   # arguments follow a colon: randaugment:2,9
+                    parts = [p.partition(":")[0] for p in parts]
                 if any(p not in choices or (len(parts) > 1 and p == "auto") for p in parts):
                     _bad(f.name, value, "choose " + _either(choices))
             if meta["applies"] and value != getattr(defaults, f.name) and not meta["applies"][0](self):
@@ -294,6 +306,8 @@ class TrainConfig:
             allowed = typing.get_args(kind) or (kind,)
             if value is None and type(None) in allowed:
                 continue
+            if f.name == "tracker" and isinstance(value, str):   # a YAML "tensorboard,mlflow"
+                value = [v.strip() for v in value.split(",")]
             if f.name == "time_budget" and isinstance(value, str):
                 try:
                     value = parse_duration(value)
@@ -345,6 +359,16 @@ class TrainConfig:
             _bad("label_col", self.label_col, "give either --label-col (one column) or --label-cols (one per label)")
         if self.group_col is not None and not self.val_split:
             _bad("group_col", self.group_col, "acts when a validation split is carved: give --val-split too")
+        if self.augment != "auto":
+            from .data.augment import preset_ops
+            try:
+                preset_ops(self.augment)
+            except ValueError as err:
+                _bad("augment", self.augment, str(err))
+        if "mlflow" in self.tracker:
+            import importlib.util
+            if importlib.util.find_spec("mlflow") is None:
+                _bad("tracker", self.tracker, "MLflow is not installed: pip install 'densekit[mlflow]', or drop mlflow")
         if self.pretrained and self.weights:
             _bad("weights", self.weights, "give either --pretrained or --weights, not both")
         if not all(isinstance(v, str) for v in self.freeze):
@@ -374,6 +398,10 @@ class TrainConfig:
                      "give --val-split (e.g. 0.1) or --best-metric train_top1 or train_loss")
             return self.replace(best_metric="train_top1")
         return self
+
+    def trackers(self) -> list:
+        """The trackers this run writes to: ``tracker`` less tensorboard under ``--no-tensorboard``."""
+        return [t for t in dict.fromkeys(self.tracker) if t != "tensorboard" or self.tensorboard]
 
     def schedule_points(self) -> tuple[float, list, float]:
         """(warmup, milestones, step_size) as fractions of training, epochs converted."""

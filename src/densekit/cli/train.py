@@ -71,8 +71,9 @@ def add_config_flags(p: argparse.ArgumentParser):
             g.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif f.name == "freeze":
             g.add_argument(flag, dest=f.name, nargs="+", metavar="MODULE", help=help_text)
-        elif f.name == "milestones":
-            g.add_argument(flag, dest=f.name, metavar="P1,P2", help=help_text)
+        elif f.name in ("milestones", "tracker"):
+            g.add_argument(flag, dest=f.name, metavar="P1,P2" if f.name == "milestones" else "NAME[,NAME]",
+                           help=help_text)
         elif f.name == "label_cols":
             g.add_argument(flag, dest=f.name, metavar="A,B,C", help=help_text)
         elif f.name in TABLE_FIELDS:    # column names and separators stay text ("1", "none" are names too)
@@ -132,7 +133,7 @@ def fields_from_args(args) -> dict:
                 pairs[key.strip().replace("-", "_")] = _value(val)
             base = fields.get("model_args") or {}
             value = {**base, **pairs} if isinstance(base, dict) else pairs
-        elif f.name == "milestones":
+        elif f.name in ("milestones", "tracker"):
             value = [_value(v) for v in str(value).split(",")]
         elif f.name == "label_cols":
             value = [v.strip() for v in str(value).split(",")]

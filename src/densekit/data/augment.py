@@ -2,8 +2,11 @@
 
 Each image op takes a float batch (N, C, H, W) and a ``torch.Generator`` on the batch's device and
 returns the new batch; a mixing op (mixup, cutmix) takes and returns (batch, soft targets).
-``Augment`` runs a preset's ops; presets combine with ``+`` (``"crop+erasing"``). The engine
-normalises before augmenting, so 0 is the dataset mean: padding, erasing and fills use it.
+``Augment`` runs a preset's ops; presets combine with ``+`` (``"crop+erasing"``) and some take
+arguments after a colon (``"randaugment:2,9"``). The engine normalises before augmenting, so 0 is
+the dataset mean: padding, erasing and fills use it. The sampled policies (RandAugment,
+TrivialAugment, AugMix: ``policies.py``) work on pixel values, so ``Augment`` undoes the
+normalisation around them when it knows it.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DensekitError
+from .policies import AugMix, RandAugment, TrivialAugment
 
 
 def pad_crop(x: torch.Tensor, g: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -145,22 +149,47 @@ PRESETS = {
     "erasing": [pad_crop, hflip, random_erasing],
     "mixup": [pad_crop, hflip, mixup],
     "cutmix": [pad_crop, hflip, cutmix],
+    "randaugment": [RandAugment()],         # randaugment:N,M (default 2,9)
+    "trivialaugment": [TrivialAugment()],   # TrivialAugmentWide
+    "augmix": [AugMix()],                   # augmix:SEVERITY (default 3)
 }
+
+
+def preset_ops(preset: str) -> list:
+    """The ops of a preset such as ``crop+randaugment:2,9``, in order, each once; ValueError says
+    what is wrong with a part."""
+    ops = []
+    for part in (p.strip() for p in preset.split("+")):
+        name, colon, arg = part.partition(":")
+        if name not in PRESETS:
+            raise ValueError(f"unknown augmentation {name!r}: choose one of {', '.join(PRESETS)} "
+                             "(combine with +, e.g. crop+erasing)")
+        found = PRESETS[name]
+        if colon:
+            if not (len(found) == 1 and hasattr(found[0], "with_args")):
+                raise ValueError(f"augmentation {name!r} takes no arguments")
+            found = [found[0].with_args(arg)]
+        ops += [op for op in found if op not in ops]
+    return ops
 
 # Sources whose classes a horizontal flip would change or blur (digits, characters).
 _NO_FLIP = ("mnist", "digits", "emnist", "hwdb")
 
 
-def default_augment(dataset: str) -> str:
+def default_augment(dataset: str, size: int | None = None, finetune: bool = False) -> str:
     """The "auto" preset for a dataset name: pad-crop + flip, but no flip for digits and characters,
     and no crop for Fashion-MNIST, whose centred 28x28 garments lose ~1.5 points of test accuracy to
-    a pad-4 crop at the ~10 epochs a CPU affords in minutes (docs/time-to-accuracy.md)."""
+    a pad-4 crop at the ~10 epochs a CPU affords in minutes (docs/time-to-accuracy.md). Fine-tuning
+    pre-trained weights on images of 128 px or more adds TrivialAugment and random erasing, as
+    torchvision's and timm's ImageNet recipes do: such a net has capacity to spare for harder views."""
     kind, _, arg = dataset.partition(":")
     name = (arg if kind in ("folder", "tfrecord", "packed") else kind).lower()
     if "fashion" in name:
         return "flip"
     if kind in _NO_FLIP or any(k in name for k in ("mnist", "digit", "hwdb")):
         return "crop"
+    if finetune and size is not None and size >= 128:
+        return "trivialaugment+erasing"
     return "standard"
 
 
@@ -186,6 +215,8 @@ class Augment:
     """A preset's ops applied in order. The generator is re-seeded from (seed, epoch, step) for
     every batch, so a run resumed mid-epoch draws exactly the augmentations it would have.
     Presets with mixup or cutmix return soft targets (N, num_classes), so they need ``num_classes``.
+    ``normalize`` (``data.Normalize``) says how the batches were normalised, so the pixel-value ops
+    (RandAugment, TrivialAugment, AugMix) see [0, 1]; without it batches are taken to be in [0, 1].
 
     ``rows=(start, stop, total)`` says the batch is rows start:stop of a global batch of ``total``
     images (one rank's shard under DDP): the ops then draw for all ``total`` rows and this shard
@@ -193,16 +224,13 @@ class Augment:
     not of the rank that holds it. Only for presets that do not ``couple`` images; those need the
     whole batch (``engine.distributed.augment_shard`` gathers it)."""
 
-    def __init__(self, preset: str = "standard", seed: int = 0, num_classes: int | None = None):
-        names = [p.strip() for p in preset.split("+")]
-        unknown = [p for p in names if p not in PRESETS]
-        if unknown:
-            raise DensekitError(f"unknown augmentation {unknown[0]!r}: choose one of {', '.join(PRESETS)} "
-                                "(combine with +, e.g. crop+erasing)")
-        ops = []
-        for p in names:
-            ops += [op for op in PRESETS[p] if op not in ops]
+    def __init__(self, preset: str = "standard", seed: int = 0, num_classes: int | None = None, normalize=None):
+        try:
+            ops = preset_ops(preset)
+        except ValueError as err:
+            raise DensekitError(f"{err}" if str(err).startswith("unknown") else f"augmentation {preset!r}: {err}") from None
         self.preset, self.ops, self.seed, self.num_classes = preset, ops, seed, num_classes
+        self.normalize = normalize
         self.mixes = any(getattr(op, "mixes", False) for op in ops)
         self.couples = any(getattr(op, "couples", False) for op in ops)
         self._generators: dict = {}
@@ -230,9 +258,24 @@ class Augment:
                 raise DensekitError(f"augmentation {self.preset!r} mixes labels and needs the class count: "
                                     "Augment(preset, seed, num_classes=...)")
             y = F.one_hot(y, self.num_classes).to(x.dtype)
+        on_pixels = False
         for op in self.ops:
+            if getattr(op, "pixels", False) != on_pixels:   # undo (redo) the normalisation around pixel ops
+                x, on_pixels = self._to_pixels(x, not on_pixels), not on_pixels
             if getattr(op, "mixes", False):
                 x, y = op(x, y, g)
             else:
                 x = op(x, g)
+        if on_pixels:
+            x = self._to_pixels(x, False)
         return x, y
+
+    def _to_pixels(self, x: torch.Tensor, forward: bool) -> torch.Tensor:
+        """Normalised -> [0, 1] pixel values (``forward``) or back, by ``normalize``'s statistics."""
+        if self.normalize is None:
+            return x
+        mean = torch.tensor(self.normalize.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.normalize.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        if mean.shape[1] != x.shape[1]:   # as Normalize: the model's channels differ from the stats
+            mean, std = mean.mean(1, keepdim=True), std.mean(1, keepdim=True)
+        return x * std + mean if forward else (x - mean) / std

@@ -69,8 +69,10 @@ def build_data(cfg: TrainConfig, device: torch.device, rank: int, world_size: in
         mean, std = pretrained_stats(channels)
     else:
         mean, std = D.channel_stats(train_ds, workers=cfg.workers)
-    preset = A.default_augment(cfg.dataset) if cfg.augment == "auto" else cfg.augment
-    augment = A.Augment(preset, seed=cfg.seed, num_classes=len(classes))
+    preset = cfg.augment if cfg.augment != "auto" else \
+        A.default_augment(cfg.dataset, min(height, width), finetune=cfg.pretrained or bool(cfg.weights))
+    normalize = D.Normalize(mean, std)
+    augment = A.Augment(preset, seed=cfg.seed, num_classes=len(classes), normalize=normalize)
     tta = A.default_tta(augment.preset) if cfg.tta == "auto" else cfg.tta
     loader = D.Loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=len(train_ds) > cfg.batch_size,
                       device=device, workers=cfg.workers, rank=rank, world_size=world_size,
@@ -78,7 +80,7 @@ def build_data(cfg: TrainConfig, device: torch.device, rank: int, world_size: in
     weights = class_weights(cfg.class_weights, train_ds.labels, classes)
     info = {"classes": classes, "mean": list(mean), "std": list(std), "channels": channels,
             "image_size": [height, width], "dataset": cfg.dataset, "tta": tta}
-    return cfg, Data(train_ds, val_ds, test_ds, classes, D.Normalize(mean, std), augment, tta, loader,
+    return cfg, Data(train_ds, val_ds, test_ds, classes, normalize, augment, tta, loader,
                      None if weights is None else weights.to(device), info)
 
 

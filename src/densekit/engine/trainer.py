@@ -454,7 +454,7 @@ class Trainer:
                 model.load_state_dict(payload["ema_state_dict"] or payload["state_dict"])
             # one pass for the summary and for the callbacks' plots and embeddings
             test = run_eval(model, self.test_ds, self.eval_opts.replace(tta=self.tta), per_class=True, outputs=True,
-                            features=self.cfg.embeddings if self.cfg.tensorboard else 0)   # the projector's
+                            features=self.cfg.embeddings if "tensorboard" in self.cfg.trackers() else 0)   # the projector's
             summary.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
                            test_count=test["count"], test_tta=self.tta, test_checkpoint="best" if from_best else "last",
                            per_class={c: a for c, a in zip(self.classes, test["per_class"])},
