@@ -39,6 +39,7 @@ def test_every_verb_prints_one_object_per_line(run_dir, tmp_path, capsys):
         ["data", "show", "digits", "--per-class", "2", "--max-classes", "3", "--out", str(tmp_path / "grid.png")],
         ["predict", str(run_dir), str(tmp_path / "grid.png"), str(tmp_path / "grid.png"), "--top-k", "2"],
         ["data", "import", "digits", "--workers", "0", "--out", str(tmp_path / "packed")],
+        ["data", "shapes", str(tmp_path / "shapes"), "--n", "8", "--size", "16"],
         ["summary", "densenet-bc-40-k12", "--input-size", "1,16,16"],
         ["recipes"],
         ["recipes", "fast"],

@@ -64,14 +64,14 @@ def serve(source, host: str = "127.0.0.1", port: int = 8000, drain_timeout: floa
         url, card = f"http://{url_host}:{bound}", app.state.backend.card
         if json_line:
             import json
-            print(json.dumps({"url": url, "model": card["name"], "backend": card["backend"], "classes": card["classes"],
-                              "docs": url + "/docs", "page": url + "/"}), flush=True)
+            line = json.dumps({"url": url, "model": card["name"], "backend": card["backend"], "classes": card["classes"],
+                               "docs": url + "/docs", "page": url + "/"})
         else:
-            print(f"densekit serve: {card['name']} on {url} (docs: /docs, page: /)", flush=True)
+            line = f"densekit serve: {card['name']} on {url} (docs: /docs, page: /)"
         # httptools (uvicorn's fastest parser) with the limits on a request's head that it lacks
         config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=drain_timeout,
                                 access_log=False, http=guarded_protocol(app.state.metrics, head))
-        server = uvicorn.Server(config)
+        server = _Announcing(config, line)
         # uvicorn re-raises the signal that stopped it once it has drained; for SIGTERM that should
         # end in a clean return (exit 0), not in the default handler killing the process.
         main = threading.current_thread() is threading.main_thread()
@@ -85,3 +85,17 @@ def serve(source, host: str = "127.0.0.1", port: int = 8000, drain_timeout: floa
         sock.close()
     if not server.started:
         raise DensekitError("the server did not start; see the log above")
+
+
+class _Announcing(uvicorn.Server):
+    """Prints the address once the server listens and its signal handlers are in place, so a client
+    that reads the line and sends SIGTERM at once always gets a drained, clean stop."""
+
+    def __init__(self, config, line: str):
+        super().__init__(config)
+        self.line = line
+
+    async def startup(self, sockets=None):
+        await super().startup(sockets)
+        if self.started:
+            print(self.line, flush=True)
