@@ -33,7 +33,9 @@ GROUPS = {"data": "data", "model": "model", "optimizer": "optimizer and batches"
           "devices": "devices and reproducibility"}
 
 # What an epoch's record (metrics.jsonl) can hold for best_metric and early_stop_metric.
-METRICS = ("val_top1", "val_loss", "val_top5", "train_top1", "train_loss")
+METRICS = ("val_top1", "val_loss", "val_top5", "train_top1", "train_loss", "val_map", "val_auroc")
+SINGLE_LABEL_METRICS = ("val_top1", "val_top5", "train_top1")   # top-k needs one label per image
+MULTILABEL_METRICS = ("val_map", "val_auroc")                    # engine/metrics.py
 
 # How the position settings of the schedule read: below 1 a fraction of training, from 1 up a
 # number of epochs (timm's --warmup-epochs, --decay-epochs, --decay-milestones).
@@ -131,6 +133,17 @@ class TrainConfig:
     class_weights: str | None = setting(None, group="regularisation", none="every class weighs 1",
                                         help="loss weight per class: auto (inverse frequency) or a YAML/JSON file "
                                              "of weights")
+    task: str = setting("auto", group="data", choices=("auto", "single-label", "multilabel"),
+                        help="single-label (softmax, one class per image) or multilabel (a sigmoid per label, "
+                             "several per image; docs/multilabel.md); auto: the dataset's")
+    loss: str = setting("bce", group="regularisation", choices=("bce", "asl"),
+                        applies=(lambda c: c.task != "single-label", "--task multilabel"),
+                        help="multi-label loss: bce (binary cross-entropy on logits) or asl (asymmetric loss, "
+                             "Ridnik et al. 2021)")
+    pos_weight: str | None = setting(None, group="regularisation", choices=("auto",), none="every label weighs 1",
+                                     applies=(lambda c: c.task != "single-label", "--task multilabel"),
+                                     help="multi-label: weigh each label's positives by its negatives/positives "
+                                          "(auto), for rare labels")
     workers: int = setting(2, group="data", interval="[0, inf)", resume="free",
                            help="decoding processes for streamed (folder/tfrecord) sets; 0 decodes in this process")
     skip_bad: bool = setting(False, group="data", help="warn about and skip undecodable items instead of stopping")
@@ -186,7 +199,8 @@ class TrainConfig:
     # stopping and keeping
     best_metric: str = setting("val_top1", group="checkpointing", choices=METRICS,
                                help="keep checkpoints/best.pt by this metric (the test uses it); val_top1 "
-                                    "becomes train_top1 when the run has no validation split")
+                                    "becomes train_top1 when the run has no validation split; for multi-label data "
+                                    "val_map (train_loss without one)")
     early_stop_patience: int = setting(0, group="checkpointing", interval="[0, inf)",
                                        help="stop after this many epochs without improvement of "
                                             "--early-stop-metric; 0: off")
@@ -309,9 +323,12 @@ class TrainConfig:
     def for_splits(self, has_val: bool) -> "TrainConfig":
         """The config for a run whose data has (or lacks) a validation split: a val_* metric with
         nothing to measure it is refused, except the default best_metric, which becomes train_top1
-        (recorded as such in the run folder)."""
+        (recorded as such in the run folder); for several labels per image (a resolved ``task``,
+        ``for_task``) the default becomes val_map, or train_loss without a validation split."""
+        multi = self.task == "multilabel"
         if has_val:
-            return self
+            return self.replace(best_metric="val_map") if multi and self.best_metric == TrainConfig.best_metric \
+                else self
         if self.early_stop_patience and self.early_stop_metric.startswith("val_"):
             _bad("early_stop_metric", self.early_stop_metric, "this run has no validation split to watch: "
                  "give --val-split (e.g. 0.1) or --early-stop-metric train_loss")
@@ -319,8 +336,34 @@ class TrainConfig:
             if self.best_metric != TrainConfig.best_metric:
                 _bad("best_metric", self.best_metric, "this run has no validation split to measure it: "
                      "give --val-split (e.g. 0.1) or --best-metric train_top1 or train_loss")
-            return self.replace(best_metric="train_top1")
+            return self.replace(best_metric="train_loss" if multi else "train_top1")
         return self
+
+    def for_task(self, task: str) -> "TrainConfig":
+        """The config for data of ``task`` (the dataset's): --task must agree with it, and the
+        settings of the other task are refused (then ``for_splits`` picks the default best metric)."""
+        if self.task not in ("auto", task):
+            _bad("task", self.task, f"the dataset has {task} labels; drop --task or give {task} data")
+        cfg = self.replace(task=task)
+        if task == "single-label":
+            for name in ("loss", "pos_weight"):
+                if getattr(self, name) != getattr(TrainConfig, name):
+                    _bad(name, getattr(self, name), "applies to multi-label data only; drop it")
+            for name in ("best_metric", "early_stop_metric"):
+                if getattr(self, name) in MULTILABEL_METRICS:
+                    _bad(name, getattr(self, name), "is a multi-label metric; use val_top1 or val_loss")
+            return cfg
+        if self.class_weights is not None:
+            _bad("class_weights", self.class_weights, "weighs classes of one label per image; for several "
+                 "labels use --pos-weight auto")
+        if self.sampler != "shuffle":
+            _bad("sampler", self.sampler, "balances classes of one label per image; for several labels use "
+                 "--pos-weight auto")
+        if self.early_stop_patience and self.early_stop_metric in SINGLE_LABEL_METRICS:
+            _bad("early_stop_metric", self.early_stop_metric, "needs one label per image; use val_map or val_loss")
+        if self.best_metric in SINGLE_LABEL_METRICS and self.best_metric != TrainConfig.best_metric:
+            _bad("best_metric", self.best_metric, "needs one label per image; use val_map, val_auroc or val_loss")
+        return cfg
 
     def schedule_points(self) -> tuple[float, list, float]:
         """(warmup, milestones, step_size) as fractions of training, epochs converted."""
@@ -341,6 +384,8 @@ class TrainConfig:
         if unknown:
             raise DensekitError(f"unknown config field(s) {', '.join(unknown)}")
         given = {k: v for k, v in given.items() if fields[k].metadata["resume"] != "locate"}
+        if given.get("task") == "auto":   # "the dataset's": what the run resolved from the same data
+            given.pop("task")
         wanted = self.replace(**given)
         wanted._check_types()                         # the given values in the run's types (1 -> 1.0, "5m" -> 300.0)
         changed = [k for k in given if _resume_key(wanted, k) != _resume_key(self, k)]
@@ -398,6 +443,8 @@ def _resume_key(cfg: TrainConfig, name: str):
     """A field's value for the resume comparison: the default best_metric of a run without a
     carved validation split equals the train_top1 it became (``for_splits``)."""
     value = _plain(getattr(cfg, name))
+    if name == "best_metric" and value == TrainConfig.best_metric and cfg.task == "multilabel":
+        return "val_map" if cfg.val_split else "train_loss"     # for_splits' multi-label default
     if name == "best_metric" and value == TrainConfig.best_metric and not cfg.val_split:
         return "train_top1"
     return value

@@ -43,8 +43,23 @@ def top_k(probs: np.ndarray, spec: InputSpec, k: int = 5) -> list[list[dict]]:
 
 
 def results(logits: np.ndarray, spec: InputSpec, k: int = 5) -> list[dict]:
-    """One result per row of ``logits``: the schema ``densekit predict --json`` prints, less "file"."""
-    return [{"top_k": row} for row in top_k(probabilities(logits, spec), spec, k)]
+    """One result per row of ``logits``: the schema ``densekit predict --json`` prints, less "file".
+
+    Single-label: ``{"top_k": [...]}``. Multi-label: ``{"labels": [names at or above their
+    threshold, most probable first], "scores": {name: prob} (every label, in class order),
+    "top_k": [...]}``, thresholds from the spec (tuned on validation; 0.5 when it has none)."""
+    probs = probabilities(logits, spec)
+    ranked = top_k(probs, spec, k)
+    if spec.task != "multilabel":
+        return [{"top_k": row} for row in ranked]
+    cut = np.asarray(spec.thresholds if spec.thresholds is not None else [0.5] * spec.num_classes, np.float32)
+    out = []
+    for row, best in zip(probs, ranked):
+        passed = np.flatnonzero(row >= cut)
+        passed = passed[np.argsort(-row[passed], kind="stable")]
+        out.append({"labels": [spec.classes[j] for j in passed],
+                    "scores": {name: float(p) for name, p in zip(spec.classes, row)}, "top_k": best})
+    return out
 
 
 class Predictor:

@@ -1,7 +1,9 @@
 """The dataset contract every source returns.
 
 ``len(ds)``, ``ds[i] -> (uint8 image tensor C x H x W, int label)``, ``ds.classes`` (names in
-label order) and ``ds.labels`` (all labels, cheap). Small sets are held whole in memory as one
+label order) and ``ds.labels`` (all labels, cheap). A multi-label set (``ds.task == "multilabel"``)
+has float32 labels (N, K), one row per image: 1.0 present, 0.0 absent, NaN unknown (left out of
+the loss and the metrics), and ``ds[i]`` gives that row. Small sets are held whole in memory as one
 uint8 tensor (``ds.images``) so batches are gathered by indexing, with no per-item Python work;
 large ones stream (``ds.images is None``) and decode items on demand in loader workers.
 """
@@ -21,7 +23,8 @@ class ImageDataset(torch.utils.data.Dataset):
 
     name: str = "dataset"
     classes: list[str]
-    labels: torch.Tensor            # int64, shape (N,)
+    labels: torch.Tensor            # int64 (N,); multi-label: float32 (N, K), NaN unknown
+    task: str = "single-label"      # or "multilabel"
     images: torch.Tensor | None = None  # uint8 (N, C, H, W) when resident in memory
     skip_bad: bool = False              # streamed sets: loaders skip unreadable items with a warning
 
@@ -29,9 +32,10 @@ class ImageDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int):
+        label = self.labels[i] if self.task == "multilabel" else int(self.labels[i])
         if self.images is not None:
-            return self.images[i], int(self.labels[i])
-        return self.load_item(i), int(self.labels[i])
+            return self.images[i], label
+        return self.load_item(i), label
 
     def load_item(self, i: int) -> torch.Tensor:
         raise NotImplementedError
@@ -53,16 +57,20 @@ class ImageDataset(torch.utils.data.Dataset):
 class TensorImageDataset(ImageDataset):
     """An in-memory dataset from a uint8 (N, C, H, W) tensor and labels."""
 
-    def __init__(self, images: torch.Tensor, labels, classes, name: str = "tensor"):
+    def __init__(self, images: torch.Tensor, labels, classes, name: str = "tensor", task: str = "single-label"):
         images = torch.as_tensor(images)
-        labels = torch.as_tensor(labels, dtype=torch.int64)
+        multi = task == "multilabel"
+        labels = torch.as_tensor(labels, dtype=torch.float32 if multi else torch.int64)
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if len(images) != len(labels):
             raise DensekitError(f"{name}: {len(images)} images but {len(labels)} labels; the files disagree, "
                                 "re-extract or re-download them")
-        check_labels(labels, len(classes), name)
-        self.images, self.labels, self.classes, self.name = images, labels, list(classes), name
+        if multi:
+            check_multilabel(labels, len(classes), name)
+        else:
+            check_labels(labels, len(classes), name)
+        self.images, self.labels, self.classes, self.name, self.task = images, labels, list(classes), name, task
 
 
 class Subset(ImageDataset):
@@ -70,7 +78,7 @@ class Subset(ImageDataset):
 
     def __init__(self, base: ImageDataset, indices: torch.Tensor):
         self.base, self.indices = base, torch.as_tensor(indices, dtype=torch.int64)
-        self.classes, self.name, self.skip_bad = base.classes, base.name, base.skip_bad
+        self.classes, self.name, self.skip_bad, self.task = base.classes, base.name, base.skip_bad, base.task
         self.labels = base.labels[self.indices]
         self.images = base.images[self.indices] if base.images is not None else None
 
@@ -87,3 +95,14 @@ def check_labels(labels: torch.Tensor, num_classes: int, name: str):
         bad = int(labels.max()) if int(labels.max()) >= num_classes else int(labels.min())
         raise DensekitError(f"{name}: label {bad} is outside the {num_classes} classes; "
                             "check the label file or the class list")
+
+
+def check_multilabel(labels: torch.Tensor, num_classes: int, name: str):
+    """Multi-label rows: (N, K) float, each entry 1 (present), 0 (absent) or NaN (unknown)."""
+    if labels.dim() != 2 or labels.shape[1] != num_classes:
+        raise DensekitError(f"{name}: multi-label labels must be one row of {num_classes} entries per image, "
+                            f"got shape {tuple(labels.shape)}; check the label columns")
+    known = labels[~labels.isnan()]
+    if len(known) and not ((known == 0) | (known == 1)).all():
+        raise DensekitError(f"{name}: multi-label entries must be 1 (present), 0 (absent) or empty (unknown), "
+                            f"found {float(known[(known != 0) & (known != 1)][0]):g}; check the label columns")

@@ -38,6 +38,7 @@ class EvalOptions:
     batch_size: int = 512
     workers: int = 2
     tta: str = "none"
+    task: str = "single-label"              # or "multilabel": a sigmoid per label (engine/multilabel.py)
 
     def __post_init__(self):
         check_tta(self.tta)
@@ -64,7 +65,7 @@ class EvalOptions:
             dtype = fast["dtype"]    # reduced precision the device lacks: its own (bf16 or float32)
         channels_last = fast["channels_last"] if rec is None else rec["channels_last"]
         return cls(tuple(data["classes"]), D.Normalize(data["mean"], data["std"]), device, dtype, channels_last,
-                   batch_size, workers, check_tta(tta or data.get("tta", "none")))
+                   batch_size, workers, check_tta(tta or data.get("tta", "none")), data.get("task", "single-label"))
 
 
 def tta_logits(model, x: torch.Tensor, tta: str = "none", features: bool = False):
@@ -102,7 +103,7 @@ def tta_note(metrics: dict) -> str:
 
 @torch.no_grad()
 def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: bool = False, features: int = 0,
-             label_map: torch.Tensor | None = None, progress=None) -> dict:
+             label_map: torch.Tensor | None = None, progress=None, thresholds=None) -> dict:
     """Metrics of ``model`` over all of ``ds``; fractions in [0, 1]. With test-time augmentation the
     metrics are those of the averaged prediction, and ``top1_single`` is the plain view's.
     ``outputs`` adds ``logits`` (averaged over the views) and ``labels`` (CPU tensors over the whole
@@ -111,7 +112,12 @@ def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: boo
     Under DDP every rank takes whole batches in turn and the counts are summed: exactly one
     process's figures (each batch computed as one process computes it, the loss summed per batch
     in the same order), N times faster; every rank must call it, with the same model.
-    ``progress(done, total)`` is called after each batch, in this rank's images."""
+    ``progress(done, total)`` is called after each batch, in this rank's images.
+    Multi-label models (``opts.task``) get ``engine/multilabel.py``'s figures instead, at the
+    per-label ``thresholds`` (None: 0.5), always with ``logits`` and ``labels``."""
+    if opts.task == "multilabel":
+        from .multilabel import evaluate_multilabel
+        return evaluate_multilabel(model, ds, opts, thresholds, features, label_map, progress)
     num_classes, device = len(opts.classes), opts.device
     was_training = model.training
     model.eval()
