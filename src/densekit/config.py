@@ -85,6 +85,12 @@ def _augment_presets():
     return ("auto", *PRESETS)
 
 
+# The table settings act on csv: datasets only.
+_CSV = (lambda c: c.dataset.startswith("csv:"), "--dataset csv:FILE")
+TABLE_FIELDS = ("image_col", "image_root", "label_col", "label_sep", "none_label", "label_cols", "uncertain",
+                "split_col", "group_col")
+
+
 def _schedule_is(*names):
     return (lambda c: c.schedule in names, f"--schedule {' or '.join(names)}")
 
@@ -147,6 +153,29 @@ class TrainConfig:
     workers: int = setting(2, group="data", interval="[0, inf)", resume="free",
                            help="decoding processes for streamed (folder/tfrecord) sets; 0 decodes in this process")
     skip_bad: bool = setting(False, group="data", help="warn about and skip undecodable items instead of stopping")
+    # data: csv tables (data/table.py; docs/data.md "Data from a table")
+    image_col: str | None = setting(None, group="data", applies=_CSV, none="a column named image/path/file, or the "
+                                    "one holding image file names", help="csv: the column of image paths")
+    image_root: str | None = setting(None, group="data", applies=_CSV, resume="free", none="the table's folder",
+                                     help="csv: the folder the image paths start from")
+    label_col: str | None = setting(None, group="data", applies=_CSV, none="a column named label/class/Finding "
+                                    "Labels, or the one other column", help="csv: the column of labels")
+    label_sep: str | None = setting(None, group="data", applies=_CSV, none="one label per row",
+                                    help="csv: the separator of several labels in --label-col, e.g. '|' "
+                                         "(ChestX-ray14): rows with other than one label make the run multi-label")
+    none_label: str | None = setting(None, group="data", applies=_CSV, none="none",
+                                     help="csv: the --label-col value meaning no label, e.g. 'No Finding'")
+    label_cols: list | None = setting(None, group="data", applies=_CSV, none="the columns holding only 1/0/-1/empty",
+                                      help="csv: one column per label (CheXpert): 1 present, 0 or empty absent, "
+                                           "-1 uncertain; A,B,C on the command line")
+    uncertain: str | None = setting(None, group="data", applies=_CSV, choices=("ones", "zeros", "ignore"),
+                                    none="ignore", help="csv: what -1 in --label-cols means (CheXpert's U-Ones, "
+                                                        "U-Zeros, U-Ignore: left out of the loss and metrics)")
+    split_col: str | None = setting(None, group="data", applies=_CSV, none="a column named split, if any",
+                                    help="csv: the column naming each row's split: train, val or test")
+    group_col: str | None = setting(None, group="data", applies=_CSV, none="items carved one by one",
+                                    help="csv: carve the validation split by this column (e.g. patient ID), so "
+                                         "one group never lands on both sides")
     # schedule
     epochs: int = setting(12, group="schedule", interval="[1, inf)", resume="extend",
                           help="passes over the training set (the quick start: ~7 min on 2 quiet CPU cores); "
@@ -309,6 +338,12 @@ class TrainConfig:
                  "(rare classes then dominate); choose one")
         if self.class_weights not in (None, "auto") and not Path(self.class_weights).expanduser().is_file():
             _bad("class_weights", self.class_weights, "give auto or an existing YAML/JSON file of weights")
+        if self.label_cols is not None and (not self.label_cols or not all(isinstance(v, str) and v for v in self.label_cols)):
+            _bad("label_cols", self.label_cols, "give column names, e.g. --label-cols Atelectasis,Edema")
+        if self.label_col is not None and self.label_cols is not None:
+            _bad("label_col", self.label_col, "give either --label-col (one column) or --label-cols (one per label)")
+        if self.group_col is not None and not self.val_split:
+            _bad("group_col", self.group_col, "acts when a validation split is carved: give --val-split too")
         if self.pretrained and self.weights:
             _bad("weights", self.weights, "give either --pretrained or --weights, not both")
         if not all(isinstance(v, str) for v in self.freeze):

@@ -43,3 +43,11 @@ def read_at_most(f, n: int, chunk: int = 1 << 20) -> bytes:
         parts.append(part)
         left -= len(part)
     return b"".join(parts)
+
+MAX_TABLE_ROWS = 20_000_000
+"""Rows of one CSV table (ImageNet-21k has 14 million images; ChestX-ray14's table 112,120 rows).
+Tables are streamed a line at a time, so this bounds the paths and labels kept, not the file read."""
+
+MAX_TABLE_LINE_BYTES = 1 << 20
+"""Bytes of one line of a CSV table: a file with no line breaks is refused after this much,
+instead of being read whole as one line."""

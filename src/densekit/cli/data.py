@@ -6,7 +6,7 @@ import sys
 import torch
 
 from .. import data as D
-from .common import add_json_flag, print_json
+from .common import add_json_flag, add_table_flags, print_json, table_args
 
 
 def _source_args(p, out_required=False):
@@ -16,6 +16,7 @@ def _source_args(p, out_required=False):
     p.add_argument("--image-size", type=int, help="resize every image to this square size")
     p.add_argument("--channels", type=int, choices=(1, 3), help="convert every image to 1 or 3 channels")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable files with a warning instead of stopping")
+    add_table_flags(p)
 
 
 def add_parser(sub):
@@ -49,9 +50,20 @@ def add_parser(sub):
     add_json_flag(v, "what was written")
     v.set_defaults(func=run_import)
 
+    v = verbs.add_parser("shapes", help="generate a multi-label set: PNGs of drawn shapes and two CSV layouts")
+    v.add_argument("out", help="folder to write (images/, labels.csv, labels-wide.csv)")
+    v.add_argument("--n", type=int, default=2000, help="training images (val and test: n/4 each)")
+    v.add_argument("--size", type=int, default=32, help="image side in pixels")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
+    add_json_flag(v, "what was written")
+    v.set_defaults(func=run_shapes)
+
 
 def _options(args):
-    return {"image_size": args.image_size, "channels": args.channels, "skip_bad": args.skip_bad}
+    from ..data.table_dataset import table_options
+    return {"image_size": args.image_size, "channels": args.channels, "skip_bad": args.skip_bad,
+            **table_options(table_args(args), args.source)}
 
 
 def run_list(args):
@@ -69,6 +81,8 @@ def run_info(args):
     from ..data.sources import load_splits
     splits = load_splits(args.source, args.data_dir, **_options(args))
     first = next(iter(splits.values()))
+    if first.task == "multilabel":
+        return _multilabel_info(args, splits)
     channels, height, width = first.shape
     info = {"source": args.source, "classes": list(first.classes), "channels": channels, "size": [height, width],
             "splits": {name: {"count": len(ds),
@@ -89,6 +103,41 @@ def run_info(args):
     print(f"  {'class':<{width}}  " + "  ".join(f"{name:>8}" for name in info["splits"]))
     for k, cls in enumerate(info["classes"]):
         print(f"  {cls:<{width}}  " + "  ".join(f"{s['per_class'][k]:>8,}" for s in info["splits"].values()))
+    return 0
+
+
+def _multilabel_info(args, splits):
+    """Images per label per split, unknown entries, labels per image, and co-occurrence in the
+    first split (train): every label in --json, the TOP most frequent on screen."""
+    from ..data.cooccurrence import TOP, cooccurrence, label_counts
+    first = next(iter(splits.values()))
+    channels, height, width = first.shape
+    info = {"source": args.source, "task": "multilabel", "classes": list(first.classes), "channels": channels,
+            "size": [height, width], "splits": {name: label_counts(ds) for name, ds in splits.items()},
+            "cooccurrence": cooccurrence(first)}
+    if args.json:
+        print_json(info)
+        return 0
+    stats = info["splits"]
+    print(f"{args.source}: {len(info['classes'])} labels (multi-label), {channels} x {height} x {width}, "
+          + ", ".join(f"{name} {s['count']:,}" for name, s in stats.items()))
+    shown = info["cooccurrence"]["labels"]
+    width = max([10] + [len(c) for c in shown])
+    print(f"  {'label':<{width}}  " + "  ".join(f"{name:>8}" for name in stats)
+          + ("   unknown" if any(any(s["unknown"]) for s in stats.values()) else ""))
+    for name in shown:
+        k = info["classes"].index(name)
+        unknown = sum(s["unknown"][k] for s in stats.values())
+        print(f"  {name:<{width}}  " + "  ".join(f"{s['per_label'][k]:>8,}" for s in stats.values())
+              + (f"  {unknown:>8,}" if unknown else ""))
+    if len(info["classes"]) > TOP:
+        print(f"  ... and {len(info['classes']) - TOP:,} rarer labels (--json lists every one)")
+    print(f"  {'no label':<{width}}  " + "  ".join(f"{s['no_label']:>8,}" for s in stats.values()))
+    print(f"  {'per image':<{width}}  " + "  ".join(f"{s['labels_per_image']:>8.2f}" for s in stats.values()))
+    pairs = info["cooccurrence"]["pairs"][:10]
+    if pairs:
+        print(f"  together most often ({next(iter(splits))}): " + ", ".join(
+            f"{a}+{b} {p['count']:,} ({100 * p['share']:.0f}% of {a})" for p in pairs for a, b in [p["labels"]]))
     return 0
 
 
@@ -120,4 +169,16 @@ def run_import(args):
         return 0
     counts = ", ".join(f"{k} {v['count']:,}" for k, v in meta["splits"].items())
     print(f"wrote {args.out} ({counts}); train on it with --dataset packed:{args.out}")
+    return 0
+
+
+def run_shapes(args):
+    from ..data.shapes import write_shapes
+    info = write_shapes(args.out, n=args.n, size=args.size, seed=args.seed, overwrite=args.overwrite)
+    if args.json:
+        print_json(info)
+        return 0
+    counts = ", ".join(f"{k} {v:,}" for k, v in info["splits"].items())
+    print(f"wrote {info['out']} ({counts}; labels {', '.join(info['labels'])}); train on it with "
+          f"--dataset csv:{info['tables'][0]} --label-sep '|' --none-label none --split-col split")
     return 0

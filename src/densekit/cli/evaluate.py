@@ -1,7 +1,7 @@
 """`densekit eval RUN_OR_CHECKPOINT`: top-1, top-5, loss; per-class accuracy (= recall), precision, F1 on a split."""
 from __future__ import annotations
 
-from .common import add_json_flag, print_json
+from .common import add_json_flag, add_table_flags, print_json, table_args
 
 
 def add_parser(sub):
@@ -15,6 +15,7 @@ def add_parser(sub):
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", choices=["none", "flip"],
                    help="test-time augmentation: average the image and its mirror (flip) or not; default: the run's own (none on --split val, as training validated)")
+    add_table_flags(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -32,7 +33,8 @@ def run(args) -> int:
 
     try:
         m = evaluate(args.checkpoint, dataset=args.dataset, split=args.split, data_dir=args.data_dir,
-                     batch_size=args.batch_size, device=args.device, tta=args.tta, progress=progress)
+                     batch_size=args.batch_size, device=args.device, tta=args.tta, progress=progress,
+                     table=table_args(args))
     finally:
         if bar is not None:
             bar.close()

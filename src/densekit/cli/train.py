@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import typing
 
-from ..config import GROUPS, TrainConfig, load_recipe, load_yaml
+from ..config import GROUPS, TABLE_FIELDS, TrainConfig, load_recipe, load_yaml
 from ..errors import DensekitError
 from .common import add_json_flag, print_json
 
@@ -73,6 +73,11 @@ def add_config_flags(p: argparse.ArgumentParser):
             g.add_argument(flag, dest=f.name, nargs="+", metavar="MODULE", help=help_text)
         elif f.name == "milestones":
             g.add_argument(flag, dest=f.name, metavar="P1,P2", help=help_text)
+        elif f.name == "label_cols":
+            g.add_argument(flag, dest=f.name, metavar="A,B,C", help=help_text)
+        elif f.name in TABLE_FIELDS:    # column names and separators stay text ("1", "none" are names too)
+            g.add_argument(flag, dest=f.name, metavar="TEXT" if f.name.endswith(("sep", "label")) else "NAME",
+                           help=help_text)
         else:
             g.add_argument(flag, dest=f.name, type=_value, metavar=_metavar(f.name, kind), help=help_text)
 
@@ -121,6 +126,8 @@ def fields_from_args(args) -> dict:
             value = {**base, **pairs} if isinstance(base, dict) else pairs
         elif f.name == "milestones":
             value = [_value(v) for v in str(value).split(",")]
+        elif f.name == "label_cols":
+            value = [v.strip() for v in str(value).split(",")]
         fields[f.name] = value
     return fields
 

@@ -1,9 +1,10 @@
 """The dataset contract every source returns.
 
-``len(ds)``, ``ds[i] -> (uint8 image tensor C x H x W, int label)``, ``ds.classes`` (names in
-label order) and ``ds.labels`` (all labels, cheap). A multi-label set (``ds.task == "multilabel"``)
-has float32 labels (N, K), one row per image: 1.0 present, 0.0 absent, NaN unknown (left out of
-the loss and the metrics), and ``ds[i]`` gives that row. Small sets are held whole in memory as one
+``len(ds)``, ``ds[i] -> (uint8 image tensor C x H x W, label)``, ``ds.classes`` (names in
+label order), ``ds.labels`` (all labels, cheap) and ``ds.task``. Single-label sets (the default)
+have int labels (``labels`` int64 N); multi-label ones (``task == "multilabel"``, e.g. a CSV
+table with several labels per row) have a float32 row of K per item (``labels`` float32 N x K:
+1.0 present, 0.0 absent, NaN unknown, to be left out of the loss and the metrics). Small sets are held whole in memory as one
 uint8 tensor (``ds.images``) so batches are gathered by indexing, with no per-item Python work;
 large ones stream (``ds.images is None``) and decode items on demand in loader workers.
 """
@@ -23,8 +24,9 @@ class ImageDataset(torch.utils.data.Dataset):
 
     name: str = "dataset"
     classes: list[str]
-    labels: torch.Tensor            # int64 (N,); multi-label: float32 (N, K), NaN unknown
+    labels: torch.Tensor            # int64 (N,); multilabel: float32 (N, K)
     task: str = "single-label"      # or "multilabel"
+    groups: torch.Tensor | None = None  # int64 (N,): items of one group (a patient) stay on one side of a carve
     images: torch.Tensor | None = None  # uint8 (N, C, H, W) when resident in memory
     skip_bad: bool = False              # streamed sets: loaders skip unreadable items with a warning
 
@@ -80,6 +82,7 @@ class Subset(ImageDataset):
         self.base, self.indices = base, torch.as_tensor(indices, dtype=torch.int64)
         self.classes, self.name, self.skip_bad, self.task = base.classes, base.name, base.skip_bad, base.task
         self.labels = base.labels[self.indices]
+        self.groups = base.groups[self.indices] if base.groups is not None else None
         self.images = base.images[self.indices] if base.images is not None else None
 
     def load_item(self, i: int) -> torch.Tensor:

@@ -50,6 +50,21 @@ def split_folders(root: Path) -> dict[str, Path]:
     return present or {"train": root}
 
 
+def probe_shape(candidates, channels, image_size, tries: int, where: str):
+    """(channels, image_size) with what was not configured taken from the first readable image
+    (with skip_bad, a few bad ones are passed over)."""
+    for k, path in enumerate(candidates):
+        try:
+            channels = channels or image_mode_channels(path)
+            if image_size is None:
+                image_size = tuple(decode_image(path, channels).shape[1:])
+            return channels, image_size
+        except DensekitError:
+            if k + 1 >= tries:
+                raise
+    raise DensekitError(f"{where}: no readable image among the first files; check the folder")
+
+
 class FolderDataset(ImageDataset):
     """One split of an image folder; items decode lazily to ``channels`` x ``image_size``."""
 
@@ -93,17 +108,7 @@ class FolderDataset(ImageDataset):
             self._probe(candidates, tries=100 if skip_bad else 1)
 
     def _probe(self, candidates, tries: int):
-        """Channels and size of the first readable image (with skip_bad, a few bad ones are passed over)."""
-        for k, path in enumerate(candidates):
-            try:
-                self.channels = self.channels or image_mode_channels(path)
-                if self.image_size is None:
-                    self.image_size = tuple(decode_image(path, self.channels).shape[1:])
-                return
-            except DensekitError:
-                if k + 1 >= tries:
-                    raise
-        raise DensekitError(f"{self.root}: no readable image among the first files; check the folder")
+        self.channels, self.image_size = probe_shape(candidates, self.channels, self.image_size, tries, str(self.root))
 
     def path(self, i: int) -> Path:
         return self.root / self.paths[i].decode("utf-8", "surrogateescape")

@@ -2,7 +2,10 @@
 
 Layout: ``DIR/meta.json`` (format, version, source, classes, per-split count and C x H x W) and,
 per split, ``DIR/<split>-images.npy`` (uint8 N x C x H x W) and ``DIR/<split>-labels.npy``
-(int64 N), in numpy's documented .npy format (NEP 1).
+(int64 N), in numpy's documented .npy format (NEP 1). Version 2 adds multi-label sets
+(``"task": "multilabel"``; labels float32 N x K, 1 / 0 / NaN unknown) and ``<split>-groups.npy``
+(int64 N, a table's ``--group-col``, so a carved validation split stays grouped); a single-label
+import without groups is still written as version 1.
 
 Why this format: images are stored already decoded and already at the model's size, so an epoch
 costs a memory copy instead of a JPEG decode and a resize per image; .npy is a 128-byte header
@@ -26,7 +29,8 @@ from ..errors import DensekitError
 from .dataset import ImageDataset, MissingSplit, check_labels
 from ..limits import MAX_CLASSES
 
-FORMAT, VERSION = "densekit-packed", 1
+FORMAT, VERSION = "densekit-packed", 2
+VERSIONS = (1, 2)
 
 
 def _resident_limit() -> int:
@@ -41,6 +45,7 @@ class PackedDataset(ImageDataset):
     def __init__(self, root: Path, split: str, meta: dict):
         self.root, self.split, self.name = root, split, f"packed:{root}"
         self.classes = list(meta["classes"])
+        self.task = meta.get("task", "single-label")
         images_path, labels_path = root / f"{split}-images.npy", root / f"{split}-labels.npy"
         try:
             # Mapped first: a header that claims more than the file holds fails here, not by allocating.
@@ -49,12 +54,31 @@ class PackedDataset(ImageDataset):
         # numpy parses a .npy header with Python's own parser: a damaged one raises SyntaxError or TokenError
         except (OSError, ValueError, TypeError, OverflowError, EOFError, SyntaxError, tokenize.TokenError) as err:
             raise DensekitError(f"{root}: cannot read the {split} arrays ({err}); run `densekit data import` again") from None
-        if (images.dtype != np.uint8 or images.ndim != 4 or labels.ndim != 1 or labels.dtype.kind not in "iu"
-                or len(images) != len(labels)):
-            raise DensekitError(f"{images_path}: {images.dtype} {images.shape} with {len(labels)} labels, expected "
-                                "uint8 N x C x H x W and N labels; run `densekit data import` again")
-        self.labels = torch.from_numpy(labels.astype(np.int64))
-        check_labels(self.labels, len(self.classes), str(labels_path))
+        multi = self.task == "multilabel"
+        if (images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels)
+                or (not multi and (labels.ndim != 1 or labels.dtype.kind not in "iu"))
+                or (multi and (labels.dtype != np.float32 or labels.shape[1:] != (len(self.classes),)))):
+            raise DensekitError(f"{images_path}: {images.dtype} {images.shape} with labels {labels.dtype} "
+                                f"{labels.shape}, expected uint8 N x C x H x W and N labels; run `densekit data "
+                                "import` again")
+        if multi:
+            if not np.all(np.isnan(labels) | (labels == 0) | (labels == 1)):
+                raise DensekitError(f"{labels_path}: multi-label entries other than 1, 0 or NaN; run `densekit data "
+                                    "import` again")
+            self.labels = torch.from_numpy(labels)
+        else:
+            self.labels = torch.from_numpy(labels.astype(np.int64))
+            check_labels(self.labels, len(self.classes), str(labels_path))
+        groups_path = root / f"{split}-groups.npy"
+        if groups_path.is_file():
+            try:
+                groups = np.array(np.load(groups_path, mmap_mode="r"))
+            except (OSError, ValueError, TypeError, OverflowError, EOFError, SyntaxError, tokenize.TokenError) as err:
+                raise DensekitError(f"{groups_path}: unreadable ({err}); run `densekit data import` again") from None
+            if groups.shape != (len(labels),) or groups.dtype.kind not in "iu":
+                raise DensekitError(f"{groups_path}: {groups.dtype} {groups.shape}, expected {len(labels)} integers; "
+                                    "run `densekit data import` again")
+            self.groups = torch.from_numpy(groups.astype(np.int64))
         self._shape = tuple(images.shape[1:])
         self._path = images_path
         self._array = None
@@ -79,12 +103,13 @@ def read_meta(root: Path) -> dict:
         meta = json.loads((root / "meta.json").read_text())
     except (OSError, ValueError) as err:
         raise DensekitError(f"{root / 'meta.json'}: unreadable ({err}); run `densekit data import` again") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") not in VERSIONS:
         got = f"format {meta.get('format')!r} version {meta.get('version')!r}" if isinstance(meta, dict) else "no mapping"
         raise DensekitError(f"{root / 'meta.json'}: not a densekit packed set ({got}); run `densekit data import` again")
     classes, splits = meta.get("classes"), meta.get("splits")
     if (not isinstance(classes, list) or not 0 < len(classes) <= MAX_CLASSES
-            or not all(isinstance(c, str) for c in classes) or not isinstance(splits, dict)):
+            or not all(isinstance(c, str) for c in classes) or not isinstance(splits, dict)
+            or meta.get("task", "single-label") not in ("single-label", "multilabel")):
         raise DensekitError(f"{root / 'meta.json'}: no list of class names or no splits; run `densekit data import` again")
     return meta
 
@@ -110,7 +135,7 @@ def check_out(out: str | Path, overwrite: bool = False) -> Path:
         if not overwrite:
             raise DensekitError(f"{out} already exists and is not empty; give --overwrite to replace its import, "
                                 "or another --out")
-        for f in [out / "meta.json", *out.glob("*-images.npy"), *out.glob("*-labels.npy")]:
+        for f in [out / "meta.json", *out.glob("*-images.npy"), *out.glob("*-labels.npy"), *out.glob("*-groups.npy")]:
             f.unlink(missing_ok=True)
     return out
 
@@ -124,12 +149,18 @@ def write_packed(splits: dict[str, ImageDataset], out: str | Path, source: str, 
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)  # an import in progress is never mistaken for a finished one
     first = next(iter(splits.values()))
-    meta = {"format": FORMAT, "version": VERSION, "source": source, "classes": list(first.classes), "splits": {}}
+    multi = first.task == "multilabel"
+    grouped = any(ds.groups is not None for ds in splits.values())
+    meta = {"format": FORMAT, "version": VERSION if multi or grouped else 1, "source": source,
+            "classes": list(first.classes), "splits": {}}
+    if multi:
+        meta["task"] = "multilabel"
     for split, ds in splits.items():
         shape = tuple(ds.shape)
         path = out / f"{split}-images.npy"
         images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(ds), *shape))
-        labels, n = np.empty(len(ds), dtype=np.int64), 0
+        labels = np.empty((len(ds), len(ds.classes)), np.float32) if multi else np.empty(len(ds), np.int64)
+        n = 0
         for x, y in Loader(ds, batch_size=batch_size, workers=workers).epoch(0):
             images[n:n + len(x)], labels[n:n + len(x)] = x.numpy(), y.numpy()
             n += len(x)
@@ -146,6 +177,8 @@ def write_packed(splits: dict[str, ImageDataset], out: str | Path, source: str, 
             del short, full
             os.replace(out / f".{split}-images.npy", path)
         np.save(out / f"{split}-labels.npy", labels[:n])
+        if ds.groups is not None and n == len(ds):   # (items skipped while decoding would misalign them)
+            np.save(out / f"{split}-groups.npy", ds.groups.numpy())
         meta["splits"][split] = {"count": n, "shape": list(shape)}
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     return meta

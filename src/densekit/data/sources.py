@@ -110,6 +110,15 @@ def _folder(split, data_dir, arg=None, channels=None, image_size=None, skip_bad=
     return FolderDataset(arg, split, channels=channels, image_size=image_size, skip_bad=skip_bad)
 
 
+@register_source("csv", "csv:FILE (or csv:train.csv,val=valid.csv,test=test.csv), image paths and labels in a "
+                 "table, one or several labels per image, streamed")
+def _csv(split, data_dir, arg=None, channels=None, image_size=None, skip_bad=False, **options):
+    from .table_dataset import TableDataset
+    if not arg:
+        raise DensekitError("csv needs a table: --dataset csv:FILE.csv")
+    return TableDataset(arg, split, channels=channels, image_size=image_size, skip_bad=skip_bad, **options)
+
+
 @register_source("tfrecord", "tfrecord:PATTERN, TF-slim tf.train.Example shards ({split} in the pattern "
                  "picks splits), streamed")
 def _tfrecord(split, data_dir, arg=None, channels=None, image_size=None, skip_bad=False, **_):

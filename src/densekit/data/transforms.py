@@ -52,7 +52,8 @@ class _ConformedView(ImageDataset):
 
     def __init__(self, base: ImageDataset, channels, size):
         self.base, self.channels, self.size = base, channels, size
-        self.classes, self.labels, self.name, self.task = base.classes, base.labels, base.name, base.task
+        self.classes, self.labels, self.name = base.classes, base.labels, base.name
+        self.task, self.groups, self.skip_bad = base.task, base.groups, base.skip_bad
 
     def load_item(self, i: int) -> torch.Tensor:
         return conform(self.base.images[i:i + 1], self.channels, self.size)[0]

@@ -197,7 +197,7 @@ def _label_map(ds_classes: list, classes: tuple, where: str) -> torch.Tensor | N
 
 def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: str = "test",
              data_dir: str | None = None, batch_size: int = 512, device: str = "auto",
-             tta: str | None = None, workers: int = 2, progress=None) -> dict:
+             tta: str | None = None, workers: int = 2, progress=None, table: dict | None = None) -> dict:
     """Evaluate a run (its best checkpoint) or a checkpoint file on a dataset split.
 
     ``tta``: test-time augmentation, "none" or "flip"; None applies the checkpoint's own (what its
@@ -205,7 +205,8 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     is "none", as training validated. ``split="val"`` of a source without a val split is the one
     training carved out of train (its seed and val_split, read from the checkpoint). A dataset
     whose class names are the model's in another order is scored by name; other class names are
-    refused. ``progress(done, total)``: as in ``run_eval``.
+    refused. ``progress(done, total)``: as in ``run_eval``. ``table``: csv settings (``--image-col`` ...)
+    over the run's own.
     Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "class_metrics": {"per_class":
     {name: {precision, recall, f1, support}}, "macro"}, "confusion", "checkpoint"}``,
     plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation."""
@@ -216,7 +217,7 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     info = payload["data"]
     dataset = dataset or info["dataset"]
     c, (h, w) = info["channels"], info["image_size"]
-    ds = _load_split(dataset, split, data_dir, c, h, payload)
+    ds = _load_split(dataset, split, data_dir, c, h, payload, table)
     if tuple(ds.shape) != (c, h, w):
         raise DensekitError(f"{dataset} {split} images are {tuple(ds.shape)} but the model was trained on "
                             f"{(c, h, w)}; evaluate on the dataset it was trained on")
@@ -238,19 +239,22 @@ def probabilities(model, images: list, opts: EvalOptions) -> torch.Tensor:
         return tta_log_probs(model, x, opts.tta)[0].exp().float().cpu()
 
 
-def _load_split(dataset: str, split: str, data_dir, channels: int, size: int, payload: dict):
+def _load_split(dataset: str, split: str, data_dir, channels: int, size: int, payload: dict, table=None):
     """The split; "val" of a source without one is the split training carved from train (the
-    run's own seed and val_split: the same items)."""
+    run's own seed and val_split: the same items). A csv: table is read with the run's table
+    settings, overridden by ``table``."""
     from ..data.dataset import MissingSplit
     from ..data.splits import carve_val
+    from ..data.table_dataset import table_options
+    cfg = payload.get("config") or {}
+    opts = table_options({**(table_options(cfg) if dataset.startswith("csv:") else {}), **(table or {})}, dataset)
     try:
-        return D.load_dataset(dataset, split, data_dir, channels=channels, image_size=size)
+        return D.load_dataset(dataset, split, data_dir, channels=channels, image_size=size, **opts)
     except MissingSplit:
-        cfg = payload.get("config") or {}
         if split != "val" or not cfg.get("val_split") or dataset != payload["data"]["dataset"]:
             raise
     skip = {"skip_bad": True} if cfg.get("skip_bad") else {}
-    train = D.load_dataset(dataset, "train", data_dir, channels=channels, image_size=size, **skip)
+    train = D.load_dataset(dataset, "train", data_dir, channels=channels, image_size=size, **skip, **opts)
     return carve_val(train, cfg["val_split"], cfg.get("seed", 0))[1]
 
 

@@ -33,6 +33,7 @@ from ..data import augment as A
 from ..data.balance import class_weights
 from ..data.dataset import MissingSplit
 from ..data.splits import carve_val
+from ..data.table_dataset import table_options
 from ..errors import DensekitError
 from ..files import WriteError
 from ..models import create_model, get_entry
@@ -94,6 +95,7 @@ class Trainer:
         # -- data -----------------------------------------------------------------------------
         opts = dict(image_size=cfg.image_size, channels=cfg.channels, skip_bad=cfg.skip_bad)
         opts = {k: v for k, v in opts.items() if v not in (None, False)}
+        opts.update(table_options(cfg, cfg.dataset))   # csv: the columns and label rules
         train_ds = D.load_dataset(cfg.dataset, "train", cfg.data_dir, **opts)
         val_ds = self._optional_split("val", opts)
         if val_ds is None and cfg.val_split:
