@@ -21,7 +21,7 @@ def ml_config(out, name, **kw):
 
 
 def test_multilabel_training_learns_each_label_and_stores_thresholds(runs_dir):
-    run = densekit.train(ml_config(runs_dir, "ml", epochs=5), verbose=False)
+    run = densekit.train(ml_config(runs_dir, "ml", epochs=5, plots=True, tensorboard=True), verbose=False)
     s = run.summary
     assert s["test_map"] > 0.9 and s["test_auroc"] > 0.9      # chance: mAP ~ the positive rate, AUROC 0.5
     assert s["test_count"] == 360 and s["test_thresholds"] == "tuned on validation"
@@ -33,6 +33,16 @@ def test_multilabel_training_learns_each_label_and_stores_thresholds(runs_dir):
     assert len(t) == 4 and all(0 < v < 1 for v in t)
     assert [m["epoch"] for m in run.metrics] == [1, 2, 3, 4, 5] and "val_map" in run.metrics[0]
     assert "test mAP" in run.result_line()
+    # densekit eval: the same figures at the same stored thresholds
+    m = densekit.evaluate(run.dir)
+    assert m["map"] == pytest.approx(s["test_map"]) and m["exact_match"] == pytest.approx(s["test_exact_match"])
+    assert m["per_label"]["even"]["threshold"] == pytest.approx(t[0])
+    # the plots and the report of several labels per image
+    for name in ("roc", "pr", "labels", "worst", "samples", "curves"):
+        assert (run.dir / "plots" / f"{name}.png").is_file(), name
+    from densekit.tracking.report import build_report
+    page = build_report(run.dir)
+    assert "id='per-label'" in page and "test mAP" in page
 
 
 class StopAfter(densekit.engine.Callback):

@@ -209,7 +209,9 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     over the run's own.
     Returns ``{"top1", "top5", "loss", "count", "per_class": {name: acc}, "class_metrics": {"per_class":
     {name: {precision, recall, f1, support}}, "macro"}, "confusion", "checkpoint"}``,
-    plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation."""
+    plus ``"tta"`` and ``"top1_single"`` (the plain view's top-1) with test-time augmentation.
+    Multi-label runs return ``engine/multilabel.py``'s figures (``"map"``, ``"auroc"``, ``"per_label"``
+    ...) at the checkpoint's tuned thresholds instead of top-k and per-class accuracy."""
     if split == "val" and tta is None:
         tta = "none"      # the figure training recorded: it validates on the plain view
     distributed.init(pick_device(device))   # under torchrun the ranks share the split
@@ -222,6 +224,12 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
         raise DensekitError(f"{dataset} {split} images are {tuple(ds.shape)} but the model was trained on "
                             f"{(c, h, w)}; evaluate on the dataset it was trained on")
     label_map = _label_map(ds.classes, opts.classes, f"{dataset} {split}")
+    if opts.task == "multilabel":   # at the thresholds tuned on validation, stored with the weights
+        out = run_eval(model, ds, opts, label_map=label_map, progress=progress,
+                       thresholds=(payload.get("calibration") or {}).get("thresholds"))
+        del out["logits"], out["labels"]
+        out.update(checkpoint=str(path), dataset=dataset, split=split)
+        return out
     out = run_eval(model, ds, opts, per_class=True, label_map=label_map, progress=progress)
     out["per_class"] = dict(zip(opts.classes, out["per_class"]))
     out["class_metrics"] = class_metrics(out["confusion"], list(opts.classes))   # precision, recall, F1

@@ -5,6 +5,9 @@
     worst.png       the test images the model got most confidently wrong, true and predicted labels, at the end
     worst_gradcam.png  Grad-CAM of the first of them over each image (engine/explain.py), at the end
     samples.png     the first test images with their predictions (``predictions.json`` holds both lists)
+
+Multi-label runs get ``multilabel_plots.py``'s instead: per-label ROC and PR curves, label
+frequency, and the worst and sample images with their label sets.
 """
 from __future__ import annotations
 
@@ -28,10 +31,13 @@ SAMPLES = 16
 def plot_curves(metrics: list[dict], path: Path):
     epochs = [m["epoch"] for m in metrics]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title in ((ax_loss, "loss", "loss"), (ax_acc, "top1", "top-1")):
-        ax.plot(epochs, [m[f"train_{key}"] for m in metrics], "o-", label="train")
-        if any(f"val_{key}" in m for m in metrics):
-            ax.plot(epochs, [m.get(f"val_{key}") for m in metrics], "o-", label="val")
+    single = "train_top1" in metrics[0]   # else several labels per image: label accuracy, and val mAP
+    for ax, train, val, title in ((ax_loss, "loss", "loss", "loss"),
+                                  (ax_acc, "top1", "top1", "top-1") if single else
+                                  (ax_acc, "label_acc", "map", "label accuracy (train), mAP (val)")):
+        ax.plot(epochs, [m[f"train_{train}"] for m in metrics], "o-", label="train")
+        if any(f"val_{val}" in m for m in metrics):
+            ax.plot(epochs, [m.get(f"val_{val}") for m in metrics], "o-", label="val")
         ax.set(xlabel="epoch", title=title)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -131,6 +137,9 @@ class PlotsCallback(Callback):
         if test is None:
             return
         plots = ctx.run.path / "plots"
+        if "per_label" in test:
+            from .multilabel_plots import plot_multilabel
+            return plot_multilabel(ctx, test, plots)
         plot_confusion(test["confusion"], ctx.classes, plots / "confusion.png")
         cls, labels = ctx.classes, test["labels"]
         probs = test["logits"].softmax(1)
