@@ -23,7 +23,8 @@ _SUBMODULES = {"allocator", "api", "bench", "cli", "compare", "config", "data", 
                "models", "runtime", "tracking"}
 
 __all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "create_model", "evaluate", "explain", "export",
-           "list_models", "lr_find", "list_sources", "load_dataset", "predict", "save_weights", "train", "__version__"]
+           "list_models", "lr_find", "list_sources", "load_dataset", "load_predictor", "predict", "save_weights",
+           "train", "__version__"]
 
 
 def __getattr__(name: str):
@@ -40,15 +41,27 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
 
 
+def load_predictor(model: str | Path, device: str = "auto", tta: str | None = None, threads: int | None = None):
+    """The ``predictions.Predictor`` of ``model``, loaded once: an ``.onnx`` file written by
+    ``densekit export`` runs on onnxruntime (``runtime.OnnxModel``, no PyTorch needed), a run folder
+    or checkpoint on PyTorch (``engine.infer.TorchPredictor``). ``tta``: None for the model's own
+    test-time augmentation (an ONNX graph holds its own and refuses another); ``threads``: intra-op
+    threads (None: the library's default)."""
+    if str(model).lower().endswith(".onnx"):
+        from .runtime import OnnxModel
+        return OnnxModel(model, device=device, threads=threads, tta=tta)
+    from .engine.infer import TorchPredictor
+    return TorchPredictor(model, device=device, tta=tta, threads=threads)
+
+
 def predict(model: str | Path, images, top_k: int = 5, device: str = "auto", batch_size: int = 256,
             tta: str | None = None) -> list[dict]:
     """Top-k classes of each image: a list of ``{"file", "top_k": [{"label", "index", "prob"}]}``.
 
-    ``model``: a run folder or checkpoint (PyTorch, ``engine.predict``) or an ``.onnx`` file
-    written by ``densekit export`` (onnxruntime, ``runtime.predict``, no PyTorch needed); the
-    output is the same. See ``engine.predict`` for the arguments."""
-    if str(model).lower().endswith(".onnx"):
-        from .runtime import predict as run
-    else:
-        from .engine import predict as run
-    return run(model, images, top_k=top_k, device=device, batch_size=batch_size, tta=tta)
+    ``model``: a run folder or checkpoint (PyTorch) or an ``.onnx`` file written by ``densekit
+    export`` (onnxruntime, no PyTorch needed): see ``load_predictor``; the output is the same.
+    ``images``: paths of files or folders, PIL images, encoded bytes, or uint8 arrays/tensors
+    C x H x W; a file that cannot be decoded gets ``{"file", "error"}``. ``tta``: None applies the
+    model's own test-time augmentation. To predict many times, ``load_predictor`` once and call
+    its ``predict``."""
+    return load_predictor(model, device=device, tta=tta).predict(images, top_k=top_k, batch_size=batch_size)

@@ -1,7 +1,7 @@
 """Inference speed of one model across backends, measured in one process so the ratios compare
 like with like: PyTorch eager (densekit's predict path: channels-last, the precision given),
 eager with BatchNorm folded (``models/fold.py``), ``torch.compile``, and onnxruntime on the
-exported graph. Every backend runs the same ``exporter.InferenceModel`` (normalisation inside,
+exported graph. Every backend runs the same ``engine.infer.InferenceModel`` (normalisation inside,
 no test-time augmentation) on raw pixels, so each does what a deployed prediction does.
 
 Reported per backend and precision: images/s at each batch size and, at batch 1, latency p50 and
@@ -63,7 +63,7 @@ def run_infer_bench(model: str, input_size=None, backends=BACKENDS, precisions=(
     compiles anew; on 2 cores a DenseNet-121 compile takes minutes). ``threads``: intra-op threads
     of torch and onnxruntime alike (None: torch's current setting)."""
     import logging
-    from .exporter import InferenceModel
+    from .engine.infer import InferenceModel
     from .models import create_model, get_entry
     from .models.fold import fold_batchnorm
     unknown = set(backends) - set(BACKENDS)

@@ -1,12 +1,14 @@
 """``densekit export``: a checkpoint as an inference file (ONNX, TorchScript or safetensors) that
 says what it needs, checked against the PyTorch model on real images before it is handed over.
 
-The ONNX and TorchScript graphs are inference graphs (``InferenceModel``): eval mode, BatchNorm
-folded into the convolution before it where the network allows (``models/fold.py``), the input
-normalisation inside (a client sends raw pixels, 0..255, float32 N x C x H x W) and the
-checkpoint's test-time augmentation inside (flip: the logits of the image and its mirror averaged,
-as ``engine.evaluate.tta_log_probs`` does). Their output is those logits; a softmax gives the
-probabilities ``densekit.predict`` reports.
+The ONNX and TorchScript graphs are the inference home's own graph (``engine.infer.InferenceModel``,
+the module ``densekit.predict`` runs): eval mode, BatchNorm folded into the convolution before it
+where the network allows (``models/fold.py``), the input normalisation inside (a client sends raw
+pixels, 0..255, float32 N x C x H x W), the checkpoint's test-time augmentation inside (flip: the
+logits of the image and its mirror averaged) and its calibration temperature. Their output is those
+logits; ``densekit.predictions`` turns them into the results ``densekit.predict`` reports. The
+metadata carries the checkpoint's ``InputSpec`` (``spec.to_metadata()``), and the self-check
+compares the file's predictor (``runtime.OnnxModel`` for ONNX) with the run's ``TorchPredictor``.
 
 ONNX goes through ``torch.onnx``'s dynamo exporter (``torch.export`` + onnxscript); where that fails
 (onnxscript missing, an operator it cannot translate) the TorchScript-based exporter
@@ -27,11 +29,15 @@ import torch
 from torch import nn
 
 from . import __version__
-from .data.augment import TTA, check_tta
+from .data.augment import check_tta
 from .engine.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from .engine.infer import InferenceModel, TorchPredictor
 from .errors import DensekitError
 from .models.fold import count_batchnorms, fold_batchnorm
 from .runtime import metadata
+from .spec import InputSpec
+
+__all__ = ["FORMATS", "InferenceModel", "export", "read_metadata", "verify_export"]
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "safetensors": ".safetensors"}
 CHECK_LIMIT = 1000  # test images the self-check runs: enough for a 99.9% agreement to mean one miss
@@ -41,30 +47,6 @@ CHECK_LIMIT = 1000  # test images the self-check runs: enough for a 99.9% agreem
 # normalisation or a wrong weight is off by order 1.
 TOLERANCE = 1e-3
 DYNAMO_MIN_OPSET = 18  # torch.onnx's dynamo exporter converts older requests only partly, and silently
-
-
-class InferenceModel(nn.Module):
-    """Raw pixels in (float32 N x C x H x W, 0..255), logits out: normalisation, the network and
-    the test-time augmentation's views in one graph. Normalisation is the arithmetic of
-    ``data.Normalize`` (x * 1/(255 std) - mean/std), so both compute identical floats."""
-
-    def __init__(self, net: nn.Module, mean, std, channels: int, tta: str = "none"):
-        super().__init__()
-        mean = torch.tensor(list(mean)).view(1, -1, 1, 1)
-        std = torch.tensor(list(std)).view(1, -1, 1, 1)
-        if mean.shape[1] != channels:  # the model's channels differ from the stats: as Normalize does
-            mean, std = mean.mean(1, keepdim=True), std.mean(1, keepdim=True)
-        self.register_buffer("scale", 1 / (255 * std))
-        self.register_buffer("shift", mean / std)
-        self.net, self.tta = net, check_tta(tta)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        x = pixels * self.scale - self.shift
-        if self.tta == "none":
-            return self.net(x)
-        # One pass per view, as tta_log_probs does (one batch of both would be split by chunk(),
-        # which torch.export specialises to the example's batch size).
-        return torch.stack([self.net(view) for view in TTA[self.tta](x)]).mean(0)
 
 
 def _run_dir(checkpoint: Path) -> Path | None:
@@ -118,19 +100,19 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
         raise DensekitError("--tta applies to graphs (onnx, torchscript); safetensors holds weights only")
     checkpoint = resolve_checkpoint(run_or_checkpoint)
     payload = load_checkpoint(checkpoint)
-    info = payload["data"]
+    spec = InputSpec.from_checkpoint(payload, str(checkpoint))
     weights = _weights(payload, ema)
     model = model_from_checkpoint(payload, use_ema=weights == "ema").eval()
-    tta = check_tta(tta or info.get("tta", "none"))
+    spec = spec.replace(tta=check_tta(tta or spec.tta))
+    tta = spec.tta
     path = Path(out) if out else _default_out(checkpoint, format)
     path.parent.mkdir(parents=True, exist_ok=True)
-    c, (h, w) = info["channels"], info["image_size"]
+    c, h, w = spec.input_shape
     notes, exporter, folded = [], format, 0
 
-    meta = {"classes": info["classes"], "mean": info["mean"], "std": info["std"], "channels": c,
-            "image_size": [h, w], "tta": tta, "tta_in_graph": format != "safetensors",
+    meta = {**spec.to_metadata(), "tta_in_graph": format != "safetensors",
             "folded_batchnorm": 0, "model": payload["model"], "weights": weights,
-            "dataset": info.get("dataset"), "metrics": _metrics(checkpoint),
+            "dataset": payload["data"].get("dataset"), "metrics": _metrics(checkpoint),
             "versions": {"densekit": __version__, "torch": torch.__version__},
             "input": {"name": "pixels", "dtype": "float32", "layout": "NCHW", "range": [0, 255],
                       "normalised_in_graph": format != "safetensors"},
@@ -145,7 +127,7 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
             notes.append(f"BatchNorm folded into the convolution before it: {folded} of {total}"
                          + (f" ({why})" if why else " (the pre-activation BatchNorms cannot fold: docs/export.md)"))
         meta["folded_batchnorm"] = folded
-        graph = InferenceModel(net, info["mean"], info["std"], c, tta).eval()
+        graph = InferenceModel.from_spec(net, spec).eval()
         # Batch 2, not 1: torch.export specialises a dimension whose example size is 1.
         example = torch.rand(2 if dynamic_batch else 1, c, h, w) * 255
         if format == "onnx":
@@ -241,69 +223,63 @@ def read_metadata(path: str | Path) -> dict:
 
 # ---- Self-check -------------------------------------------------------------------------------
 
-def _check_batch(info: dict, images, limit: int) -> tuple[torch.Tensor, str]:
+def _check_batch(spec: InputSpec, dataset: str, images, limit: int) -> tuple[torch.Tensor, str]:
     """uint8 (N, C, H, W) to check on: the given image files, else the run's test split."""
     from .data import load_dataset
     from .data.images import decode_image
     from .decode import expand_images
-    c, (h, w) = info["channels"], info["image_size"]
+    c, h, w = spec.input_shape
     if images:
         files = expand_images(images)[:limit]
         if not files:
             raise DensekitError("--check found no image files; give image files or folders of images")
         return torch.stack([decode_image(f, channels=c, size=(h, w)) for f in files]), f"{len(files)} --check images"
     try:
-        ds = load_dataset(info["dataset"], "test", channels=c, image_size=(h, w))
+        ds = load_dataset(dataset, "test", channels=c, image_size=(h, w))
     except DensekitError as err:
-        raise DensekitError(f"cannot load the test split of {info['dataset']} to check the export ({err}); "
+        raise DensekitError(f"cannot load the test split of {dataset} to check the export ({err}); "
                             "give images with --check IMAGE_OR_DIR") from None
     n = min(len(ds), limit)
-    return torch.stack([ds[i][0] for i in range(n)]), f"the first {n} test images of {info['dataset']}"
+    return torch.stack([ds[i][0] for i in range(n)]), f"the first {n} test images of {dataset}"
 
 
-def _exported_logits(path: Path, fmt: str, x: torch.Tensor, payload: dict) -> torch.Tensor:
+def _exported_logits(path: Path, fmt: str, x: torch.Tensor, meta: dict) -> torch.Tensor:
+    """The exported file's logits of uint8 pixels ``x``: ONNX through its predictor (the runtime's
+    ``OnnxModel``), TorchScript as loaded, safetensors rebuilt into the ``InferenceModel``."""
     if fmt == "onnx":
         from .runtime import OnnxModel
         return torch.from_numpy(OnnxModel(path, device="cpu").logits(x.numpy()))
     if fmt == "torchscript":
-        net = _load_torchscript(path).eval()
-        with torch.no_grad():
-            return torch.cat([net(x[i:i + 256].float()) for i in range(0, len(x), 256)])
-    from .models import create_model
-    meta = read_metadata(path)
-    spec = payload["model"]
-    net = create_model(spec["name"], weights=str(path), **spec["args"]).eval()
-    graph = InferenceModel(net, meta["mean"], meta["std"], meta["channels"], meta["tta"])
+        graph = _load_torchscript(path).eval()
+    else:
+        from .models import create_model
+        net = create_model(meta["model"]["name"], weights=str(path), **meta["model"]["args"]).eval()
+        graph = InferenceModel.from_spec(net, InputSpec.from_metadata(meta, str(path)))
     with torch.no_grad():
         return torch.cat([graph(x[i:i + 256].float()) for i in range(0, len(x), 256)])
 
 
 def verify_export(path: str | Path, run_or_checkpoint: str | Path, images=None, limit: int = CHECK_LIMIT,
                   ema: bool = True, tolerance: float = TOLERANCE) -> dict:
-    """Run the exported file and the float32 PyTorch model (unfolded, eager, normalised by
-    ``data.Normalize``, the checkpoint's test-time augmentation) on the same real images:
+    """Run the exported file and the run's ``TorchPredictor`` in float32 (unfolded, eager, the
+    file's test-time augmentation) on the same real images:
     ``{"images", "source", "max_abs_diff", "tolerance", "top1_agreement"}``. Raises
     ``DensekitError`` when top-1 agreement is below 99.9% or the difference exceeds ``tolerance``
     times the largest |logit| (at least 1)."""
-    from .data import Normalize
     path = Path(path)
     fmt = next((f for f, suffix in FORMATS.items() if path.name.endswith(suffix)), None)
     if fmt is None:
         raise DensekitError(f"{path}: not an exported file (.onnx, .torchscript or .safetensors)")
-    checkpoint = resolve_checkpoint(run_or_checkpoint)
-    payload = load_checkpoint(checkpoint)
-    info = payload["data"]
     meta = read_metadata(path)
-    for key in ("classes", "mean", "std", "channels"):
-        if meta[key] != info[key]:
+    reference = TorchPredictor(run_or_checkpoint, device="cpu", tta=meta["tta"], precision="fp32", ema=ema)
+    spec = reference.spec
+    for key, want in (("classes", list(spec.classes)), ("mean", list(spec.mean)), ("std", list(spec.std)),
+                      ("channels", spec.channels)):
+        if meta[key] != want:
             raise DensekitError(f"{path}: its {key} differ from the checkpoint's; export again")
-    x, source = _check_batch(info, images, limit)
-    model = model_from_checkpoint(payload, use_ema=ema).eval()
-    normalize = Normalize(info["mean"], info["std"])
-    with torch.no_grad():
-        ref = torch.cat([torch.stack([model(v).float() for v in TTA[meta["tta"]](normalize(x[i:i + 256]))]).mean(0)
-                         for i in range(0, len(x), 256)])
-    got = _exported_logits(path, fmt, x, payload)
+    x, source = _check_batch(spec, reference.dataset, images, limit)
+    ref = torch.cat([torch.from_numpy(reference.logits(x[i:i + 256].numpy())) for i in range(0, len(x), 256)])
+    got = _exported_logits(path, fmt, x, meta)
     diff = (got - ref).abs().max().item()
     allowed = tolerance * max(1.0, ref.abs().max().item())
     agreement = (got.argmax(1) == ref.argmax(1)).float().mean().item()

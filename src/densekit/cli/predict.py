@@ -1,5 +1,7 @@
 """`densekit predict RUN_OR_CHECKPOINT IMAGE_OR_DIR...`: top-k classes with probabilities.
 
+The model is loaded once (``densekit.load_predictor``: PyTorch for a run or checkpoint, onnxruntime
+for an ``.onnx`` file), before the images are looked at, so a bad model is the first thing said.
 Folders are expanded, then predicted a chunk at a time, so a folder of any size streams: memory is
 bounded by one chunk, results are printed (and written to ``--csv``) as they come, and a terminal
 shows the progress."""
@@ -10,7 +12,7 @@ import sys
 
 from .common import add_json_flag, print_json
 
-CHUNK = 1024   # images decoded and predicted at once (the model is loaded once per chunk)
+CHUNK = 1024   # images decoded and predicted at once
 
 
 def add_parser(sub):
@@ -28,17 +30,12 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from .. import predict
+    from .. import load_predictor
     from ..errors import DensekitError
     from ..decode import expand_images   # torch-free, like the .onnx path
     if args.top_k < 1:
         raise DensekitError(f"--top-k {args.top_k}: give at least 1")
-    from pathlib import Path
-    if not str(args.checkpoint).lower().endswith(".onnx"):   # a bad model is the first thing to say
-        from ..engine.checkpoint import load_checkpoint, resolve_checkpoint
-        load_checkpoint(resolve_checkpoint(args.checkpoint))
-    elif not Path(args.checkpoint).is_file():
-        raise DensekitError(f"{args.checkpoint} not found; give an .onnx file written by densekit export")
+    model = load_predictor(args.checkpoint, device=args.device, tta=args.tta)
     files = expand_images(args.images)
     if not files:
         raise DensekitError(f"no images in {' '.join(args.images)} (looked for {', '.join(_suffixes())})")
@@ -46,8 +43,7 @@ def run(args) -> int:
     failed, show = 0, sys.stderr.isatty() and len(files) > CHUNK
     try:
         for start in range(0, len(files), CHUNK):
-            results = predict(args.checkpoint, files[start:start + CHUNK], top_k=args.top_k, device=args.device,
-                              tta=args.tta)
+            results = model.predict(files[start:start + CHUNK], top_k=args.top_k)
             for r in results:
                 _print(r, args.json)
                 if table:

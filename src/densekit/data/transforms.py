@@ -25,6 +25,18 @@ def channel_stats(ds: ImageDataset, max_items: int | None = None, workers: int =
     return mean.tolist(), std.clamp_min(1e-3).tolist()
 
 
+def scale_shift(mean, std, channels: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1 / (255 std), mean / std) as (1, C, 1, 1) float32 tensors: normalised = pixels * scale - shift.
+    The one normalisation: ``Normalize`` (training, evaluation) and ``engine.infer.InferenceModel``
+    (prediction, exported graphs) both apply these, so they compute identical floats. Statistics of
+    another channel count (a gray model fed RGB statistics) are averaged to one."""
+    mean = torch.tensor(list(mean), device=device).view(1, -1, 1, 1)
+    std = torch.tensor(list(std), device=device).view(1, -1, 1, 1)
+    if mean.shape[1] != channels:
+        mean, std = mean.mean(1, keepdim=True), std.mean(1, keepdim=True)
+    return 1 / (255 * std), mean / std
+
+
 class Normalize:
     """uint8 batch -> float batch, (x/255 - mean) / std per channel, on the batch's device."""
 
@@ -35,11 +47,7 @@ class Normalize:
     def __call__(self, x: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
         key = (x.device, x.shape[1])
         if key not in self._cache:
-            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-            std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-            if mean.shape[1] != x.shape[1]:  # the model's channels differ from the stats: broadcast one
-                mean, std = mean.mean(1, keepdim=True), std.mean(1, keepdim=True)
-            self._cache[key] = (1 / (255 * std), mean / std)
+            self._cache[key] = scale_shift(self.mean, self.std, x.shape[1], x.device)
         scale, shift = self._cache[key]
         return (x.to(dtype) * scale - shift).to(dtype)
 

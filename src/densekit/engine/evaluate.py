@@ -3,10 +3,11 @@
 One pass, ``run_eval(model, ds, opts)``, serves the trainer's validation and final test, the
 plots and embeddings that need the test logits and features, and ``densekit eval``; ``EvalOptions``
 is how a model is evaluated (input normalisation, device, precision, layout, batch size, workers,
-test-time augmentation), built once from the trainer or from a checkpoint. Both evaluation and
+test-time augmentation), built once from the trainer or from a checkpoint's ``TorchPredictor``
+(``engine/infer.py``, the inference home: ``predict`` here is that predictor's). Both evaluation and
 prediction apply exactly the normalisation and input size stored with the checkpoint, never
-statistics recomputed at predict time (the bug the seed notes warn about), and the run's own
-precision.
+statistics recomputed at predict time (the bug the seed notes warn about), the run's own precision
+and the one TTA function (``infer.tta_logits``).
 """
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ import torch
 import torch.nn.functional as F
 
 from .. import data as D
-from ..data.augment import TTA, check_tta
-from ..decode import decode_all, expand_images  # noqa: F401  (expand_images: one home, torch-free)
+from ..data.augment import check_tta
+from ..decode import expand_images  # noqa: F401  (one home, torch-free)
 from ..errors import DensekitError
 from . import distributed
-from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from .infer import TorchPredictor, tta_logits
 from .metrics import class_metrics
-from .precision import autocast, dtype_from_name, fast_defaults, memory_format, pick_device
+from .precision import autocast, memory_format, pick_device
 
 
 @dataclass(frozen=True)
@@ -51,43 +52,11 @@ class EvalOptions:
         return self.normalize(x).contiguous(memory_format=memory_format(self.channels_last))
 
     @classmethod
-    def from_checkpoint(cls, payload: dict, device: torch.device, batch_size: int = 512, workers: int = 2,
-                        tta: str | None = None) -> "EvalOptions":
-        """The run's own pipeline and precision on ``device`` (its fast defaults for checkpoints that
-        record none, or when the device cannot run the run's dtype natively)."""
-        data = payload.get("data")
-        if data is None:
-            raise DensekitError(f"{payload.get('path', 'the checkpoint')} holds weights only (no classes or "
-                                "normalisation); give a run folder or a training checkpoint")
-        fast, rec = fast_defaults(device), payload.get("precision")
-        dtype = fast["dtype"] if rec is None else dtype_from_name(rec["dtype"])
-        if dtype is not None and dtype != fast["dtype"] and not (device.type == "cuda" and dtype == torch.float16):
-            dtype = fast["dtype"]    # reduced precision the device lacks: its own (bf16 or float32)
-        channels_last = fast["channels_last"] if rec is None else rec["channels_last"]
-        return cls(tuple(data["classes"]), D.Normalize(data["mean"], data["std"]), device, dtype, channels_last,
-                   batch_size, workers, check_tta(tta or data.get("tta", "none")), data.get("task", "single-label"))
-
-
-def tta_logits(model, x: torch.Tensor, tta: str = "none", features: bool = False):
-    """(the ``tta`` views' logits averaged, the plain view's logits, the plain view's penultimate
-    features or None). Averaging logits is a geometric mean of the views' probabilities,
-    renormalised: on Fashion-MNIST it ranked as well as or slightly better than the arithmetic mean."""
-    views = TTA[tta](x)
-    pre = None
-    if features:   # every registered model has this surface (timm's)
-        feat = model.forward_features(views[0])
-        pre = model.forward_head(feat, pre_logits=True)
-        plain = model.forward_head(feat).float()
-    else:
-        plain = model(views[0]).float()
-    logits = [plain] + [model(v).float() for v in views[1:]]
-    return torch.stack(logits).mean(0) if len(logits) > 1 else plain, plain, pre
-
-
-def tta_log_probs(model, x: torch.Tensor, tta: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
-    """(class log-probabilities of the ``tta`` views of ``x`` together, the plain view's logits)."""
-    mean, plain, _ = tta_logits(model, x, tta)
-    return mean.log_softmax(1), plain
+    def of(cls, predictor: TorchPredictor, batch_size: int = 512, workers: int = 2) -> "EvalOptions":
+        """How ``predictor`` runs (the run's pipeline, precision and TTA), for a pass over a dataset."""
+        spec = predictor.spec
+        return cls(spec.classes, D.Normalize(spec.mean, spec.std), predictor.device, predictor.dtype,
+                   predictor.channels_last, batch_size, workers, spec.tta, spec.task)
 
 
 def top5_name(num_classes: int) -> str:
@@ -170,14 +139,10 @@ def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: boo
 
 
 def load_for_inference(run_or_checkpoint, device: str = "auto", batch_size: int = 512, tta: str | None = None,
-                       workers: int = 2):
-    """(checkpoint path, payload, eval-mode model on the device in the run's layout, EvalOptions)."""
-    dev = pick_device(device)
-    path = resolve_checkpoint(run_or_checkpoint)
-    payload = load_checkpoint(path)
-    opts = EvalOptions.from_checkpoint(payload, dev, batch_size, workers, tta)
-    model = model_from_checkpoint(payload).to(dev, memory_format=memory_format(opts.channels_last)).eval()
-    return path, payload, model, opts
+                       workers: int = 2) -> tuple[TorchPredictor, EvalOptions]:
+    """(the run's ``TorchPredictor``, loaded once; ``EvalOptions`` to run its ``net`` over a dataset)."""
+    predictor = TorchPredictor(run_or_checkpoint, device=device, tta=tta)
+    return predictor, EvalOptions.of(predictor, batch_size, workers)
 
 
 def _label_map(ds_classes: list, classes: tuple, where: str) -> torch.Tensor | None:
@@ -215,18 +180,18 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     if split == "val" and tta is None:
         tta = "none"      # the figure training recorded: it validates on the plain view
     distributed.init(pick_device(device))   # under torchrun the ranks share the split
-    path, payload, model, opts = load_for_inference(run_or_checkpoint, device, batch_size, tta, workers)
-    info = payload["data"]
-    dataset = dataset or info["dataset"]
-    c, (h, w) = info["channels"], info["image_size"]
-    ds = _load_split(dataset, split, data_dir, c, h, payload, table)
+    predictor, opts = load_for_inference(run_or_checkpoint, device, batch_size, tta, workers)
+    model, path = predictor.net, predictor.path
+    dataset = dataset or predictor.dataset
+    c, h, w = predictor.input_shape
+    ds = _load_split(dataset, split, data_dir, c, h, predictor, table)
     if tuple(ds.shape) != (c, h, w):
         raise DensekitError(f"{dataset} {split} images are {tuple(ds.shape)} but the model was trained on "
                             f"{(c, h, w)}; evaluate on the dataset it was trained on")
     label_map = _label_map(ds.classes, opts.classes, f"{dataset} {split}")
     if opts.task == "multilabel":   # at the thresholds tuned on validation, stored with the weights
         out = run_eval(model, ds, opts, label_map=label_map, progress=progress,
-                       thresholds=(payload.get("calibration") or {}).get("thresholds"))
+                       thresholds=predictor.spec.thresholds)
         del out["logits"], out["labels"]
         out.update(checkpoint=str(path), dataset=dataset, split=split)
         return out
@@ -237,36 +202,25 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     return out
 
 
-@torch.no_grad()
-def probabilities(model, images: list, opts: EvalOptions) -> torch.Tensor:
-    """Class probabilities (N x K, float32, CPU) of uint8 C x H x W tensors already at the model's
-    channels and size, in one forward pass with the run's normalisation, precision and TTA (predict's
-    batches, and the server's dynamically gathered ones)."""
-    x = opts.prepare(torch.stack(images).to(opts.device))
-    with autocast(opts.device, opts.dtype):
-        return tta_log_probs(model, x, opts.tta)[0].exp().float().cpu()
-
-
-def _load_split(dataset: str, split: str, data_dir, channels: int, size: int, payload: dict, table=None):
+def _load_split(dataset: str, split: str, data_dir, channels: int, size: int, predictor: TorchPredictor, table=None):
     """The split; "val" of a source without one is the split training carved from train (the
     run's own seed and val_split: the same items). A csv: table is read with the run's table
     settings, overridden by ``table``."""
     from ..data.dataset import MissingSplit
     from ..data.splits import carve_val
     from ..data.table_dataset import table_options
-    cfg = payload.get("config") or {}
+    cfg = predictor.config or {}
     opts = table_options({**(table_options(cfg) if dataset.startswith("csv:") else {}), **(table or {})}, dataset)
     try:
         return D.load_dataset(dataset, split, data_dir, channels=channels, image_size=size, **opts)
     except MissingSplit:
-        if split != "val" or not cfg.get("val_split") or dataset != payload["data"]["dataset"]:
+        if split != "val" or not cfg.get("val_split") or dataset != predictor.dataset:
             raise
     skip = {"skip_bad": True} if cfg.get("skip_bad") else {}
     train = D.load_dataset(dataset, "train", data_dir, channels=channels, image_size=size, **skip, **opts)
     return carve_val(train, cfg["val_split"], cfg.get("seed", 0))[1]
 
 
-@torch.no_grad()
 def predict(run_or_checkpoint: str | Path, images, top_k: int = 5, device: str = "auto",
             batch_size: int = 256, tta: str | None = None) -> list[dict]:
     """Top-k classes of each image: a list of ``{"file", "top_k": [{"label", "index", "prob"}]}``.
@@ -274,19 +228,6 @@ def predict(run_or_checkpoint: str | Path, images, top_k: int = 5, device: str =
     ``images``: paths of files or folders, PIL images, or uint8 tensors C x H x W. Images of any
     mode and size are converted to the channels and size the model was trained on. A file that
     cannot be decoded gets ``{"file", "error"}`` instead of ``top_k``. ``tta`` as in ``evaluate``:
-    None applies the checkpoint's own test-time augmentation."""
-    from ..data.images import decode_image
-    _, payload, model, opts = load_for_inference(run_or_checkpoint, device, batch_size, tta)
-    c, (h, w) = payload["data"]["channels"], payload["data"]["image_size"]
-
-    def decode(item, name):
-        tensor = item if torch.is_tensor(item) else decode_image(item, channels=c, size=(h, w), name=name)
-        return tensor if tuple(tensor.shape) == (c, h, w) else decode_image(tensor, channels=c, size=(h, w))
-    results, batch = decode_all(images, decode)
-    k = min(top_k, len(opts.classes))
-    for i in range(0, len(batch), batch_size):
-        chunk = batch[i:i + batch_size]
-        p, idx = probabilities(model, [t for _, t in chunk], opts).topk(k, 1)
-        for (slot, _), pr, ix in zip(chunk, p.tolist(), idx.tolist()):
-            results[slot]["top_k"] = [{"label": opts.classes[j], "index": j, "prob": q} for q, j in zip(pr, ix)]
-    return results
+    None applies the checkpoint's own test-time augmentation. Many calls on one model: load its
+    ``TorchPredictor`` once and call its ``predict``."""
+    return TorchPredictor(run_or_checkpoint, device=device, tta=tta).predict(images, top_k, batch_size)

@@ -15,8 +15,10 @@ instead report gradients of the wrong tensor. A gradient with respect to a tenso
 problem, and needs no hook to remove afterwards.
 
 Saliency (Simonyan et al., arXiv 1312.6034): |d class score / d input pixel|, the maximum over
-channels. Images are preprocessed exactly as ``predict`` does (``decode_image`` to the
-checkpoint's channels and size, its normalisation), one view, float32.
+channels. The run is loaded as ``predict`` loads it (``engine.infer.TorchPredictor``): images are
+decoded and normalised exactly as there, ``top_k`` is ``predict``'s own result (the run's precision
+and test-time augmentation), and by default the class explained is its top-1; the map itself is
+the gradient of one view in float32 (a gradient through averaged mirrored views would blur it).
 """
 from __future__ import annotations
 
@@ -26,13 +28,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import data as D
-from ..data.images import decode_image
+from ..decode import expand_images
 from ..errors import DensekitError
 from ..files import save_figure
-from .checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
-from .evaluate import expand_images
-from .precision import pick_device
+from .infer import TorchPredictor
 
 METHODS = ("gradcam", "saliency")
 
@@ -81,35 +80,27 @@ def explain(run_or_checkpoint: str | Path, images, method: str = "gradcam", out:
     "heatmap": float32 H x W in [0, 1], "image": uint8 H x W x C, "png": path or None}]``."""
     if method not in METHODS:
         raise DensekitError(f"unknown method {method!r}: choose gradcam or saliency")
-    dev = pick_device(device)
-    payload = load_checkpoint(resolve_checkpoint(run_or_checkpoint))
-    model = model_from_checkpoint(payload).to(dev).eval()
-    info = payload["data"]
-    classes, c, (h, w) = info["classes"], info["channels"], info["image_size"]
+    predictor = TorchPredictor(run_or_checkpoint, device=device)
+    model, graph, dev = predictor.net, predictor.model, predictor.device
+    classes = list(predictor.spec.classes)
     target_index = _target(target, classes)
     items = images if isinstance(images, (list, tuple)) else [images]
     if items and isinstance(items[0], (str, Path)):
         items = expand_images(items)
     if not items:
         raise DensekitError("no images to explain; give image files or folders of images")
-    normalize = D.Normalize(info["mean"], info["std"])
     fn = gradcam if method == "gradcam" else saliency
     out_dir = Path(out) if out is not None else None
     results = []
     for i, item in enumerate(items):
         name = str(item) if isinstance(item, (str, Path)) else None
-        pixels = decode_image(item, channels=c, size=(h, w), name=name)
-        x = normalize(pixels[None].to(dev)).contiguous()
-        if target_index is None:
-            with torch.no_grad():
-                explained = model(x).argmax(1)
-        else:
-            explained = torch.tensor([target_index], device=dev)
-        heat, logits = fn(model, x, explained)
-        p, idx = logits.float().softmax(1)[0].topk(min(top_k, len(classes)))
-        result = {"file": name, "method": method, "explained": classes[int(explained[0])],
-                  "top_k": [{"label": classes[j], "index": j, "prob": q} for q, j in zip(p.tolist(), idx.tolist())],
-                  "heatmap": heat[0].float().cpu().numpy(), "image": pixels.permute(1, 2, 0).numpy(), "png": None}
+        pixels = predictor.decode(item, name)
+        guesses = predictor.results(pixels[None], top_k)[0]["top_k"]
+        explained = torch.tensor([guesses[0]["index"] if target_index is None else target_index], device=dev)
+        x = graph.normalise(torch.from_numpy(pixels)[None].to(dev).float())
+        heat, _ = fn(model, x, explained)
+        result = {"file": name, "method": method, "explained": classes[int(explained[0])], "top_k": guesses,
+                  "heatmap": heat[0].float().cpu().numpy(), "image": pixels.transpose(1, 2, 0), "png": None}
         if out_dir is not None:
             stem = Path(name).stem if name else f"image{i:04d}"
             result["png"] = str(save_overlay(result, out_dir / f"{i:04d}-{stem}-{method}.png"))

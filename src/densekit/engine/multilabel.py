@@ -24,7 +24,7 @@ def evaluate_multilabel(model, ds, opts, thresholds=None, features: int = 0, lab
     (``features``, ``tta`` as ``run_eval``'s). ``loss`` is the mean binary cross-entropy over the
     known entries; ``labels`` (N, K) float with NaN unknown, ``logits`` averaged over the views.
     Under DDP every rank takes whole batches in turn and the outputs are gathered on every rank."""
-    from .evaluate import tta_logits
+    from .infer import tta_logits
     was_training = model.training
     model.eval()
     rank, world_size = distributed.active_world()

@@ -80,6 +80,19 @@ def dtype_from_name(name: str | None) -> torch.dtype | None:
     return {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(name or "")
 
 
+def run_precision(dtype_name: str | None, channels_last: bool, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype, channels_last) to run a trained model on ``device``: the precision it recorded
+    (``InputSpec.dtype`` / ``channels_last``), or the device's fast defaults when it recorded none
+    (``dtype_name`` None) or when the device lacks its reduced precision (then the device's own)."""
+    fast = fast_defaults(device)
+    if dtype_name is None:
+        return fast["dtype"], fast["channels_last"]
+    dtype = dtype_from_name(dtype_name)
+    if dtype is not None and dtype != fast["dtype"] and not (device.type == "cuda" and dtype == torch.float16):
+        dtype = fast["dtype"]
+    return dtype, bool(channels_last)
+
+
 def memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 

@@ -2,7 +2,7 @@
 
     from densekit.runtime import OnnxModel
     model = OnnxModel("model.onnx")
-    model.meta["classes"], model.meta["metrics"]
+    model.classes, model.meta["metrics"]
     model.predict(["shoe.png"], top_k=3)   # [{"file", "top_k": [{"label", "index", "prob"}]}]
 
 Importing this package imports no torch (a test checks it in a process where torch cannot be
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DensekitError
 from ..decode import EXTENSIONS, expand_images, read_image
 from .model import OnnxModel, softmax
 
@@ -24,8 +23,4 @@ def predict(model: str | Path, images, top_k: int = 5, device: str = "auto", bat
             tta: str | None = None) -> list[dict]:
     """``densekit.predict`` for an ``.onnx`` file: the same arguments and output. Test-time
     augmentation is part of the exported graph, so ``tta`` may only name the file's own."""
-    m = OnnxModel(model, device=device)
-    if tta is not None and tta != m.meta["tta"]:
-        raise DensekitError(f"{model} applies tta={m.meta['tta']} inside its graph; export again with "
-                            f"--tta {tta} to predict with {tta}")
-    return m.predict(images, top_k=top_k, batch_size=batch_size)
+    return OnnxModel(model, device=device, tta=tta).predict(images, top_k=top_k, batch_size=batch_size)

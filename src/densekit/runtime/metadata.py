@@ -12,6 +12,10 @@ Each field is stored under its own key as a JSON value, so that generic tools (N
     model {"name", "args"}; weights "ema" | "plain"; dataset
     metrics {"test_top1", ...} from the run's summary.json ({} without one)
     versions {"densekit", "torch", "opset"?}
+    task, temperature, thresholds, reject_below, ood_threshold   the rest of ``spec.InputSpec``
+                                (``to_metadata``); files written before them read as the defaults
+
+Fields beyond ``FIELDS`` are stored and read back the same way, so ``InputSpec`` grows in one place.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ def to_strings(meta: dict) -> dict[str, str]:
     if missing:
         raise ValueError(f"export metadata lacks {', '.join(missing)}")
     out = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
-    out.update({k: json.dumps(meta[k]) for k in FIELDS})
+    out.update({k: json.dumps(v) for k, v in meta.items()})
     return out
 
 
@@ -43,6 +47,13 @@ def from_strings(props: dict[str, str], source: str) -> dict:
         raise DensekitError(f"{source} was exported by a newer densekit (format version "
                             f"{props['format_version']}); upgrade densekit")
     try:
-        return {k: json.loads(props[k]) for k in FIELDS}
+        out = {k: json.loads(props[k]) for k in FIELDS}
     except (KeyError, ValueError) as err:
         raise DensekitError(f"{source}: damaged densekit metadata ({err}); export the model again") from None
+    for key, value in props.items():   # later fields (InputSpec's); another tool's non-JSON entries are not ours
+        if key not in out and key not in ("format", "format_version"):
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                pass
+    return out

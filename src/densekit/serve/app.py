@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 
 import anyio
+import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -28,6 +29,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from ..errors import DensekitError
+from ..predictions import results
 from .backends import load_backend
 from .batcher import Batcher, Closed, QueueFull
 from .metrics import CountRequests, Metrics
@@ -113,17 +115,21 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
                "max_pixels": limits.max_pixels}
     state = {"batcher": None, "status": "loading"}
 
+    def logits(arrays: list):
+        """One forward pass over the images the batcher gathered: a row of logits each."""
+        return model.logits(np.stack(arrays))
+
     @asynccontextmanager
     async def lifespan(app):
-        batcher = Batcher(model.probabilities, max_batch_size, max_delay_ms / 1000, queue_size, workers,
+        batcher = Batcher(logits, max_batch_size, max_delay_ms / 1000, queue_size, workers,
                           on_batch=metrics.on_batch)
         metrics.queue_depth.set_function(lambda: batcher.depth)
         state["batcher"] = batcher
-        h, w = model.image_size
+        h, w = model.spec.image_size
         blank = model.decode(Image.new("L", (w, h)))
-        await anyio.to_thread.run_sync(model.probabilities, [blank])  # the first pass sets up kernels: not on a client
+        await anyio.to_thread.run_sync(logits, [blank])  # the first pass sets up kernels: not on a client
         state["status"] = "ready"
-        log.info("serving %s (%s backend)", model.card["name"], model.name)
+        log.info("serving %s (%s backend)", model.card["name"], model.backend)
         try:
             yield
         finally:
@@ -203,7 +209,8 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
             raise RequestError(500, "inference_failed", f"the forward pass failed: {type(err).__name__}: "
                                f"{str(err)[:200]}") from None
         # A Response goes out as it is: response_model documents the schema without re-validating each answer.
-        return JSONResponse([{"file": name, "top_k": model.top_k(row, top_k)} for (name, _), row in zip(files, rows)])
+        answers = results(np.stack(rows), model.spec, top_k)    # the schema every route shares
+        return JSONResponse([{"file": name, **answer} for (name, _), answer in zip(files, answers)])
 
     @app.get("/v1/model", summary="The model card")
     async def model_card():
