@@ -158,3 +158,27 @@ def test_results_of_a_multilabel_spec_are_label_sets_at_the_tuned_thresholds():
     assert [r["label"] for r in a["top_k"]] == ["car", "cat"]
     single = InputSpec(("cat", "dog", "car"), 1, (8, 8), (0.5,), (0.25,))
     assert set(results(logits, single)[0]) == {"top_k"}                  # the single-label schema unchanged
+
+
+def test_exports_carry_task_and_thresholds_and_predict_the_same_label_sets(runs_dir, tmp_path):
+    from densekit.exporter import read_metadata
+    run = densekit.train(ml_config(runs_dir, "ship", epochs=1, augment="flip"), verbose=False)   # flip TTA in graphs
+    thresholds = load_checkpoint(run.dir / "checkpoints" / "best.pt")["calibration"]["thresholds"]
+    ds = densekit.load_dataset("digits-multilabel", "test")
+    images = [ds[i][0] for i in range(40)]
+    from densekit.engine.infer import TorchPredictor   # float32, as the graphs compute
+    torch_results = TorchPredictor(run.dir, device="cpu", precision="fp32").predict(images, top_k=2)
+    assert all(set(r) >= {"labels", "scores", "top_k"} for r in torch_results)
+    assert any(r["labels"] for r in torch_results)
+    for fmt in ("onnx", "torchscript", "safetensors"):
+        r = densekit.export(run.dir, fmt, out=tmp_path / f"m.{fmt}")
+        meta = read_metadata(r["path"])
+        assert meta["task"] == "multilabel" and meta["classes"] == MULTILABEL_CLASSES
+        assert meta["thresholds"] == pytest.approx(thresholds)
+        if fmt != "safetensors":   # the self-check compares sigmoid outputs and label sets
+            assert r["check"]["compared"] == "sigmoid probabilities"
+            assert r["check"]["label_set_agreement"] == 1.0 and r["check"]["max_abs_diff"] < 1e-4
+    onnx_results = densekit.load_predictor(tmp_path / "m.onnx").predict([i.numpy() for i in images], top_k=2)
+    for a, b in zip(torch_results, onnx_results):
+        assert a["labels"] == b["labels"]
+        assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)
