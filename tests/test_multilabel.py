@@ -182,3 +182,24 @@ def test_exports_carry_task_and_thresholds_and_predict_the_same_label_sets(runs_
     for a, b in zip(torch_results, onnx_results):
         assert a["labels"] == b["labels"]
         assert a["scores"] == pytest.approx(b["scores"], abs=1e-4)
+    # the server (here on the ONNX file: the torch-free runtime) answers label sets, its page shows them
+    import io
+
+    from fastapi.testclient import TestClient
+    from PIL import Image
+
+    from densekit.serve.app import create_app
+    png = io.BytesIO()
+    Image.fromarray(images[0][0].numpy()).save(png, format="PNG")
+    with TestClient(create_app(tmp_path / "m.onnx", device="cpu")) as client:
+        card = client.get("/v1/model").json()
+        assert card["task"] == "multilabel" and card["thresholds"] == pytest.approx(thresholds)
+        served = client.post("/v1/predict", files=[("file", ("a.png", png.getvalue(), "image/png"))]).json()[0]
+        assert served["labels"] == onnx_results[0]["labels"]
+        assert served["scores"] == pytest.approx(onnx_results[0]["scores"], abs=1e-6)
+        assert "showLabels" in client.get("/").text
+    # densekit predict: the label set first, then every label's score; --csv joins the set with |
+    from densekit.cli import main
+    (tmp_path / "a.png").write_bytes(png.getvalue())
+    assert main(["predict", str(tmp_path / "m.onnx"), str(tmp_path / "a.png"), "--csv", str(tmp_path / "p.csv")]) == 0
+    assert "|".join(onnx_results[0]["labels"]) in (tmp_path / "p.csv").read_text()

@@ -39,7 +39,8 @@ def model_card(model) -> dict:
     spec = model.spec
     card = {"classes": list(spec.classes), "channels": spec.channels, "input_size": list(spec.input_shape),
             "mean": list(spec.mean), "std": list(spec.std), "tta": spec.tta, "source": str(model.path),
-            "backend": model.backend}
+            "backend": model.backend, "task": spec.task,
+            "thresholds": None if spec.thresholds is None else list(spec.thresholds)}
     if model.backend == "torch":
         import torch
         card.update(name=model.architecture["name"], args=model.architecture["args"], dataset=model.dataset,
