@@ -203,3 +203,28 @@ def test_exports_carry_task_and_thresholds_and_predict_the_same_label_sets(runs_
     (tmp_path / "a.png").write_bytes(png.getvalue())
     assert main(["predict", str(tmp_path / "m.onnx"), str(tmp_path / "a.png"), "--csv", str(tmp_path / "p.csv")]) == 0
     assert "|".join(onnx_results[0]["labels"]) in (tmp_path / "p.csv").read_text()
+
+
+def test_the_chexnet_recipe_holds_the_papers_setup_and_trains_with_lr_cut_on_plateau(runs_dir):
+    from densekit.config import load_recipe
+    from densekit.engine.schedule import plateau_factor
+    fields = load_recipe("chexnet")
+    assert {k: fields[k] for k in ("model", "pretrained", "image_size", "optimizer", "lr", "loss", "schedule",
+                                   "gamma", "augment", "task", "best_metric")} == {
+        "model": "densenet121", "pretrained": True, "image_size": 224, "optimizer": "adam", "lr": 1e-3,
+        "loss": "bce", "schedule": "plateau", "gamma": 0.1, "augment": "flip", "task": "multilabel",
+        "best_metric": "val_loss"}
+    # /10 after every epoch whose validation loss is no better than the best before it
+    history = [{"val_loss": v, "train_loss": 0} for v in (0.5, 0.4, 0.45, 0.39, 0.39)]
+    assert plateau_factor(history) == pytest.approx(0.01)
+    # the recipe trains, shrunk, on digits (offline: no ImageNet weights; no table settings)
+    table = {k: None for k in ("image_col", "label_col", "label_sep", "none_label", "group_col")}
+    cfg = densekit.TrainConfig.from_dict({**fields, **table, "dataset": "digits-multilabel", "pretrained": False,
+                                          "image_size": 32, "epochs": 3, "batch_size": 64, "out": str(runs_dir),
+                                          "name": "chexnet", "workers": 0, "tensorboard": False, "plots": False,
+                                          "model_args": {"block_config": [1, 1, 1, 1], "growth_rate": 8,
+                                                         "num_init_features": 16}})
+    run = densekit.train(cfg, verbose=False)
+    # each epoch's LR is cut by the epochs before it
+    assert [m["lr"] for m in run.metrics] == pytest.approx([1e-3 * plateau_factor(run.metrics[:i]) for i in range(3)])
+    assert run.summary["test_auroc"] is not None

@@ -202,16 +202,17 @@ class TrainConfig:
     wd_exclude_norm_bias: bool = setting(True, group="optimizer",
                                          help="no weight decay on BatchNorm and bias parameters")
     schedule: str = setting("onecycle", group="schedule",
-                            choices=("constant", "step", "multistep", "cosine", "onecycle"),
-                            help="LR schedule over training progress (engine/schedule.py)")
+                            choices=("constant", "step", "multistep", "cosine", "onecycle", "plateau"),
+                            help="LR schedule over training progress (engine/schedule.py); plateau: x --gamma "
+                                 "after each epoch whose validation loss did not improve (CheXNet)")
     milestones: list = setting(group="schedule", factory=lambda: [0.5, 0.75], interval="(0, inf)",
                                applies=_schedule_is("multistep"),
                                help=f"multistep: multiply the LR by --gamma at each of these points, {_POSITION}; "
                                     "P1,P2 on the command line")
     step_size: float = setting(0.3, group="schedule", interval="(0, inf)", applies=_schedule_is("step"),
                                help=f"step: decay every this much training, {_POSITION}")
-    gamma: float = setting(0.1, group="schedule", interval="(0, 1]", applies=_schedule_is("step", "multistep"),
-                           help="step/multistep: the LR's factor at each decay")
+    gamma: float = setting(0.1, group="schedule", interval="(0, 1]", applies=_schedule_is("step", "multistep", "plateau"),
+                           help="step/multistep/plateau: the LR's factor at each decay")
     warmup: float = setting(0.0, group="schedule", interval="[0, inf)",
                             help=f"linear LR warmup, {_POSITION} (timm's --warmup-epochs); for onecycle its "
                                  "ramp (0: 10%)")

@@ -51,7 +51,7 @@ from .precision import autocast, fast_defaults, memory_format, peak_memory_mb, p
     resolve_precision
 from .progress import ProgressBar, fmt_time
 from .run import RunFolder, check_run_name, now
-from .schedule import lr_factor
+from .schedule import lr_factor, plateau_factor
 
 __all__ = ["Callback", "Context", "Run", "Trainer"]
 
@@ -364,6 +364,8 @@ class Trainer:
         cfg = self.cfg
         if lr is None:
             lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, *cfg.schedule_points(), cfg.gamma)
+            if cfg.schedule == "plateau":
+                lr *= plateau_factor(self.history, cfg.gamma)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)     # --lr-backbone
         applies = (self.step_in_epoch + 1) % cfg.accumulate == 0
