@@ -233,6 +233,42 @@ def _read_packed_labels(folder: Path, data: bytes) -> str:
     return folder.name
 
 
+_TABLE_TOKENS = (b"\xef\xbb\xbf", b"\xff\xfe", b'"', b",", b"\r\n", b"\n", b"|", b"-1", b"../", b"/", b"~",
+                 b"none", b"train", b"val", b"test", b"a.png", b"x" * 5000, b"," * 300, b"\x00", b"\xff")
+
+
+def _table_images(folder: Path):
+    for name in ("a.png", "b.png", "c.png"):
+        (folder / name).write_bytes(png(color=(40 * len(name), 0, 0)))
+
+
+def _read_table(folder: Path, data: bytes, **opts) -> str:
+    _table_images(folder)
+    (folder / "t.csv").write_bytes(data)
+    from densekit.data.table_dataset import TableDataset
+    for split in ("train", "test"):
+        try:
+            _load_all(TableDataset(str(folder / "t.csv"), split, image_size=8, **opts))
+        except DensekitError as err:
+            if split == "train" or "no test rows" not in str(err):
+                raise
+    return "t.csv"
+
+
+def _read_wide_table(folder: Path, data: bytes) -> str:
+    return _read_table(folder, data, uncertain="ones")
+
+
+_MULTI_META = json.dumps({"format": "densekit-packed", "version": 2, "source": "fuzz", "classes": ["a", "b"],
+                          "task": "multilabel", "splits": {"train": {"count": 3, "shape": [1, 4, 4]}}}).encode()
+_MULTI_LABELS = _npy(np.array([[1, 0], [0, np.nan], [1, 1]], dtype=np.float32))
+
+
+def _read_packed_multilabels(folder: Path, data: bytes) -> str:
+    _write_packed(folder, _MULTI_META, _IMAGES, data)
+    return folder.name
+
+
 def _read_yaml(folder: Path, data: bytes) -> str:
     (folder / "config.yaml").write_bytes(data)
     load_yaml(folder / "config.yaml")
@@ -260,6 +296,12 @@ TARGETS = {
     "packed-meta": Target(_packed_meta, _read_packed_meta),
     "packed-images": Target(lambda: _IMAGES, _read_packed_images),
     "packed-labels": Target(lambda: _LABELS, _read_packed_labels),
+    "packed-multilabels": Target(lambda: _MULTI_LABELS, _read_packed_multilabels),
+    "csv-table": Target(lambda: b"image,labels,split\na.png,x|y,train\nb.png,none,train\nc.png,y,test\n",
+                        lambda folder, data: _read_table(folder, data, label_sep="|", none_label="none"),
+                        _TABLE_TOKENS),
+    "csv-wide-table": Target(lambda: b"image,split,x,y\na.png,train,1,0\nb.png,train,0,-1\nc.png,test,,1\n",
+                             _read_wide_table, _TABLE_TOKENS),
     "yaml-config": Target(lambda: b"epochs: 3\nlr: 0.1\nmodel_args: {growth_rate: 12}\nmilestones: [1, 2]\n",
                           _read_yaml, _YAML_TOKENS, _YAML_DOCUMENTS),
 }

@@ -1,12 +1,11 @@
 """`densekit data shapes`: the generated multi-label set and its two table layouts agree."""
 import csv
 import json
-import subprocess
-import sys
 
 import pytest
 from PIL import Image
 
+from densekit.cli import main
 from densekit.data.shapes import SHAPES, write_shapes
 from densekit.errors import DensekitError
 
@@ -45,7 +44,6 @@ def test_shapes_refuses_a_non_empty_folder_and_bad_sizes(tmp_path):
         write_shapes(tmp_path / "y", n=4, size=4)
 
 
-def test_data_shapes_cli_reports_json(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "densekit", "data", "shapes", str(tmp_path / "s"), "--n", "8",
-                          "--json"], capture_output=True, text=True, check=True).stdout
-    assert json.loads(out)["labels"] == list(SHAPES)
+def test_data_shapes_cli_reports_json(tmp_path, capsys):
+    assert main(["data", "shapes", str(tmp_path / "s"), "--n", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["labels"] == list(SHAPES)

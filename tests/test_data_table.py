@@ -103,6 +103,9 @@ def test_a_split_column_divides_the_table_and_group_col_carves_whole_groups(tmp_
         train, val = carve_val(ds, 0.25, seed)
         assert len(val) >= 5 and len(train) + len(val) == 20
         assert not set(train.groups.tolist()) & set(val.groups.tolist())
+    assert main(["data", "import", src, "--group-col", "patient", "--out", str(tmp_path / "p"), "--workers", "0"]) == 0
+    packed = load(f"packed:{tmp_path / 'p'}")
+    assert torch.equal(packed.groups, ds.groups) and packed.task == "single-label"
 
 
 def test_data_info_counts_labels_and_pairs_and_summarises_many_labels(tmp_path, capsys):
@@ -141,6 +144,23 @@ def test_a_single_label_table_trains_and_evaluates_as_classification(tmp_path, c
     assert main(["eval", str(tmp_path / "runs" / "r"), "--json", "--split", "val"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["count"] == 20 and set(m["per_class"]) == {f"digit {d}" for d in range(10)}
+    (tmp_path / "more.csv").write_text("file,digit\n" + "".join(r.rsplit(",", 1)[0] + "\n" for r in rows[120:]))
+    assert main(["eval", str(tmp_path / "runs" / "r"), "--dataset", f"csv:{tmp_path / 'more.csv'}", "--split", "train",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 40           # the run's --label-col digit
+    assert main(["eval", str(tmp_path / "runs" / "r"), "--dataset", f"csv:{tmp_path / 'more.csv'}", "--split",
+                 "train", "--label-col", "file"]) == 1            # a flag given overrides the run's
+    assert "has classes the model was not trained on" in capsys.readouterr().err
+    resumed = densekit.train(None, resume=tmp_path / "runs" / "r", epochs=2, verbose=False)
+    assert [m["epoch"] for m in resumed.metrics] == [1, 2]
+    with pytest.raises(DensekitError, match="--label-col 'file' contradicts"):
+        densekit.train(None, resume=tmp_path / "runs" / "r", label_col="file", verbose=False)
+
+
+def test_data_show_draws_a_row_of_images_per_label(shapes, tmp_path):
+    assert main(["data", "show", f"csv:{shapes / 'labels-wide.csv'}", "--per-class", "3",
+                 "--out", str(tmp_path / "g.png")]) == 0
+    assert Image.open(tmp_path / "g.png").height == 5 * 68 + 4
 
 
 def test_table_settings_are_refused_where_they_cannot_act(capsys):
@@ -179,6 +199,7 @@ BAD = [
     ("image,label".encode("utf-16"), r"UTF-16"),
     ("image,image\na.png,b.png\n", r"names column 'image' twice"),
     ("path,x,y\na.png,p,q\n", r"which column holds the labels"),
+    ("image,label\na.png,x\n", r"--label-sep ' ': give the text between labels", {"label_sep": " "}),
 ]
 
 
@@ -199,7 +220,7 @@ def test_an_unreadable_image_names_its_row_when_the_loader_meets_it(tmp_path):
 
 def test_unknown_columns_are_named_with_the_columns_there_are(tmp_path):
     src = table(tmp_path, "image,label\na.png,x\nb.png,y\n")
-    with pytest.raises(DensekitError, match=r"no column 'Finding Labels' \(--label-col\); its columns are image, label"):
+    with pytest.raises(DensekitError, match=r"no column 'Finding Labels' \(--label-col\); its columns are image, lab"):
         load(src, label_col="Finding Labels")
     with pytest.raises(DensekitError, match=r"no column 'Edema' \(--label-cols\)"):
         load(src, label_cols=["Edema"])
@@ -207,7 +228,7 @@ def test_unknown_columns_are_named_with_the_columns_there_are(tmp_path):
 
 def test_a_bom_and_quoted_commas_are_read(tmp_path):
     png(tmp_path / "a, b.png")
-    src = table(tmp_path, b'\xef\xbb\xbfimage,label\n"a, b.png","cat, big"\nb.png,dog\n')
+    src = table(tmp_path, b'\xef\xbb\xbfimage,label\r\n"a, b.png","cat, big"\r\nb.png, dog\r\n\r\n')
     ds = load(src)
     assert ds.classes == ["cat, big", "dog"] and ds.path(0).name == "a, b.png"
 
@@ -217,6 +238,10 @@ def test_a_huge_table_is_refused_at_the_row_limit_and_a_line_without_breaks_at_t
     src = table(tmp_path, "image,label\na.png,x\nb.png,y\nc.png,x\n")
     monkeypatch.setattr(T, "MAX_TABLE_ROWS", 2)
     with pytest.raises(DensekitError, match=r"more than 2 rows"):
+        load(src)
+    monkeypatch.undo()
+    monkeypatch.setattr(T, "MAX_LABEL_ENTRIES", 2)     # the labels' matrix is bounded while it is read
+    with pytest.raises(DensekitError, match=r"t\.csv line 4: the labels so far pass"):
         load(src)
     monkeypatch.undo()
     (tmp_path / "t.csv").write_bytes(b"image,label\n" + b"x" * (T.MAX_TABLE_LINE_BYTES + 10))

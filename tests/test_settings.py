@@ -134,6 +134,13 @@ BAD = [
     ("--histograms --no-tensorboard", "--histograms"),
     ("--embeddings 10 --no-tensorboard", "--embeddings"),
     ("--embeddings 2.5", "--embeddings"),
+    # csv: tables
+    ("--label-col Finding", "--label-col"),                        # not a csv: dataset: it would not act
+    ("--dataset csv:t.csv --uncertain maybe", "--uncertain"),
+    ("--dataset csv:t.csv --label-col a --label-cols b,c", "--label-col"),
+    ("--dataset csv:t.csv --label-sep ' '", "--label-sep"),
+    ("--dataset csv:t.csv --label-cols ,", "--label-cols"),
+    ("--dataset csv:t.csv --group-col patient --val-split 0", "--group-col"),
     # types that YAML scalars bring along
     ("--model-arg growth_rate=true", "--model-arg growth_rate"),
     ("--momentum .nan", "--momentum"),
@@ -165,7 +172,9 @@ def test_a_bad_value_is_refused_in_one_line_naming_the_field(flags, field):
                                    "--schedule step --step-size 4", "--time-budget 5m --warmup 0.1",
                                    "--optimizer adam --lr 1e-3", "--model-arg growth_rate=24",
                                    "--model densenet-bc-40-k12 --model-arg block_config=[3,3] --model-arg bn_size=none",
-                                   "--early-stop-patience 3 --early-stop-metric val_top1", "--val-split 5000"])
+                                   "--early-stop-patience 3 --early-stop-metric val_top1", "--val-split 5000",
+                                   "--dataset csv:t.csv --label-col 1 --label-sep '|' --none-label none",
+                                   "--dataset csv:t.csv --label-cols 'A,B C' --uncertain ones --group-col p"])
 def test_good_values_pass(flags):
     config_from_args(build_parser().parse_args(["train", *shlex.split(flags)]))
 

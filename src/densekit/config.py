@@ -339,8 +339,11 @@ class TrainConfig:
                  "(rare classes then dominate); choose one")
         if self.class_weights not in (None, "auto") and not Path(self.class_weights).expanduser().is_file():
             _bad("class_weights", self.class_weights, "give auto or an existing YAML/JSON file of weights")
-        if self.label_cols is not None and (not self.label_cols or not all(isinstance(v, str) and v for v in self.label_cols)):
+        cols = self.label_cols
+        if cols is not None and not (cols and all(isinstance(v, str) and v for v in cols)):
             _bad("label_cols", self.label_cols, "give column names, e.g. --label-cols Atelectasis,Edema")
+        if self.label_sep is not None and not self.label_sep.strip():
+            _bad("label_sep", self.label_sep, "give the text between labels, e.g. '|'")
         if self.label_col is not None and self.label_cols is not None:
             _bad("label_col", self.label_col, "give either --label-col (one column) or --label-cols (one per label)")
         if self.group_col is not None and not self.val_split:

@@ -1,5 +1,5 @@
 """The Keras seed's picture of a dataset: a few random samples of each class, one row per class,
-with the class name at the start of the row."""
+with the class name at the start of the row (multi-label: images holding that label)."""
 from __future__ import annotations
 
 import torch
@@ -19,7 +19,8 @@ def sample_grid(ds: ImageDataset, per_class: int = 7, max_classes: int = 20, see
     grid = Image.new("RGB", (label_w + per_class * (cell + 4), len(classes) * (cell + 4) + 4), "white")
     draw = ImageDraw.Draw(grid)
     for row, c in enumerate(classes):
-        members = (ds.labels == c).nonzero().flatten()
+        # a multi-label set's row of label c: images holding c (among others)
+        members = ((ds.labels[:, c] == 1) if ds.task == "multilabel" else (ds.labels == c)).nonzero().flatten()
         picks = members[torch.randperm(len(members), generator=g)[:per_class]]
         y = 4 + row * (cell + 4)
         draw.text((6, y + cell // 2 - 6), ds.classes[c], fill="black", font=font)

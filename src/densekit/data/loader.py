@@ -150,7 +150,8 @@ class Loader:
         return batches
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (uint8 images N x C x H x W, int64 labels) on the device, from batch ``start`` on:
+        """Yield (uint8 images N x C x H x W, int64 labels; for a multi-label set float32 N x K rows)
+        on the device, from batch ``start`` on:
         this rank's part of each global batch ("split") or its whole batches ("deal")."""
         batches = self._batches(epoch, start)
         non_blocking = self.device.type == "cuda"

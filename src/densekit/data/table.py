@@ -15,8 +15,10 @@ from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import DensekitError
-from ..limits import MAX_CLASSES, MAX_TABLE_LINE_BYTES, MAX_TABLE_ROWS
+from ..limits import MAX_ARRAY_BYTES, MAX_CLASSES, MAX_TABLE_LINE_BYTES, MAX_TABLE_ROWS
 from .images import EXTENSIONS
 
 SPLITS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "dev": "val",
@@ -26,7 +28,9 @@ UNCERTAIN = {"ones": 1.0, "zeros": 0.0, "ignore": float("nan")}
 IMAGE_NAMES = ("image", "images", "path", "imagepath", "file", "filename", "filepath", "imageindex", "img")
 LABEL_NAMES = ("label", "labels", "class", "findinglabels", "target", "category")
 BINARY = {"1": 1.0, "1.0": 1.0, "0": 0.0, "0.0": 0.0, "": 0.0, "-1": -1.0, "-1.0": -1.0}
+MAX_LABEL_ENTRIES = MAX_ARRAY_BYTES // 4   # label entries kept while scanning: a float32 N x K matrix's
 PEEK = 100   # rows looked at to tell one-column-per-label tables apart by their values
+PEEK_FIELDS = 200_000   # ... fewer when rows are wide, so the peek's strings stay a few MB
 
 
 def _key(name: str) -> str:
@@ -128,16 +132,20 @@ def resolve_layout(path: Path, header: list[str], peek: list[list[str]], opts: d
                                 f"of {', '.join(header[:20])}); name it with {flag}")
         return found[0]
 
+    if opts.get("label_sep") is not None and not opts["label_sep"].strip():
+        raise DensekitError(f"{path}: --label-sep {opts['label_sep']!r}: give the text between labels, e.g. '|'")
     image = col("image_col", "--image-col")
     if image is None:
-        by_value = [i for i in range(len(header)) if peek and all(r[i].strip().lower().endswith(EXTENSIONS) for r in peek)]
+        by_value = [i for i in range(len(header))
+                    if peek and all(r[i].strip().lower().endswith(EXTENSIONS) for r in peek)]
         image = one(_named(header, IMAGE_NAMES) or by_value, "the image paths", "--image-col NAME")
     split, group = col("split_col", "--split-col"), col("group_col", "--group-col")
     if split is None and "split_col" not in opts:
         split = next(iter(_named(header, ("split",))), None)
     taken = {image, split, group}
     if opts.get("label_cols") is not None and opts.get("label_col") is not None:
-        raise DensekitError("give either --label-col (one column) or --label-cols (one column per label), not both")
+        raise DensekitError(f"{path}: give either --label-col (one column) or --label-cols (one column per label), "
+                            "not both")
     if opts.get("label_cols") is not None:
         cols = [_column(header, name, "--label-cols", path) for name in opts["label_cols"]]
         if len(set(cols)) != len(cols) or taken & set(cols):
@@ -159,11 +167,11 @@ def resolve_layout(path: Path, header: list[str], peek: list[list[str]], opts: d
     if wide and len(cols) > MAX_CLASSES:
         raise DensekitError(f"{path}: {len(cols):,} label columns, above densekit's limit of {MAX_CLASSES:,}")
     if wide and (opts.get("label_sep") is not None or opts.get("none_label") is not None):
-        raise DensekitError("--label-sep and --none-label act on one label column (--label-col); this table has "
-                            f"one column per label ({', '.join(header[c] for c in cols[:5])}...): drop them")
+        raise DensekitError(f"{path}: --label-sep and --none-label act on one label column (--label-col); this "
+                            f"table has one column per label ({', '.join(header[c] for c in cols[:5])}...): drop them")
     if not wide and opts.get("uncertain") is not None:
-        raise DensekitError(f"--uncertain acts on one column per label (--label-cols); {header[cols[0]]!r} is one "
-                            "label column: drop it")
+        raise DensekitError(f"{path}: --uncertain acts on one column per label (--label-cols); {header[cols[0]]!r} "
+                            "is one label column: drop it")
     return Layout(image, cols, wide, [header[c] for c in cols], split, group)
 
 
@@ -180,12 +188,16 @@ class Scan:
     groups: array = field(default_factory=lambda: array("q"))
     group_ids: dict = field(default_factory=dict)
     splits: set = field(default_factory=set)        # the splits the split column names
-    seen: dict = field(default_factory=dict)        # hash of every row's path -> its line: duplicates
+    hashes: array = field(default_factory=lambda: array("q"))   # every row's path hash and line: duplicates
+    all_lines: array = field(default_factory=lambda: array("q"))
 
 
 def relative_path(value: str, where: str) -> str:
     """The row's image path, normalised; absolute paths and ones that climb out of the root are refused."""
     p = value.strip()
+    if p and p[0] not in "/~.\\" and "/." not in p and "//" not in p and "\\" not in p and p[1:2] != ":" \
+            and not p.endswith("/"):
+        return p     # already relative and normal (most rows): what normpath would return
     if not p:
         raise DensekitError(f"{where}: empty image path; give every row an image")
     if os.path.isabs(p) or p.startswith(("~", "\\")) or (len(p) > 1 and p[1] == ":"):
@@ -206,9 +218,8 @@ def scan(path: Path, layout: Layout, split: str | None, opts: dict) -> Scan:
     for line, row in rows:
         where = f"{path} line {line}"
         rel = relative_path(row[layout.image], where)
-        if s.seen.setdefault(hash(rel), line) != line:
-            raise DensekitError(f"{where}: image {rel!r} is listed again (first on line {s.seen[hash(rel)]}); "
-                                "list each image once, with all its labels")
+        s.hashes.append(hash(rel))
+        s.all_lines.append(line)
         if layout.split is not None:
             name = SPLITS.get(row[layout.split].strip().lower())
             if name is None:
@@ -230,6 +241,8 @@ def scan(path: Path, layout: Layout, split: str | None, opts: dict) -> Scan:
                     raise DensekitError(f"{where}: {row[c]!r} in label column {name!r}; write 1, 0, "
                                         "-1 (uncertain) or leave it empty")
                 s.values.append(policy if v < 0 else v)
+            if len(s.values) > MAX_LABEL_ENTRIES:
+                raise _too_many(where)
             continue
         cell = row[layout.labels[0]].strip()
         if not cell:
@@ -247,4 +260,31 @@ def scan(path: Path, layout: Layout, split: str | None, opts: dict) -> Scan:
                 s.first_line.append(line)
             s.ids.append(s.vocab[t])
         s.counts.append(len(dict.fromkeys(tokens)))
+        if len(s.ids) > MAX_LABEL_ENTRIES:
+            raise _too_many(where)
+    _check_duplicates(path, layout, s)
     return s
+
+
+def _too_many(where: str) -> DensekitError:
+    return DensekitError(f"{where}: the labels so far pass densekit's limit of {MAX_ARRAY_BYTES:,} bytes as a "
+                         "float32 matrix; split the table")
+
+
+def _check_duplicates(path: Path, layout: Layout, s: Scan):
+    """An image listed twice anywhere in the table is refused, naming both lines. Found from 16
+    bytes a row (path hashes sorted), not a set of the paths; the name is read back on refusal."""
+    h = np.frombuffer(s.hashes, dtype=np.int64)
+    order = np.argsort(h, kind="stable")
+    same = np.flatnonzero(h[order][1:] == h[order][:-1])
+    if not len(same):
+        return
+    lines = np.frombuffer(s.all_lines, dtype=np.int64)
+    pairs = sorted(zip(lines[order[same + 1]].tolist(), lines[order[same]].tolist()))
+    wanted = {line for pair in pairs for line in pair}
+    _, rows = read_rows(path)
+    names = {line: relative_path(row[layout.image], "") for line, row in rows if line in wanted}
+    for again, first in pairs:
+        if names[again] == names[first]:     # (else two paths whose hashes collide)
+            raise DensekitError(f"{path} line {again}: image {names[again]!r} is listed again (first on line "
+                                f"{first}); list each image once, with all its labels")

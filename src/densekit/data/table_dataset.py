@@ -20,7 +20,7 @@ from ..limits import MAX_ARRAY_BYTES
 from .dataset import ImageDataset, MissingSplit
 from .folder import _sorted_classes, probe_shape
 from .images import decode_image
-from .table import PEEK, SPLITS, Layout, read_rows, relative_path, resolve_layout, scan
+from .table import PEEK, PEEK_FIELDS, SPLITS, Layout, read_rows, relative_path, resolve_layout, scan
 
 # The settings of a table (config.py's TrainConfig fields of the same names); ``task`` may force
 # "single-label" or "multilabel" instead of inferring it from the training rows.
@@ -66,7 +66,7 @@ def _layout(path: Path, opts: dict) -> Layout:
     peek = []
     for _, row in rows:
         peek.append(row)
-        if len(peek) >= PEEK:
+        if len(peek) >= min(PEEK, max(1, PEEK_FIELDS // len(header))):
             break
     return resolve_layout(path, header, peek, opts)
 
@@ -136,8 +136,8 @@ class TableDataset(ImageDataset):
             opts = {**opts, "split_col": None}     # each table is its own split: a split column is not read
         train_path = tables["train"]
         if split not in tables and several:
-            raise MissingSplit(f"csv:{arg} has no {split} table (it has {', '.join(tables)}); carve a validation "
-                               "split with --val-split")
+            raise MissingSplit(f"csv:{arg} has no {split} table (it has {', '.join(tables)})"
+                               + ("; carve a validation split with --val-split" if split == "val" else ""))
         path = tables[split] if several else train_path
         layout = _layout(path, opts)
         if several and split != "train":          # the other tables: the training table's columns
@@ -146,8 +146,9 @@ class TableDataset(ImageDataset):
         schema = _schema(train_path, opts, s if path == train_path and split == "train" else None)
         if not s.paths:
             raise MissingSplit(f"{path} has no {split} rows" + (f" (its split column names "
-                               f"{', '.join(sorted(s.splits))})" if s.splits else "") + "; carve a validation "
-                               "split with --val-split")
+                               f"{', '.join(sorted(s.splits))})" if s.splits else "") + "; name them in a split "
+                               f"column (--split-col) or give csv:TRAIN.csv,{split}=FILE.csv"
+                               + (", or carve a validation split with --val-split" if split == "val" else ""))
         has_val = "val" in tables or "val" in schema["splits"]
         if opts.get("group_col") is not None and has_val:
             raise DensekitError(f"--group-col acts when the validation split is carved; csv:{arg} has its own val "
@@ -155,7 +156,8 @@ class TableDataset(ImageDataset):
         root = Path(opts["image_root"]).expanduser() if opts.get("image_root") else path.parent
         if not root.is_dir():
             raise DensekitError(f"--image-root {root}: no such folder; give the folder the table's paths start from")
-        self.classes, self.task, self.root, self.table, self.split = schema["classes"], schema["task"], root, path, split
+        self.classes, self.task = schema["classes"], schema["task"]
+        self.root, self.table, self.split = root, path, split
         self.name, self.skip_bad = f"csv:{arg}", skip_bad
         self.paths = np.array(s.paths)
         self.lines = torch.from_numpy(np.frombuffer(s.lines, dtype=np.int64).copy())
