@@ -65,13 +65,13 @@ def hooked_save(payload, path):
     return save(payload, path)
 C.save_checkpoint = hooked_save
 
-step = T.Trainer._step
-def hooked_step(self, x, target):
-    out = step(self, x, target)     # the weights have moved; the counters and files have not
+step = T.Trainer.step
+def hooked_step(self, x, target, lr=None, index=None):
+    out = step(self, x, target, lr, index)     # the weights have moved; the counters and files have not
     if event(["step", self.global_step + 1]):
         die()
     return out
-T.Trainer._step = hooked_step
+T.Trainer.step = hooked_step
 
 run_eval = T.run_eval
 def hooked_eval(model, ds, opts, **kw):

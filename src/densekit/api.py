@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .allocator import keep_freed_memory
 from .config import TrainConfig
-from .engine import Run, RunFolder, Trainer, distributed
+from .engine import Run, Trainer, distributed
+from .engine.run import resume_settings
 from .tracking import callbacks_for
 
 
@@ -19,12 +20,12 @@ def train(config: TrainConfig | dict | None = None, resume: str | Path | None = 
     ``resume=RUN_DIR`` continues that run from its last checkpoint instead, with its own settings:
     ``config``/``overrides`` may extend it (``epochs``, ``time_budget``) and change what the result
     does not depend on (``workers``, ``device``, tracking); any other difference is refused
-    (``TrainConfig.resume_overrides``)."""
+    (``engine.run.resume_settings``)."""
     keep_freed_memory()   # training reuses the same activation blocks every step (allocator.py)
+    payload = None
     if resume is not None:
-        run_cfg = TrainConfig.from_dict({k: v for k, v in RunFolder(resume).read_config().items() if k != "resolved"})
         given = {} if config is None else dict(config) if isinstance(config, dict) else config.to_dict()
-        config, note = run_cfg.resume_overrides({**given, **overrides})
+        config, note, payload = resume_settings(resume, {**given, **overrides})
         if verbose:
             print(f"{Path(resume)}: {note}", flush=True)
     elif config is None:
@@ -35,7 +36,9 @@ def train(config: TrainConfig | dict | None = None, resume: str | Path | None = 
     restarted = None
     if resume is None:   # a worker torchrun's elastic agent restarted continues its run folder
         resume = restarted = distributed.elastic_resume(config.out, config.name)
-    trainer = Trainer(config, resume=resume, callbacks=callbacks, verbose=verbose)
+        if restarted is not None:
+            config, _, payload = resume_settings(restarted, config.to_dict())
+    trainer = Trainer(config, resume=resume, callbacks=callbacks, verbose=verbose, payload=payload)
     if restarted is not None:
         trainer.log(f"restart {distributed.restart_count()} (torchrun's elastic agent): resuming {restarted} "
                     f"at epoch {trainer.epoch + 1} step {trainer.step_in_epoch}")

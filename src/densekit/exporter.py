@@ -32,6 +32,7 @@ from . import __version__
 from .data.augment import check_tta
 from .engine.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
 from .engine.infer import InferenceModel, TorchPredictor
+from .engine.run import RunFolder
 from .errors import DensekitError
 from .models.fold import count_batchnorms, fold_batchnorm
 from .runtime import metadata
@@ -49,18 +50,10 @@ TOLERANCE = 1e-3
 DYNAMO_MIN_OPSET = 18  # torch.onnx's dynamo exporter converts older requests only partly, and silently
 
 
-def _run_dir(checkpoint: Path) -> Path | None:
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
-
-
 def _metrics(checkpoint: Path) -> dict:
-    """The run's test metrics from summary.json, when they describe this checkpoint (best.pt)."""
-    run = _run_dir(checkpoint)
-    if run is None or checkpoint.name != "best.pt" or not (run / "summary.json").is_file():
-        return {}
-    summary = json.loads((run / "summary.json").read_text())
-    keys = ("test_top1", "test_top5", "test_loss", "test_count", "test_tta", "test_top1_single", "dataset")
-    return {k: summary[k] for k in keys if k in summary}
+    """The run's test metrics (``RunFolder.summary_metrics``), when they describe this checkpoint (best.pt)."""
+    run = RunFolder.of_checkpoint(checkpoint)
+    return run.summary_metrics() if run is not None and checkpoint.name == "best.pt" else {}
 
 
 def _weights(payload: dict, ema: bool | None) -> str:
@@ -72,8 +65,8 @@ def _weights(payload: dict, ema: bool | None) -> str:
 
 
 def _default_out(checkpoint: Path, fmt: str) -> Path:
-    run = _run_dir(checkpoint)
-    return (run / f"model{FORMATS[fmt]}") if run else checkpoint.with_suffix(FORMATS[fmt])
+    run = RunFolder.of_checkpoint(checkpoint)
+    return (run.path / f"model{FORMATS[fmt]}") if run else checkpoint.with_suffix(FORMATS[fmt])
 
 
 def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None,

@@ -105,7 +105,7 @@ def lr_find(config: TrainConfig | dict | None = None, start_lr: float = 1e-7, en
         result = _sweep(trainer, start_lr, end_lr, num_iter, beta, diverge, verbose)
         if keep:
             run_dir = trainer.run.path
-            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)   # nothing was trained to keep
+            shutil.rmtree(trainer.run.checkpoints, ignore_errors=True)   # nothing was trained to keep
             result.run_dir = str(run_dir)
             if plot == "lr_find.png":
                 plot = run_dir / "lr_find.png"
@@ -124,7 +124,8 @@ def lr_find(config: TrainConfig | dict | None = None, start_lr: float = 1e-7, en
 
 
 def _sweep(t, start_lr, end_lr, num_iter, beta, diverge, verbose) -> LRFind:
-    """The trainer's training step (``Trainer._train_epoch``) at LR ``start_lr * q**i``."""
+    """The trainer's own training step (``Trainer.prepare`` and ``Trainer.step``: normalisation,
+    augmentation, loss, clipping, scaler, accumulation) at LR ``start_lr * q**i``."""
     from .engine.progress import ProgressBar
 
     from .models.finetune import set_frozen
@@ -140,10 +141,8 @@ def _sweep(t, start_lr, end_lr, num_iter, beta, diverge, verbose) -> LRFind:
     while len(lrs) < num_iter and not stopped:
         for step, (x, y) in enumerate(t.loader.epoch(epoch)):
             lr = start_lr * q ** len(lrs)
-            x = t.normalize(x).contiguous(memory_format=t.memory_format)
-            x, target = t.augment(x, y, epoch, step)
-            t.step_in_epoch = step                      # the step decides when accumulation applies
-            loss, _ = t._step(x, target, lr)            # the trainer's own step: loss, clipping, scaler
+            x, target = t.prepare(x, y, epoch, step)
+            loss, _ = t.step(x, target, lr, index=step)   # the index decides when accumulated gradients apply
             acc_loss += loss.item() / cfg.accumulate
             batch_in_acc += 1
             if batch_in_acc < cfg.accumulate:

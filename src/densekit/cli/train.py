@@ -169,10 +169,13 @@ def run(args) -> int:
 
 def _latest_run(cfg: TrainConfig):
     from pathlib import Path
+
+    from ..engine.run import RunFolder
     out = Path(cfg.out)
     if cfg.name:
         return out / cfg.name
-    runs = sorted((p for p in out.glob("*/checkpoints/last.pt")), key=lambda p: p.stat().st_mtime)
+    lasts = [run.checkpoint("last") for run in map(RunFolder, sorted(out.glob("*/")))]
+    runs = sorted((p for p in lasts if p.is_file()), key=lambda p: p.stat().st_mtime)
     if not runs:
         raise DensekitError(f"--resume: no run with a checkpoint under {out}; give the run folder: --resume RUN")
     return runs[-1].parent.parent
@@ -184,9 +187,8 @@ _LAUNCH_FLAGS = ("--nproc", "--max-restarts", "--nnodes", "--rdzv-endpoint")
 def _launch(args, cfg: TrainConfig) -> int:
     """``densekit train --nproc N ARGS``: torchrun's elastic agent running ``densekit train ARGS``.
     The run name is fixed here, once, so restarted workers find the run folder and resume it."""
-    import time
-
     from ..engine.distributed import launch
+    from ..engine.run import default_name
     rest, argv = [], list(args.argv[args.argv.index("train") + 1:])
     while argv:
         item = argv.pop(0)
@@ -200,7 +202,7 @@ def _launch(args, cfg: TrainConfig) -> int:
     if not args.resume and not cfg.name:
         if nnodes not in ("1", "1:1"):
             raise DensekitError("a run over several nodes needs --name NAME, the same on every node")
-        rest += ["--name", f"{cfg.model}-{cfg.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"]
+        rest += ["--name", default_name(cfg.model, cfg.dataset)]
     launch(rest, args.nproc, max_restarts=args.max_restarts or 0, nnodes=nnodes,
            rdzv_endpoint=args.rdzv_endpoint, rdzv_id=cfg.name)
     return 0

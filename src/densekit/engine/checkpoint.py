@@ -15,18 +15,25 @@ checkpoint (evaluate, predict, export, serve, resume) goes through ``load_checkp
         "tta": "none" | "flip",              the run's test-time augmentation
         "task": "single-label" | "multilabel"}   multilabel: a sigmoid per label (absent: single-label)
     precision: {"dtype": "float32" | "bfloat16" | "float16", "channels_last": bool}   as trained
+    calibration: {"temperature", "thresholds", "reject_below", "ood_threshold", ...}   optional;
+                                             what ``spec.InputSpec.from_checkpoint`` reads (absent: 1, none);
+                                             training writes "thresholds" (one per class, multilabel:
+                                             tuned on validation for these weights, engine/metrics.py)
     state_dict: {name: tensor}               the weights (torchvision's key names for DenseNets)
     ema_state_dict: {name: tensor} | None    EMA weights, used for evaluation when present
-    calibration: {"thresholds": [float] * classes} | absent   multilabel: per-label decision thresholds
-                                             tuned on validation for these weights (engine/metrics.py)
     checksum: {part: crc32}                  of every tensor's bytes and of model/data, per part
   kind "training" only:
     config: {TrainConfig field: value}
     optimizer, scaler: their state_dicts
-    progress: {"epoch", "step", "global_step", "elapsed", "best", "bad_epochs", "early_best",
-               "partial", "initial_loss", "ema_updates"}
+    progress: {"epoch", "step" (in the epoch), "global_step", "elapsed" (training seconds),
+               "best" (the best metric so far), "bad_epochs", "early_best" (early stopping's),
+               "partial": {"loss", "correct", "seen", "data_time", "compute_time"} (the epoch in
+               progress, summed over every rank), "initial_loss" (the divergence guard's),
+               "ema_updates", "world_size" (processes that wrote it; a resume may use another)}
     history: [epoch record, ...]             the journal metrics.jsonl is rewritten from
     rng: {"torch": uint8 tensor, "python": [int], "cuda": [uint8 tensor]}
+  added when read (``load_checkpoint``), never stored:
+    path: str                                the file it was read from, for messages
 
 Sizes are checked before anything is allocated: the model is first built on the meta device
 and its shapes compared with the file's tensors, so a file cannot make densekit allocate more
@@ -45,6 +52,7 @@ import torch
 from ..errors import DensekitError
 from ..files import atomic_write
 from ..limits import MAX_CLASSES
+from .run import RunFolder
 
 FORMAT, VERSION = "densekit-checkpoint", 2
 KINDS = ("training", "weights")
@@ -203,6 +211,17 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise DensekitError(f"{path} is not a densekit checkpoint (no format marker); to load plain "
                             "weights use create_model(name, weights=PATH)")
+    payload = checked(payload, path)
+    if str(map_location) != "cpu":
+        payload = _to(payload, map_location)
+    payload["path"] = str(path)
+    return payload
+
+
+def checked(payload: dict, path: str | Path) -> dict:
+    """``payload`` (a dict read with the densekit format marker) when its version is one this densekit
+    reads and every field is sound; else one line naming the file and the first bad field. What every
+    reader of a densekit checkpoint goes through (``load_checkpoint``, ``models.weights``)."""
     if isinstance(payload.get("version"), int) and payload["version"] > VERSION:
         raise DensekitError(f"{path} was written by a newer densekit (format version {payload['version']}); upgrade densekit")
     try:
@@ -210,9 +229,6 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     except _Damaged as err:
         raise DensekitError(f"checkpoint {path} is damaged: {err}; use another checkpoint "
                             "(checkpoints/last.pt or best.pt) or retrain") from None
-    if str(map_location) != "cpu":
-        payload = _to(payload, map_location)
-    payload["path"] = str(path)
     return payload
 
 
@@ -228,9 +244,9 @@ def resolve_checkpoint(run_or_checkpoint: str | Path, prefer: str = "best") -> P
     """A run folder means its best checkpoint (else last); a file means itself."""
     p = Path(run_or_checkpoint)
     if p.is_dir():
-        for name in (prefer, "last", "best"):
-            if (p / "checkpoints" / f"{name}.pt").is_file():
-                return p / "checkpoints" / f"{name}.pt"
+        found = RunFolder(p).find_checkpoint(prefer)
+        if found is not None:
+            return found
         raise DensekitError(f"run folder {p} has no checkpoints yet (checkpoints/best.pt or last.pt); "
                             "train it first or give a checkpoint file")
     if not p.exists():

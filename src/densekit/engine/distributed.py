@@ -66,12 +66,6 @@ def sum_over_ranks(values: list[float]) -> list[float]:
     return list(values)
 
 
-def mean_over_ranks(value: float) -> float:
-    """The mean of a host-side number over all ranks (e.g. the loss the divergence guard judges,
-    so that every rank stops together)."""
-    return sum_over_ranks([value])[0] / (dist.get_world_size() if _active() else 1)
-
-
 def same_on_all_ranks(value):
     """Rank 0's ``value`` everywhere: a run name made from the clock, the clock itself. Decisions
     taken from them (a time budget, checkpoints) must agree across ranks, or one rank enters a
@@ -236,26 +230,64 @@ def augment_shard(augment, x: torch.Tensor, y: torch.Tensor, epoch: int, step: i
     return x_all[start:stop], y_all[start:stop]
 
 
-def step_figures(loss: torch.Tensor, part: dict) -> tuple[float, float, float]:
-    """(this step's loss, the epoch's running loss, running top-1) over every rank, in one small
-    all-reduce: what the divergence guard judges and the progress bar shows."""
-    step_loss, loss_sum, correct, seen = sum_over_ranks(
-        [loss.item(), float(part["loss"]), float(part["correct"]), float(part["seen"])])
-    n = dist.get_world_size() if _active() else 1
-    return step_loss / n, loss_sum / max(seen, 1), correct / max(seen, 1)
+class EpochTally:
+    """The running sums of an epoch in progress on this rank: loss (summed over images), hits,
+    images, and the seconds spent waiting for data and computing. Loss and hits stay tensors on
+    the device between reports (no synchronisation per step). Checkpointed as every rank's sums
+    (``to_checkpoint``, the checkpoint's ``progress.partial``), so an epoch resumed on any number
+    of processes still reports every image once."""
 
+    FIELDS = ("loss", "correct", "seen", "data_time", "compute_time")
 
-def global_partial(part: dict) -> dict:
-    """An epoch's running sums over every rank (rank 0's timings), for the checkpoint: a run
-    resumed on any number of processes continues the epoch's figures from them."""
-    loss, correct, seen = sum_over_ranks([float(part["loss"]), float(part["correct"]), float(part["seen"])])
-    return {**part, "loss": loss, "correct": correct, "seen": int(seen)}
+    def __init__(self, loss=0.0, correct=0.0, seen: int = 0, data_time: float = 0.0, compute_time: float = 0.0):
+        self.loss, self.correct, self.seen = loss, correct, seen
+        self.data_time, self.compute_time = data_time, compute_time
 
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, multilabel: bool = False):
+        """One step's batch: its mean loss, its logits, its (hard or soft) targets. Several labels
+        per image: the hits are each image's fraction of known labels right at 0.5."""
+        self.loss += loss.detach().float() * len(target)
+        if multilabel:
+            from .losses import label_accuracy_sum
+            self.correct += label_accuracy_sum(logits.detach(), target)
+        else:
+            hard = target if target.dim() == 1 else target.argmax(1)
+            self.correct += (logits.detach().argmax(1) == hard).sum()
+        self.seen += len(target)
 
-def local_partial(part: dict, rank: int) -> dict:
-    """The share of a checkpointed (global) epoch's sums that ``rank`` carries on: rank 0 all of
-    it, the others none, so summing over ranks at the epoch's end counts each image once."""
-    return dict(part) if rank == 0 else {**part, "loss": 0.0, "correct": 0.0, "seen": 0}
+    def running(self) -> tuple[float, float]:
+        """(mean loss, top-1) of this rank's images so far."""
+        seen = max(self.seen, 1)
+        return float(self.loss) / seen, float(self.correct) / seen
+
+    def images_per_s(self, seen: int | None = None) -> float:
+        return (self.seen if seen is None else seen) / max(self.data_time + self.compute_time, 1e-9)
+
+    def step_figures(self, loss: torch.Tensor) -> tuple[float, float, float]:
+        """(this step's loss, the epoch's running loss, running top-1) over every rank, in one small
+        all-reduce: what the divergence guard judges and the progress bar shows."""
+        step_loss, loss_sum, correct, seen = sum_over_ranks([loss.item(), float(self.loss), float(self.correct),
+                                                             float(self.seen)])
+        n = dist.get_world_size() if _active() else 1
+        return step_loss / n, loss_sum / max(seen, 1), correct / max(seen, 1)
+
+    def totals(self) -> tuple[float, float, int]:
+        """(loss sum, hits, images) over every rank: the finished epoch's figures (a collective)."""
+        loss, correct, seen = sum_over_ranks([float(self.loss), float(self.correct), float(self.seen)])
+        return loss, correct, int(seen)
+
+    def to_checkpoint(self) -> dict:
+        """Every rank's sums (rank 0's timings), as the checkpoint stores them (a collective)."""
+        loss, correct, seen = self.totals()
+        return {"loss": loss, "correct": correct, "seen": seen, "data_time": self.data_time,
+                "compute_time": self.compute_time}
+
+    @classmethod
+    def from_checkpoint(cls, part: dict, rank: int) -> "EpochTally":
+        """The share of a checkpointed epoch's sums that ``rank`` carries on: rank 0 all of it, the
+        others none, so summing over ranks at the epoch's end counts each image once."""
+        part = {k: part[k] for k in cls.FIELDS}
+        return cls(**part) if rank == 0 else cls(data_time=part["data_time"], compute_time=part["compute_time"])
 
 
 def describe(world_size: int, batch_size: int, sync_bn: bool, device: torch.device) -> dict:
@@ -284,10 +316,11 @@ def restart_count() -> int:
 def elastic_resume(out: str, name: str | None) -> Path | None:
     """The run folder a restarted worker continues: ``out/name`` when the agent has restarted the
     group and that folder has a checkpoint; None on a first start (or before any checkpoint)."""
+    from .run import RunFolder
     if restart_count() == 0 or not name:
         return None
-    run = Path(out) / name
-    return run if (run / "checkpoints" / "last.pt").is_file() else None
+    run = RunFolder(Path(out) / name)
+    return run.path if run.checkpoint("last").is_file() else None
 
 
 def launch(train_args: list[str], nproc: int, max_restarts: int = 0, nnodes: str = "1",

@@ -4,8 +4,12 @@
     status.json            running | finished | failed | diverged | stopped, why it ended, timings, summary
     metrics.jsonl          one JSON line per finished epoch, rewritten from last.pt's journal
     checkpoints/last.pt    everything to resume, and the commit point (see ``trainer.py``); best.pt
-    summary.json           final test metrics
+    summary.json           final test metrics (``summary_metrics``: the part export and serve show)
     .lock                  held (``flock``) by the process training the run; the OS releases it on any exit
+
+This module is the one home of that layout: every ``checkpoints/NAME.pt`` path (``checkpoint``,
+``find_checkpoint``), the run folder of a checkpoint (``of_checkpoint``), the default run name
+(``default_name``) and the settings a run resumes with (``resume_settings``).
 
 Only rank 0 writes (``RunFolder.main``), so the same code runs under torchrun. Every write is
 atomic (``files.atomic_write``), so a reader never sees a torn file; readers still tolerate one
@@ -20,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import yaml
@@ -41,6 +46,16 @@ def check_run_name(name: str) -> str:
         raise DensekitError(f"run name {name!r} is not a plain name: use letters, digits and . _ - + = @ , "
                             "(no slashes, not starting with a dot); put runs elsewhere with --out")
     return name
+
+
+def default_name(model: str, dataset: str) -> str:
+    """The name of a run given none: model, dataset (without its ``source:`` argument) and the time."""
+    return f"{model}-{dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+# What export metadata and the server's model card take from summary.json: the test figures and
+# what they were measured on (per-class tables stay in the file).
+SUMMARY_KEYS = ("epochs", "dataset", "params")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -87,6 +102,14 @@ class RunFolder:
                                         "or choose another --name")
                 raise DensekitError(f"run folder {run.path} already holds a run ({state}); pass --resume "
                                     f"{run.path} to continue it, or choose another --name")
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> "RunFolder | None":
+        """The run folder a checkpoint file lives in (``RUN/checkpoints/NAME.pt`` beside
+        ``RUN/config.yaml``), or None for a checkpoint kept elsewhere."""
+        path = Path(checkpoint).resolve()
+        run = cls(path.parent.parent)
+        return run if path.parent == run.checkpoints and (run.path / "config.yaml").is_file() else None
 
     @classmethod
     def open(cls, path: str | Path, main: bool = True) -> "RunFolder":
@@ -173,7 +196,12 @@ class RunFolder:
         return self.path / "checkpoints"
 
     def checkpoint(self, which: str) -> Path:
+        """``checkpoints/{which}.pt``: "last" (everything to resume, the commit point) or "best"."""
         return self.checkpoints / f"{which}.pt"
+
+    def find_checkpoint(self, prefer: str = "best") -> Path | None:
+        """The checkpoint a run folder stands for: ``prefer``, else last, else best; None before any."""
+        return next((p for p in map(self.checkpoint, (prefer, "last", "best")) if p.is_file()), None)
 
     # -- reads ------------------------------------------------------------------------------
     def read_config(self) -> dict:
@@ -185,6 +213,19 @@ class RunFolder:
 
     def read_metrics(self) -> list[dict]:
         return read_jsonl(self.path / "metrics.jsonl")
+
+    def read_summary(self) -> dict:
+        """summary.json ({} before the run finished, or for a torn file)."""
+        try:
+            data = json.loads((self.path / "summary.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def summary_metrics(self) -> dict:
+        """The test metrics of summary.json (``test_*``: top-1, top-5, loss, count, TTA, the checkpoint
+        they were measured on) and ``epochs``, ``dataset``, ``params``; {} without a summary."""
+        return {k: v for k, v in self.read_summary().items() if k.startswith("test_") or k in SUMMARY_KEYS}
 
     def read_status(self) -> dict:
         f = self.path / "status.json"
@@ -212,3 +253,21 @@ class RunFolder:
     def write_json(self, name: str, data):
         if self.main:
             atomic_write(self.path / name, json.dumps(data, indent=2), durable=False)
+
+
+def resume_settings(run_dir: str | Path, given: dict) -> tuple:
+    """(settings, note, last checkpoint or None) to resume ``run_dir`` with: its config.yaml with the
+    fields set explicitly (``given``) applied as ``TrainConfig.resume_overrides`` allows, then held
+    against its ``checkpoints/last.pt`` (None when the run was killed before its first), whose own
+    settings win: a last.pt of another run is refused. The one place a resume is reconciled."""
+    from ..config import TrainConfig
+    from .checkpoint import load_checkpoint
+    run = RunFolder(run_dir)
+    recorded = TrainConfig.from_dict({k: v for k, v in run.read_config().items() if k != "resolved"})
+    cfg, note = recorded.resume_overrides(given)
+    payload = None
+    if run.checkpoint("last").is_file():
+        payload = load_checkpoint(run.checkpoint("last"))
+        cfg, _ = TrainConfig.from_dict(payload["config"]).resume_overrides(cfg.to_dict(), "checkpoints/last.pt",
+                                                                            "config.yaml")
+    return cfg, note, payload

@@ -12,6 +12,12 @@ last.pt is replaced resumes at the end of the epoch's steps and redoes its valid
 decision, and the data order and augmentation are functions of (seed, epoch, step), so the
 resumed run computes exactly what the interrupted one would have. SIGINT and SIGTERM stop at
 the next step boundary with a checkpoint.
+
+Setup (settings, data, model, run folder) is one linear step apart from the loop
+(``engine/setup.py``); the per-epoch sums are ``distributed.EpochTally``. The file stays over 350
+lines on purpose: the loop, its commit points (``save``/``restore``), its stop paths (signals,
+divergence, early stopping) and the final summary are one protocol, and the kill/resume
+guarantee above is only checkable when they are read together.
 """
 from __future__ import annotations
 
@@ -27,33 +33,28 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import data as D
 from ..config import TrainConfig
-from ..data import augment as A
-from ..data.balance import class_weights
-from ..data.dataset import MissingSplit
-from ..data.splits import carve_val
-from ..data.table_dataset import table_options
 from ..errors import DensekitError
 from ..files import WriteError
-from ..models import create_model, get_entry
-from ..models.finetune import frozen_modules, set_frozen
-from ..models.pretrained import pretrained_stats
-from . import checkpoint, distributed
+from ..models import get_entry
+from ..models.finetune import set_frozen
+from . import checkpoint, distributed, setup
 from .callbacks import Callback, Context, Run
-from .ema import EMA
+from .distributed import EpochTally
 from .evaluate import EvalOptions, run_eval
-from .losses import label_accuracy_sum, multilabel_loss, pos_weights
 from .metrics import class_metrics
-from .multilabel import summary_figures, thresholds_of
-from .optim import base_lr, build_optimizer
-from .precision import autocast, fast_defaults, memory_format, peak_memory_mb, pick_device, precision_name, \
-    resolve_precision
+from .precision import autocast, peak_memory_mb, pick_device, precision_name
 from .progress import ProgressBar, fmt_time
-from .run import RunFolder, check_run_name, now
+from .run import check_run_name, now, resume_settings
+from .losses import multilabel_loss
+from .multilabel import summary_figures, thresholds_of
 from .schedule import lr_factor, plateau_factor
 
 __all__ = ["Callback", "Context", "Run", "Trainer"]
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def _versions() -> dict:
@@ -63,27 +64,21 @@ def _versions() -> dict:
     return {"densekit": __version__, "torch": str(torch.__version__), "python": platform.python_version()}
 
 
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def _new_partial() -> dict:
-    """The running sums of an epoch in progress (checkpointed, so a resumed epoch reports whole)."""
-    return {"loss": 0.0, "correct": 0.0, "seen": 0, "data_time": 0.0, "compute_time": 0.0}
-
-
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: str | Path | None = None, callbacks=(), verbose: bool = True):
+    """One training run: ``__init__`` sets it up (one linear step, ``engine/setup.py``), ``fit``
+    runs the loop; ``prepare`` and ``step`` are one optimisation step, which ``lr_find`` uses too."""
+
+    def __init__(self, cfg: TrainConfig, resume: str | Path | None = None, callbacks=(), verbose: bool = True,
+                 payload: dict | None = None):
+        """``resume``: a run folder to continue; ``payload``: its last checkpoint when the caller has
+        already reconciled the settings (``run.resume_settings``, as ``densekit.train`` does)."""
+        if resume is not None and payload is None:
+            cfg, _, payload = resume_settings(resume, cfg.to_dict())
+        # (a run killed before its first checkpoint has none: it starts afresh with its own settings)
         self.verbose, self.stop, self.stop_reason, self.early_stopped = verbose, False, None, False
         self.signal = None                     # the signal that asked the run to stop, if any
-        payload = None
-        if resume is not None and (Path(resume) / "checkpoints" / "last.pt").is_file():
-            payload = checkpoint.load_checkpoint(Path(resume) / "checkpoints" / "last.pt")
-            # The checkpoint's run, extended or re-homed only as config.py allows; another run's last.pt is refused.
-            cfg, _ = TrainConfig.from_dict(payload["config"]).resume_overrides(cfg.to_dict(), "checkpoints/last.pt",
-                                                                                "config.yaml")
-        # (a run killed before its first checkpoint has none: it starts afresh with its own settings)
-        self.cfg = cfg = cfg.validate()
+        # -- settings, device, seeds -------------------------------------------------------------------
+        cfg = cfg.validate()
         if cfg.name is not None:
             check_run_name(cfg.name)
         get_entry(cfg.model)  # an unknown model fails before any data is read
@@ -91,67 +86,19 @@ class Trainer:
         self.rank, self.world_size = distributed.init(self.device)
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
-
-        # -- data -----------------------------------------------------------------------------
-        opts = dict(image_size=cfg.image_size, channels=cfg.channels, skip_bad=cfg.skip_bad)
-        opts = {k: v for k, v in opts.items() if v not in (None, False)}
-        opts.update(table_options(cfg, cfg.dataset))   # csv: the columns and label rules
-        train_ds = D.load_dataset(cfg.dataset, "train", cfg.data_dir, **opts)
-        val_ds = self._optional_split("val", opts)
-        if val_ds is None and cfg.val_split:
-            train_ds, val_ds = carve_val(train_ds, cfg.val_split, cfg.seed)
-        # the dataset says one label or several per image; a val_* metric needs a validation split
-        self.cfg = cfg = cfg.for_task(train_ds.task).for_splits(has_val=val_ds is not None)
-        self.multilabel = cfg.task == "multilabel"
-        self.test_ds = self._optional_split("test", opts)
-        self.train_ds, self.val_ds = train_ds, val_ds
-        self.classes = list(train_ds.classes)
-        channels, height, width = train_ds.shape
-        if payload is not None:
-            mean, std = payload["data"]["mean"], payload["data"]["std"]
-        elif cfg.pretrained:                   # the statistics the weights were trained with
-            mean, std = pretrained_stats(channels)
-        else:
-            mean, std = D.channel_stats(train_ds, workers=cfg.workers)
-        self.normalize = D.Normalize(mean, std)
-        self.augment = A.Augment(self._augment_preset(), seed=cfg.seed, num_classes=len(train_ds.classes))
-        self.tta = A.default_tta(self.augment.preset) if cfg.tta == "auto" else cfg.tta
-        self.loader = D.Loader(train_ds, cfg.batch_size, shuffle=True, seed=cfg.seed, drop_last=len(train_ds) > cfg.batch_size,
-                               device=self.device, workers=cfg.workers, rank=self.rank, world_size=self.world_size,
-                               balanced=cfg.sampler == "balanced")
-        weights = class_weights(cfg.class_weights, train_ds.labels, self.classes)
-        self.class_weights = None if weights is None else weights.to(self.device)
-        self.pos_weight = pos_weights(train_ds.labels, self.classes).to(self.device) if cfg.pos_weight else None
+        # -- data: train_ds, val_ds, test_ds, classes, normalize, augment, tta, loader, class_weights --
+        self.cfg, data = setup.build_data(cfg, self.device, self.rank, self.world_size, payload)
+        vars(self).update(vars(data))
+        self.data_info = data.info
+        self.multilabel = self.cfg.task == "multilabel"
         self.calibration = {}                 # multi-label: the thresholds tuned on validation
-        self.data_info = {"classes": self.classes, "mean": list(mean), "std": list(std),
-                          "channels": channels, "image_size": [height, width], "dataset": cfg.dataset,
-                          "tta": self.tta, "task": cfg.task}
-
-        # -- model, precision, optimizer ----------------------------------------------------------
-        self.model = create_model(cfg.model, num_classes=len(self.classes), in_channels=channels, **cfg.model_args,
-                                  pretrained=cfg.pretrained and payload is None,
-                                  weights=cfg.weights if payload is None else None)
-        self.frozen = frozen_modules(self.model, cfg.freeze) if cfg.freeze else []
-        self.model_spec = {"name": cfg.model, "args": self.model.model_args}
-        if cfg.sync_bn and self.world_size > 1:   # one process's BatchNorm is already the whole batch's
-            self.model = distributed.convert_sync_bn(self.model, self.device)
-        self.dtype = resolve_precision(cfg.precision, self.device)
-        self.channels_last = fast_defaults(self.device)["channels_last"] if cfg.channels_last is None else cfg.channels_last
-        self.memory_format = memory_format(self.channels_last)
-        self.precision = {"dtype": precision_name(self.dtype), "channels_last": self.channels_last}
+        # -- model: model, net, ddp, frozen, dtype, channels_last, memory_format, optimizer, scaler, ema --
+        parts = setup.build_model(self.cfg, data, self.device, self.world_size, payload)
+        vars(self).update(vars(parts))
+        self.model_spec = parts.spec
         self.eval_opts = EvalOptions(tuple(self.classes), self.normalize, self.device, self.dtype, self.channels_last,
-                                     cfg.eval_batch_size, cfg.workers, task=cfg.task)
-        self.model.to(self.device, memory_format=self.memory_format)
-        self.optimizer = build_optimizer(self.model, cfg)
-        self.base_lr = base_lr(cfg)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.ema = EMA(self.model, cfg.ema) if cfg.ema else None
-        self.ddp = distributed.wrap(self.model, self.device, bool(self.frozen)) if self.world_size > 1 else None
-        self.net = self.ddp or self.model
-        if cfg.compile:
-            self.net = torch.compile(self.net)
-
-        # -- progress -----------------------------------------------------------------------------
+                                     self.cfg.eval_batch_size, self.cfg.workers, task=self.cfg.task)
+        # -- progress ------------------------------------------------------------------------------
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.elapsed = 0.0                    # training seconds before this process started
         self.now = 0.0                        # seconds since fit() started, as of the last _tick()
@@ -159,51 +106,25 @@ class Trainer:
         self.compile_s = None                 # torch.compile's cost: the first compiled step's time
         self.best, self.bad_epochs = None, 0
         self.early_best = None
-        self.partial = _new_partial()
+        self.tally = EpochTally()             # the epoch in progress
         self.initial_loss = None
         self.history: list[dict] = []         # one record per finished epoch: the journal
-        self.planned_steps = cfg.epochs * len(self.loader) // cfg.accumulate * cfg.accumulate
-        self.run = self._open_run(resume)
+        self.planned_steps = self.cfg.epochs * len(self.loader) // self.cfg.accumulate * self.cfg.accumulate
+        # -- the run folder ----------------------------------------------------------------------------
+        self.run = setup.open_run(self.cfg, resume, self.rank)
         if payload is not None:
-            self._restore(payload)
-            note = distributed.resize_note(payload["progress"], self.world_size, cfg.batch_size)
+            self.restore(payload)
+            note = distributed.resize_note(payload["progress"], self.world_size, self.cfg.batch_size)
             if note:
                 self.log(note)
-        self.run.write_config({**cfg.to_dict(), "resolved": {
+        self.run.write_config({**self.cfg.to_dict(), "resolved": {
             "model": self.model_spec, "data": self.data_info, "device": str(self.device), **self.precision,
-            "distributed": distributed.describe(self.world_size, cfg.batch_size, cfg.sync_bn, self.device),
+            "distributed": distributed.describe(self.world_size, self.cfg.batch_size, self.cfg.sync_bn, self.device),
             "lr": self.base_lr, "augment": self.augment.preset, "tta": self.tta, "versions": _versions(),
             "command": " ".join(map(shlex.quote, sys.argv))}})
         self.run.write_metrics(self.history)
         self.callbacks = list(callbacks)
         self.context = Context(self)
-
-    def _optional_split(self, split, opts):
-        try:
-            return D.load_dataset(self.cfg.dataset, split, self.cfg.data_dir, **opts)
-        except MissingSplit:   # the source simply has no such split
-            return None
-
-    def _augment_preset(self) -> str:
-        if self.cfg.augment != "auto":
-            return self.cfg.augment
-        return A.default_augment(self.cfg.dataset)
-
-    def _open_run(self, resume) -> RunFolder:
-        """The run folder, locked by rank 0 (the other ranks get rank 0's path)."""
-        main = self.rank == 0
-        if resume is not None:
-            run = RunFolder.open(resume, main=main)
-            if main and not run.checkpoint("last").is_file():
-                run.reset()            # killed before its first checkpoint: start it afresh
-            return run
-        run = None
-        if main:
-            cfg = self.cfg
-            name = cfg.name or f"{cfg.model}-{cfg.dataset.split(':')[0]}-{time.strftime('%Y%m%d-%H%M%S')}"
-            run = RunFolder.create(cfg.out, name, unique=cfg.name is None)
-        path = distributed.same_on_all_ranks(str(run.path) if main else None)
-        return run if main else RunFolder(path, main=False)
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def _payload(self, partial: dict) -> dict:
@@ -220,7 +141,8 @@ class Trainer:
             rng={"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                  "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []})
 
-    def _restore(self, payload: dict):
+    def restore(self, payload: dict):
+        """Continue from a training checkpoint: weights, optimizer, progress, the journal, RNG."""
         self.model.load_state_dict(payload["state_dict"])
         if self.ema and payload.get("ema_state_dict"):
             self.ema.load_state_dict(payload["ema_state_dict"])
@@ -231,8 +153,8 @@ class Trainer:
         p = payload["progress"]
         self.epoch, self.step_in_epoch, self.global_step = p["epoch"], p["step"], p["global_step"]
         self.elapsed, self.best, self.bad_epochs = p["elapsed"], p["best"], p["bad_epochs"]
-        self.early_best, self.partial, self.initial_loss = p["early_best"], p["partial"], p["initial_loss"]
-        self.partial = distributed.local_partial(self.partial, self.rank)   # the saved sums are every rank's
+        self.early_best, self.initial_loss = p["early_best"], p["initial_loss"]
+        self.tally = EpochTally.from_checkpoint(p["partial"], self.rank)   # the saved sums are every rank's
         # checkpoints from before the journal: the metrics file, cut to the checkpoint's epochs
         self.history = payload.get("history") or [r for r in self.run.read_metrics() if r.get("epoch", 0) <= self.epoch]
         torch.set_rng_state(payload["rng"]["torch"])
@@ -241,7 +163,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(payload["rng"]["cuda"])
 
     def save(self, which: str = "last"):
-        partial = distributed.global_partial(self.partial)   # a collective: every rank saves
+        partial = self.tally.to_checkpoint()   # a collective: every rank saves
         if self.rank == 0:
             try:
                 checkpoint.save_checkpoint(self._payload(partial), self.run.checkpoint(which))
@@ -358,9 +280,18 @@ class Trainer:
             print(f"\ndensekit: {signal.Signals(signum).name} received, stopping at the next step with a checkpoint "
                   "(interrupt again to exit at once)", file=sys.stderr, flush=True)
 
-    def _step(self, x: torch.Tensor, target: torch.Tensor, lr: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimisation step on a batch (a micro-step under gradient accumulation), at the
-        schedule's LR or at ``lr`` (the LR range test's sweep)."""
+    def prepare(self, x: torch.Tensor, y: torch.Tensor, epoch: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A loaded uint8 batch -> (the network's input, targets): normalised in the run's layout and
+        augmented as the (epoch, step) batch of the global batch (this rank's rows of it)."""
+        x = self.normalize(x).contiguous(memory_format=self.memory_format)
+        return distributed.augment_shard(self.augment, x, y, epoch, step, self.loader.rows(step))
+
+    def step(self, x: torch.Tensor, target: torch.Tensor, lr: float | None = None,
+             index: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimisation step on a prepared batch (a micro-step under gradient accumulation):
+        (loss, logits). ``lr``: the schedule's LR when None (the LR range test gives its own);
+        ``index``: the micro-step's place in the epoch, which decides whether the accumulated
+        gradients apply (default: the trainer's own ``step_in_epoch``)."""
         cfg = self.cfg
         if lr is None:
             lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, *cfg.schedule_points(), cfg.gamma)
@@ -368,7 +299,7 @@ class Trainer:
                 lr *= plateau_factor(self.history, cfg.gamma)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)     # --lr-backbone
-        applies = (self.step_in_epoch + 1) % cfg.accumulate == 0
+        applies = ((self.step_in_epoch if index is None else index) + 1) % cfg.accumulate == 0
         with distributed.grad_sync(self.ddp, sync=applies):   # no gradient all-reduce while accumulating
             with autocast(self.device, self.dtype):
                 logits = self.net(x)
@@ -387,20 +318,6 @@ class Trainer:
                 self.ema.update(self.model)
         return loss, logits
 
-    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of one label per image; a sigmoid per label (masked BCE or ASL) for several."""
-        cfg = self.cfg
-        if self.multilabel:
-            return multilabel_loss(logits, target, cfg.loss, self.pos_weight, cfg.label_smoothing)
-        return F.cross_entropy(logits, target, weight=self.class_weights, label_smoothing=cfg.label_smoothing)
-
-    def _aux_loss(self, target: torch.Tensor):
-        if not self.multilabel:
-            return self.model.aux_loss(target, label_smoothing=self.cfg.label_smoothing)
-        from ..models.googlenet import AUX_WEIGHT
-        outputs, self.model.aux_outputs = self.model.aux_outputs, []
-        return sum(AUX_WEIGHT * self._loss(o.float(), target) for o in outputs)
-
     def _train_epoch(self):
         cfg = self.cfg
         self.model.train()
@@ -408,40 +325,31 @@ class Trainer:
         n_steps = len(self.loader)
         of = "" if cfg.time_budget else f"/{cfg.epochs}"
         bar = ProgressBar(n_steps, f"epoch {self.epoch + 1}{of}", enabled=self.verbose and self.rank == 0)
-        part, last_save, shown = self.partial, self.now, None
+        tally, last_save, shown = self.tally, self.now, None
         check_every = 1 if self.device.type == "cpu" else 10
         t_data = time.perf_counter()
         for x, y in self.loader.epoch(self.epoch, self.step_in_epoch):
-            x = self.normalize(x).contiguous(memory_format=self.memory_format)
-            x, target = distributed.augment_shard(self.augment, x, y, self.epoch, self.step_in_epoch,
-                                                  self.loader.rows(self.step_in_epoch))
+            x, target = self.prepare(x, y, self.epoch, self.step_in_epoch)
             t_compute = time.perf_counter()
-            part["data_time"] += t_compute - t_data
+            tally.data_time += t_compute - t_data
 
-            loss, logits = self._step(x, target)
+            loss, logits = self.step(x, target)
 
             if cfg.compile and self.compile_s is None:   # compilation happens inside the first step
                 self.compile_s = time.perf_counter() - t_compute
                 self.log(f"torch.compile: the first step took {self.compile_s:.1f}s (compilation)")
             self.step_in_epoch += 1
             self.global_step += 1
-            part["loss"] += loss.detach().float() * len(y)
-            if self.multilabel:   # the fraction of each image's known labels right at 0.5
-                part["correct"] += label_accuracy_sum(logits.detach(), target)
-            else:
-                hard = target if target.dim() == 1 else target.argmax(1)
-                part["correct"] += (logits.detach().argmax(1) == hard).sum()
-            part["seen"] += len(y)
-            part["compute_time"] += time.perf_counter() - t_compute
-            seen = max(part["seen"], 1)
+            tally.add(loss, logits, target, self.multilabel)
+            tally.compute_time += time.perf_counter() - t_compute
             if self.step_in_epoch % check_every == 0 or self.step_in_epoch == n_steps:
-                step_loss, *shown = distributed.step_figures(loss, part)   # every rank's, one all-reduce
+                step_loss, *shown = tally.step_figures(loss)   # every rank's, one all-reduce
                 self._guard(step_loss)
-            shown_loss, shown_acc = shown or (float(part["loss"]) / seen, float(part["correct"]) / seen)
+            shown_loss, shown_acc = shown or tally.running()
             done = self.progress()   # the ETA is the whole run's
             bar.update(self.step_in_epoch, eta=(self.elapsed + self.now) * (1 - done) / max(done, 1e-9),
                        loss=f"{shown_loss:.4f}", **{self._acc_name: f"{100 * shown_acc:.1f}%"},
-                       **{"img/s": f"{seen / max(part['data_time'] + part['compute_time'], 1e-9):.0f}"})
+                       **{"img/s": f"{tally.images_per_s():.0f}"})
             self._tick()
             if self.now - last_save > cfg.checkpoint_every and self.step_in_epoch % cfg.accumulate == 0:
                 self.save("last")
@@ -470,14 +378,14 @@ class Trainer:
         raise DensekitError(message)
 
     def _end_epoch(self):
-        part = self.partial
-        loss_sum, correct, count = distributed.sum_over_ranks([float(part["loss"]), float(part["correct"]), part["seen"]])
+        tally = self.tally
+        loss_sum, correct, count = tally.totals()
         seen = max(count, 1)   # every rank's images: the epoch's figures are the whole batch's, not one shard's
         record = {"epoch": self.epoch + 1, "global_step": self.global_step,
                   "lr": self.optimizer.param_groups[0]["lr"], "train_images": int(count),
                   "train_loss": loss_sum / seen, self._acc_key: correct / seen,
-                  "images_per_s": seen / max(part["data_time"] + part["compute_time"], 1e-9),
-                  "data_time_s": part["data_time"], "compute_time_s": part["compute_time"]}
+                  "images_per_s": tally.images_per_s(seen),
+                  "data_time_s": tally.data_time, "compute_time_s": tally.compute_time}
         # One model on every rank (rank 0's BN running statistics, which its checkpoint holds), so the
         # ranks' shards of the validation add up and every rank takes the same best/early-stop decisions.
         distributed.sync_buffers(self.model, self.ema.module if self.ema else None)
@@ -491,7 +399,7 @@ class Trainer:
             record.update({"val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]})
         self.epoch += 1
         self.step_in_epoch = 0
-        self.partial = _new_partial()
+        self.tally = EpochTally()
         record["elapsed_s"] = self.elapsed + self._clock()
         improved = self._track_best(record)
         self.history.append(record)
@@ -516,6 +424,20 @@ class Trainer:
     # multi-label runs report the fraction of known labels right at 0.5 where single-label ones report top-1
     _acc_name = property(lambda self: "label-acc" if self.multilabel else "top-1")
     _acc_key = property(lambda self: "train_label_acc" if self.multilabel else "train_top1")
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of one label per image; a sigmoid per label (masked BCE or ASL) for several."""
+        cfg = self.cfg
+        if self.multilabel:
+            return multilabel_loss(logits, target, cfg.loss, self.pos_weight, cfg.label_smoothing)
+        return F.cross_entropy(logits, target, weight=self.class_weights, label_smoothing=cfg.label_smoothing)
+
+    def _aux_loss(self, target: torch.Tensor):
+        if not self.multilabel:
+            return self.model.aux_loss(target, label_smoothing=self.cfg.label_smoothing)
+        from ..models.googlenet import AUX_WEIGHT
+        outputs, self.model.aux_outputs = self.model.aux_outputs, []
+        return sum(AUX_WEIGHT * self._loss(o.float(), target) for o in outputs)
 
     def eval_model(self):
         return self.ema.module if self.ema else self.model

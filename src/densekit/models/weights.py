@@ -1,8 +1,10 @@
 """Weights files: densekit's own, torchvision state_dicts (including pre-0.4 key names) and safetensors.
 
 densekit's own files are checkpoints (``engine/checkpoint.py`` defines the format and writes
-them, ``save_weights`` included); any dict with a ``state_dict`` key loads here the same way.
-Files are read with ``weights_only=True`` so loading a file can never run code.
+them, ``save_weights`` included); one that names its format version is validated as
+``load_checkpoint`` validates it (``checkpoint.checked``: version, fields, checksums) before its
+weights are used. Any other dict with a ``state_dict`` key loads the same way. Files are read with ``weights_only=True`` so loading
+a file can never run code.
 """
 from __future__ import annotations
 
@@ -36,6 +38,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:120]
         raise DensekitError(f"weights file {path} is corrupt or not a weights file ({reason}); "
                             "give a .pt/.pth state_dict, a densekit checkpoint or a .safetensors file") from None
+    if isinstance(state, dict) and state.get("format") == "densekit-checkpoint" and "version" in state:
+        # The format's own check. Imported here: engine sits above models, and only this branch needs it.
+        from ..engine.checkpoint import checked
+        state = checked(state, path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]                       # densekit weights / training checkpoint
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

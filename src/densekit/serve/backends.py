@@ -7,30 +7,11 @@ schema are the predictor's, so the server answers exactly what ``densekit predic
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ..errors import DensekitError
 
 BACKENDS = ("auto", "torch", "onnx")
-
-
-def summary_metrics(run_dir: Path | None) -> dict:
-    """The test metrics of a run's summary.json (without per-class figures), or {}."""
-    path = run_dir / "summary.json" if run_dir else None
-    if not path or not path.is_file():
-        return {}
-    try:
-        summary = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in summary.items() if k.startswith("test_") or k in ("epochs", "dataset", "params")}
-
-
-def run_dir_of(checkpoint: Path) -> Path | None:
-    """The run folder a checkpoint file lives in (``RUN/checkpoints/NAME.pt``), if it is one."""
-    run = checkpoint.resolve().parent.parent
-    return run if checkpoint.resolve().parent.name == "checkpoints" and (run / "config.yaml").is_file() else None
 
 
 def model_card(model) -> dict:
@@ -43,9 +24,11 @@ def model_card(model) -> dict:
             "thresholds": None if spec.thresholds is None else list(spec.thresholds)}
     if model.backend == "torch":
         import torch
+        from ..engine.run import RunFolder
+        run = RunFolder.of_checkpoint(model.path)
         card.update(name=model.architecture["name"], args=model.architecture["args"], dataset=model.dataset,
                     precision=model.precision, device=str(model.device),
-                    metrics=summary_metrics(run_dir_of(model.path)),
+                    metrics=run.summary_metrics() if run else {},
                     versions={"densekit": __version__, "torch": torch.__version__})
     else:
         import onnxruntime
