@@ -415,7 +415,8 @@ class Trainer:
             self.request_stop("a callback asked to stop")
         val_txt = f" val loss {record['val_loss']:.4f} top-1 {100 * record['val_top1']:.2f}%" if "val_top1" in record else ""
         if "val_map" in record:
-            val_txt = f" val loss {record['val_loss']:.4f} mAP {_pct(record['val_map'])} AUROC {_pct(record['val_auroc'])}"
+            val_txt = (f" val loss {record['val_loss']:.4f} mAP {_pct(record['val_map'])} "
+                       f"AUROC {_pct(record['val_auroc'])}")
         self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} {self._acc_name} "
                  f"{100 * record[self._acc_key]:.2f}%{val_txt} lr {record['lr']:.3g} "
                  f"{record['images_per_s']:.0f} img/s (data {record['data_time_s']:.1f}s, "
