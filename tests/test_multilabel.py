@@ -8,9 +8,7 @@ import torch
 import densekit
 from densekit.engine.checkpoint import load_checkpoint
 
-from conftest import MULTILABEL_CLASSES
-
-TINY = {"block_config": [3, 3], "growth_rate": 8}
+from conftest import MULTILABEL_CLASSES, TINY
 
 
 def ml_config(out, name, **kw):
