@@ -41,3 +41,32 @@ def digits_onnx(digits_run, tmp_path_factory):
     path = tmp_path_factory.mktemp("digits-export") / "run.onnx"
     densekit.export(digits_run.dir, "onnx", out=path, dynamic_batch=True, verify=False)
     return path
+
+
+# -- several labels per image -------------------------------------------------------------------------
+# scikit-learn's digits with four yes/no questions per image (docs/multilabel.md): real images whose
+# labels co-occur and overlap, so a model must answer each question on its own. Registered as the
+# source "digits-multilabel" for in-process training; a few entries are unknown (NaN), as in CheXpert.
+MULTILABEL_CLASSES = ["even", "above-4", "has-loop", "straight"]
+
+
+def digits_multilabel(split: str):
+    import numpy as np
+
+    from densekit.data.digits import load_digits
+    from densekit.data.dataset import TensorImageDataset
+    ds = load_digits(split)
+    d = ds.labels.numpy()
+    rows = np.stack([d % 2 == 0, d > 4, np.isin(d, [0, 6, 8, 9]), np.isin(d, [1, 4, 7])], 1).astype(np.float32)
+    rows[np.random.default_rng(1).random(rows.shape) < 0.03] = np.nan   # unknown entries
+    return TensorImageDataset(ds.images, torch.from_numpy(rows), MULTILABEL_CLASSES, name="digits-multilabel",
+                              task="multilabel")
+
+
+def _register_digits_multilabel():
+    from densekit.data import register_source
+    register_source("digits-multilabel", "digits with four yes/no labels per image (tests)")(
+        lambda split, data_dir, **_: digits_multilabel(split))
+
+
+_register_digits_multilabel()

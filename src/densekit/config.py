@@ -33,7 +33,9 @@ GROUPS = {"data": "data", "model": "model", "optimizer": "optimizer and batches"
           "devices": "devices and reproducibility"}
 
 # What an epoch's record (metrics.jsonl) can hold for best_metric and early_stop_metric.
-METRICS = ("val_top1", "val_loss", "val_top5", "train_top1", "train_loss")
+METRICS = ("val_top1", "val_loss", "val_top5", "train_top1", "train_loss", "val_map", "val_auroc")
+SINGLE_LABEL_METRICS = ("val_top1", "val_top5", "train_top1")   # top-k needs one label per image
+MULTILABEL_METRICS = ("val_map", "val_auroc")                    # engine/metrics.py
 
 # How the position settings of the schedule read: below 1 a fraction of training, from 1 up a
 # number of epochs (timm's --warmup-epochs, --decay-epochs, --decay-milestones).
@@ -145,6 +147,17 @@ class TrainConfig:
     class_weights: str | None = setting(None, group="regularisation", none="every class weighs 1",
                                         help="loss weight per class: auto (inverse frequency) or a YAML/JSON file "
                                              "of weights")
+    task: str = setting("auto", group="data", choices=("auto", "single-label", "multilabel"),
+                        help="single-label (softmax, one class per image) or multilabel (a sigmoid per label, "
+                             "several per image; docs/multilabel.md); auto: the dataset's")
+    loss: str = setting("bce", group="regularisation", choices=("bce", "asl"),
+                        applies=(lambda c: c.task != "single-label", "--task multilabel"),
+                        help="multi-label loss: bce (binary cross-entropy on logits) or asl (asymmetric loss, "
+                             "Ridnik et al. 2021)")
+    pos_weight: str | None = setting(None, group="regularisation", choices=("auto",), none="every label weighs 1",
+                                     applies=(lambda c: c.task != "single-label", "--task multilabel"),
+                                     help="multi-label: weigh each label's positives by its negatives/positives "
+                                          "(auto), for rare labels")
     workers: int = setting(2, group="data", interval="[0, inf)", resume="free",
                            help="decoding processes for streamed (folder/tfrecord) sets; 0 decodes in this process")
     skip_bad: bool = setting(False, group="data", help="warn about and skip undecodable items instead of stopping")
@@ -197,16 +210,17 @@ class TrainConfig:
     wd_exclude_norm_bias: bool = setting(True, group="optimizer",
                                          help="no weight decay on BatchNorm and bias parameters")
     schedule: str = setting("onecycle", group="schedule",
-                            choices=("constant", "step", "multistep", "cosine", "onecycle"),
-                            help="LR schedule over training progress (engine/schedule.py)")
+                            choices=("constant", "step", "multistep", "cosine", "onecycle", "plateau"),
+                            help="LR schedule over training progress (engine/schedule.py); plateau: x --gamma "
+                                 "after each epoch whose validation loss did not improve (CheXNet)")
     milestones: list = setting(group="schedule", factory=lambda: [0.5, 0.75], interval="(0, inf)",
                                applies=_schedule_is("multistep"),
                                help=f"multistep: multiply the LR by --gamma at each of these points, {_POSITION}; "
                                     "P1,P2 on the command line")
     step_size: float = setting(0.3, group="schedule", interval="(0, inf)", applies=_schedule_is("step"),
                                help=f"step: decay every this much training, {_POSITION}")
-    gamma: float = setting(0.1, group="schedule", interval="(0, 1]", applies=_schedule_is("step", "multistep"),
-                           help="step/multistep: the LR's factor at each decay")
+    gamma: float = setting(0.1, group="schedule", interval="(0, 1]", applies=_schedule_is("step", "multistep", "plateau"),
+                           help="step/multistep/plateau: the LR's factor at each decay")
     warmup: float = setting(0.0, group="schedule", interval="[0, inf)",
                             help=f"linear LR warmup, {_POSITION} (timm's --warmup-epochs); for onecycle its "
                                  "ramp (0: 10%)")
@@ -223,7 +237,8 @@ class TrainConfig:
     # stopping and keeping
     best_metric: str = setting("val_top1", group="checkpointing", choices=METRICS,
                                help="keep checkpoints/best.pt by this metric (the test uses it); val_top1 "
-                                    "becomes train_top1 when the run has no validation split")
+                                    "becomes train_top1 when the run has no validation split; for multi-label data "
+                                    "val_map (train_loss without one)")
     coverage: float | None = setting(None, group="checkpointing", interval="(0, 1]", resume="free",
                                      none="no image rejected by default",
                                      help="abstain by default: the checkpoint stores the confidence threshold that "
@@ -383,9 +398,12 @@ class TrainConfig:
     def for_splits(self, has_val: bool) -> "TrainConfig":
         """The config for a run whose data has (or lacks) a validation split: a val_* metric with
         nothing to measure it is refused, except the default best_metric, which becomes train_top1
-        (recorded as such in the run folder)."""
+        (recorded as such in the run folder); for several labels per image (a resolved ``task``,
+        ``for_task``) the default becomes val_map, or train_loss without a validation split."""
+        multi = self.task == "multilabel"
         if has_val:
-            return self
+            return self.replace(best_metric="val_map") if multi and self.best_metric == TrainConfig.best_metric \
+                else self
         if self.early_stop_patience and self.early_stop_metric.startswith("val_"):
             _bad("early_stop_metric", self.early_stop_metric, "this run has no validation split to watch: "
                  "give --val-split (e.g. 0.1) or --early-stop-metric train_loss")
@@ -396,12 +414,38 @@ class TrainConfig:
             if self.best_metric != TrainConfig.best_metric:
                 _bad("best_metric", self.best_metric, "this run has no validation split to measure it: "
                      "give --val-split (e.g. 0.1) or --best-metric train_top1 or train_loss")
-            return self.replace(best_metric="train_top1")
+            return self.replace(best_metric="train_loss" if multi else "train_top1")
         return self
 
     def trackers(self) -> list:
         """The trackers this run writes to: ``tracker`` less tensorboard under ``--no-tensorboard``."""
         return [t for t in dict.fromkeys(self.tracker) if t != "tensorboard" or self.tensorboard]
+
+    def for_task(self, task: str) -> "TrainConfig":
+        """The config for data of ``task`` (the dataset's): --task must agree with it, and the
+        settings of the other task are refused (then ``for_splits`` picks the default best metric)."""
+        if self.task not in ("auto", task):
+            _bad("task", self.task, f"the dataset has {task} labels; drop --task or give {task} data")
+        cfg = self.replace(task=task)
+        if task == "single-label":
+            for name in ("loss", "pos_weight"):
+                if getattr(self, name) != getattr(TrainConfig, name):
+                    _bad(name, getattr(self, name), "applies to multi-label data only; drop it")
+            for name in ("best_metric", "early_stop_metric"):
+                if getattr(self, name) in MULTILABEL_METRICS:
+                    _bad(name, getattr(self, name), "is a multi-label metric; use val_top1 or val_loss")
+            return cfg
+        if self.class_weights is not None:
+            _bad("class_weights", self.class_weights, "weighs classes of one label per image; for several "
+                 "labels use --pos-weight auto")
+        if self.sampler != "shuffle":
+            _bad("sampler", self.sampler, "balances classes of one label per image; for several labels use "
+                 "--pos-weight auto")
+        if self.early_stop_patience and self.early_stop_metric in SINGLE_LABEL_METRICS:
+            _bad("early_stop_metric", self.early_stop_metric, "needs one label per image; use val_map or val_loss")
+        if self.best_metric in SINGLE_LABEL_METRICS and self.best_metric != TrainConfig.best_metric:
+            _bad("best_metric", self.best_metric, "needs one label per image; use val_map, val_auroc or val_loss")
+        return cfg
 
     def schedule_points(self) -> tuple[float, list, float]:
         """(warmup, milestones, step_size) as fractions of training, epochs converted."""
@@ -422,6 +466,8 @@ class TrainConfig:
         if unknown:
             raise DensekitError(f"unknown config field(s) {', '.join(unknown)}")
         given = {k: v for k, v in given.items() if fields[k].metadata["resume"] != "locate"}
+        if given.get("task") == "auto":   # "the dataset's": what the run resolved from the same data
+            given.pop("task")
         wanted = self.replace(**given)
         wanted._check_types()                         # the given values in the run's types (1 -> 1.0, "5m" -> 300.0)
         changed = [k for k in given if _resume_key(wanted, k) != _resume_key(self, k)]
@@ -506,6 +552,8 @@ def _resume_key(cfg: TrainConfig, name: str):
     if name == "lr" and cfg.lr is None:
         return DEFAULT_LR.get(cfg.optimizer)
     value = _plain(getattr(cfg, name))
+    if name == "best_metric" and value == TrainConfig.best_metric and cfg.task == "multilabel":
+        return "val_map" if cfg.val_split else "train_loss"     # for_splits' multi-label default
     if name == "best_metric" and value == TrainConfig.best_metric and not cfg.val_split:
         return "train_top1"
     return value

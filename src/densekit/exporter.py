@@ -110,7 +110,9 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
             "versions": {"densekit": __version__, "torch": torch.__version__},
             "input": {"name": "pixels", "dtype": "float32", "layout": "NCHW", "range": [0, 255],
                       "normalised_in_graph": format != "safetensors"},
-            "output": {"name": "logits", "kind": "logits after test-time augmentation; softmax gives probabilities"}}
+            "output": {"name": "logits", "kind": "logits after test-time augmentation; " + (
+                "a sigmoid gives each label's probability, present from its threshold up" if spec.task == "multilabel"
+                else "softmax gives probabilities")}}
     if format == "safetensors":
         _save_safetensors(model, path, meta)
     else:
@@ -266,7 +268,10 @@ def verify_export(path: str | Path, run_or_checkpoint: str | Path, images=None, 
     file's test-time augmentation) on the same real images:
     ``{"images", "source", "max_abs_diff", "tolerance", "top1_agreement"}``. Raises
     ``DensekitError`` when top-1 agreement is below 99.9% or the difference exceeds ``tolerance``
-    times the largest |logit| (at least 1)."""
+    times the largest |logit| (at least 1). A multi-label file is compared on what it is read as:
+    the sigmoid probabilities (``max_abs_diff`` of them, ``tolerance`` itself) and the label sets at
+    the stored thresholds (``label_set_agreement``, at least 99.9%), its task and thresholds
+    against the checkpoint's."""
     path = Path(path)
     fmt = next((f for f, suffix in FORMATS.items() if path.name.endswith(suffix)), None)
     if fmt is None:
@@ -274,13 +279,16 @@ def verify_export(path: str | Path, run_or_checkpoint: str | Path, images=None, 
     meta = read_metadata(path)
     reference = TorchPredictor(run_or_checkpoint, device="cpu", tta=meta["tta"], precision="fp32", ema=ema)
     spec = reference.spec
+    thresholds = None if spec.thresholds is None else list(spec.thresholds)
     for key, want in (("classes", list(spec.classes)), ("mean", list(spec.mean)), ("std", list(spec.std)),
-                      ("channels", spec.channels)):
-        if meta[key] != want:
+                      ("channels", spec.channels), ("task", spec.task), ("thresholds", thresholds)):
+        if meta.get(key, InputSpec.task if key == "task" else None) != want:
             raise DensekitError(f"{path}: its {key} differ from the checkpoint's; export again")
     x, source = _check_batch(spec, reference.dataset, images, limit)
     ref = torch.cat([torch.from_numpy(reference.logits(x[i:i + 256].numpy())) for i in range(0, len(x), 256)])
     got = _exported_logits(path, fmt, x, meta)
+    if spec.task == "multilabel":
+        return _check_sigmoid(path, source, ref, got, spec, tolerance)
     diff = (got - ref).abs().max().item()
     allowed = tolerance * max(1.0, ref.abs().max().item())
     agreement = (got.argmax(1) == ref.argmax(1)).float().mean().item()
@@ -289,5 +297,21 @@ def verify_export(path: str | Path, run_or_checkpoint: str | Path, images=None, 
     if agreement < 0.999 or not diff <= allowed:
         raise DensekitError(f"{path} disagrees with the PyTorch model on {source}: max |logit difference| "
                             f"{diff:.3g} (allowed {allowed:.3g}), top-1 agreement {100 * agreement:.2f}% "
+                            "(needed 99.9%); the file is not usable, export again or report a bug")
+    return out
+
+
+def _check_sigmoid(path: Path, source: str, ref: torch.Tensor, got: torch.Tensor, spec: InputSpec,
+                   tolerance: float) -> dict:
+    """A multi-label file's check: its label probabilities and label sets against the checkpoint's."""
+    p_ref, p_got = ref.sigmoid(), got.sigmoid()
+    cut = torch.tensor(spec.thresholds if spec.thresholds is not None else [0.5] * spec.num_classes)
+    diff = (p_got - p_ref).abs().max().item()
+    agreement = ((p_got >= cut) == (p_ref >= cut)).all(1).float().mean().item()
+    out = {"images": len(ref), "source": source, "max_abs_diff": diff, "tolerance": tolerance,
+           "label_set_agreement": agreement, "compared": "sigmoid probabilities"}
+    if agreement < 0.999 or not diff <= tolerance:
+        raise DensekitError(f"{path} disagrees with the PyTorch model on {source}: max |probability difference| "
+                            f"{diff:.3g} (allowed {tolerance:.3g}), label sets agree on {100 * agreement:.2f}% "
                             "(needed 99.9%); the file is not usable, export again or report a bug")
     return out

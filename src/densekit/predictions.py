@@ -79,11 +79,21 @@ def results(logits: np.ndarray, spec: InputSpec, k: int = 5, reject_below: float
     ``ood_score`` exceeds the spec's ``ood_threshold`` (with ``reject_ood``), or whose confidence is
     below ``reject_below`` (default: the spec's, set at training by ``--coverage``; 0 rejects
     nothing), is answered ``"label": None`` with ``"reason"`` "out_of_distribution" or
-    "low_confidence", its top-k still listed."""
+    "low_confidence", its top-k still listed.
+    Multi-label: ``{"labels": [names at or above their threshold, most probable first], "scores":
+    {name: prob} (every label, in class order), "top_k": [...]}``, thresholds from the spec (tuned on
+    validation; 0.5 when it has none)."""
     probs = probabilities(logits, spec)
     rows = top_k(probs, spec, k)
-    if spec.task != "single-label":
-        return [{"top_k": row} for row in rows]
+    if spec.task == "multilabel":
+        cut = np.asarray(spec.thresholds if spec.thresholds is not None else [0.5] * spec.num_classes, np.float32)
+        out = []
+        for row, best in zip(probs, rows):
+            passed = np.flatnonzero(row >= cut)
+            passed = passed[np.argsort(-row[passed], kind="stable")]
+            out.append({"labels": [spec.classes[j] for j in passed],
+                        "scores": {name: float(p) for name, p in zip(spec.classes, row)}, "top_k": best})
+        return out
     below = spec.reject_below if reject_below is None else reject_below
     scores = ood_scores(logits, spec.temperature)
     out = []

@@ -51,6 +51,8 @@ def run(args) -> int:
     if args.json:
         print_json({k: v for k, v in m.items() if k != "confusion"})
         return 0
+    if "map" in m:
+        return _print_multilabel(m)
     print(f"{m['dataset']} {m['split']}: top-1 {100 * m['top1']:.2f}%{tta_note(m)}  {top5_name(len(m['per_class']))} {100 * m['top5']:.2f}%  "
           f"loss {m['loss']:.4f}  ({m['count']:,} images, {m['checkpoint']})")
     width = max([5] + [len(c) for c in m["per_class"]])
@@ -84,3 +86,17 @@ def abstention_lines(m: dict) -> list[str]:
         lines.append(f"ood vs {o['dataset']}: {o['score']} AUROC {o['auroc']:.4f}, FPR at 95% TPR "
                      f"{100 * o['fpr_at_95_tpr']:.2f}% ({o['in_count']:,} vs {o['out_count']:,} images)")
     return lines
+
+
+def _print_multilabel(m: dict) -> int:
+    pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"   # noqa: E731
+    print(f"{m['dataset']} {m['split']}: mAP {pct(m['map'])}  AUROC {pct(m['auroc'])}  exact match "
+          f"{pct(m['exact_match'])}  micro F1 {pct(m['micro_f1'])}  macro F1 {pct(m['macro_f1'])}  Hamming loss "
+          f"{m['hamming_loss']:.4f}  loss {m['loss']:.4f}  ({m['count']:,} images, {m['checkpoint']})")
+    width = max([5] + [len(c) for c in m["per_label"]])
+    print(f"  {'label':<{width}}  {'AUROC':>7}  {'AP':>7}  {'precision':>9}  {'recall':>7}  {'F1':>7}  {'threshold':>9}  "
+          f"{'positives':>9}")
+    for name, c in m["per_label"].items():
+        print(f"  {name:<{width}}  {pct(c['auroc']):>7}  {pct(c['ap']):>7}  {pct(c['precision']):>9}  "
+              f"{pct(c['recall']):>7}  {pct(c['f1']):>7}  {c['threshold']:>9.3f}  {c['positives']:>9,}")
+    return 0

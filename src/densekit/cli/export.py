@@ -42,7 +42,11 @@ def run(args) -> int:
         print(f"note: {note}")
     if "check" in r:
         c = r["check"]
-        print(f"checked on {c['source']}: max |logit difference| {c['max_abs_diff']:.2g} "
-              f"(allowed {c['tolerance']:.2g}), top-1 agreement {100 * c['top1_agreement']:.2f}%")
+        if "label_set_agreement" in c:   # multi-label: compared as sigmoid probabilities and label sets
+            print(f"checked on {c['source']}: max |probability difference| {c['max_abs_diff']:.2g} "
+                  f"(allowed {c['tolerance']:.2g}), label sets agree {100 * c['label_set_agreement']:.2f}%")
+        else:
+            print(f"checked on {c['source']}: max |logit difference| {c['max_abs_diff']:.2g} "
+                  f"(allowed {c['tolerance']:.2g}), top-1 agreement {100 * c['top1_agreement']:.2f}%")
     print(f"wrote {r['path']} ({r['format']}, {r['exporter']}, {r['weights']} weights, tta {r['tta']})")
     return 0

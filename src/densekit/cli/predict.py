@@ -70,6 +70,9 @@ def run(args) -> int:
 def _print(r: dict, as_json: bool):
     if as_json:
         print_json(r)
+    elif "error" not in r and "labels" in r:   # several labels per image: the set, then every score
+        scores = ", ".join(f"{k} {100 * v:.1f}%" for k, v in sorted(r["scores"].items(), key=lambda kv: -kv[1]))
+        print(f"{r['file']}: {' | '.join(r['labels']) or '(no label)'}  [{scores}]", flush=True)
     elif "error" not in r:
         said = f"rejected ({r['reason']}): " if r.get("reason") else ""
         print(f"{r['file']}: {said}" + ", ".join(f"{g['label']} {100 * g['prob']:.1f}%" for g in r["top_k"]),
@@ -117,6 +120,9 @@ def _csv(path):
 def _row(r: dict) -> list:
     if "error" in r:
         return [r["file"], "", "", "", "", r["error"], "", "", ""]
+    if "labels" in r:   # label: the set joined by |; top_k: every label's score
+        return [r["file"], "|".join(r["labels"]), "", "", ";".join(f"{k}:{v:.6f}" for k, v in r["scores"].items()),
+                "", "", "", ""]
     best = r["top_k"][0]
     rejected = r.get("label", best["label"]) is None          # label empty, the reason said
     return [r["file"], "" if rejected else best["label"], best["index"], f"{best['prob']:.6f}",

@@ -59,16 +59,20 @@ class ImageDataset(torch.utils.data.Dataset):
 class TensorImageDataset(ImageDataset):
     """An in-memory dataset from a uint8 (N, C, H, W) tensor and labels."""
 
-    def __init__(self, images: torch.Tensor, labels, classes, name: str = "tensor"):
+    def __init__(self, images: torch.Tensor, labels, classes, name: str = "tensor", task: str = "single-label"):
         images = torch.as_tensor(images)
-        labels = torch.as_tensor(labels, dtype=torch.int64)
+        multi = task == "multilabel"
+        labels = torch.as_tensor(labels, dtype=torch.float32 if multi else torch.int64)
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}")
         if len(images) != len(labels):
             raise DensekitError(f"{name}: {len(images)} images but {len(labels)} labels; the files disagree, "
                                 "re-extract or re-download them")
-        check_labels(labels, len(classes), name)
-        self.images, self.labels, self.classes, self.name = images, labels, list(classes), name
+        if multi:
+            check_multilabel(labels, len(classes), name)
+        else:
+            check_labels(labels, len(classes), name)
+        self.images, self.labels, self.classes, self.name, self.task = images, labels, list(classes), name, task
 
 
 class Subset(ImageDataset):
@@ -94,3 +98,14 @@ def check_labels(labels: torch.Tensor, num_classes: int, name: str):
         bad = int(labels.max()) if int(labels.max()) >= num_classes else int(labels.min())
         raise DensekitError(f"{name}: label {bad} is outside the {num_classes} classes; "
                             "check the label file or the class list")
+
+
+def check_multilabel(labels: torch.Tensor, num_classes: int, name: str):
+    """Multi-label rows: (N, K) float, each entry 1 (present), 0 (absent) or NaN (unknown)."""
+    if labels.dim() != 2 or labels.shape[1] != num_classes:
+        raise DensekitError(f"{name}: multi-label labels must be one row of {num_classes} entries per image, "
+                            f"got shape {tuple(labels.shape)}; check the label columns")
+    known = labels[~labels.isnan()]
+    if len(known) and not ((known == 0) | (known == 1)).all():
+        raise DensekitError(f"{name}: multi-label entries must be 1 (present), 0 (absent) or empty (unknown), "
+                            f"found {float(known[(known != 0) & (known != 1)][0]):g}; check the label columns")

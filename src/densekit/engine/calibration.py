@@ -211,6 +211,11 @@ def calibrate_run(ctx, opts, log=print) -> dict:
         log(why)
         return {"skipped": why}
     payload = load_checkpoint(best)
+    if payload["data"].get("task") == "multilabel":
+        why = ("calibration: a multi-label run keeps the per-label thresholds tuned on validation (no temperature "
+               "is fitted for sigmoid outputs)")
+        log(why)
+        return {"skipped": why}
     model = model_from_checkpoint(payload).to(opts.device, memory_format=memory_format(opts.channels_last))
     val = run_eval(model, ctx.val_ds, opts, outputs=True)
     cal = fit(val["logits"].numpy(), val["labels"].numpy(), ctx.cfg.coverage, "val")
@@ -240,6 +245,9 @@ def calibrate(run_or_checkpoint, dataset: str | None = None, split: str = "val",
         raise DensekitError(f"--coverage {coverage!r}: give the fraction of images to keep, in (0, 1]")
     predictor, opts = load_for_inference(run_or_checkpoint, device, batch_size, None, workers)
     model, path, payload = predictor.net, predictor.path, load_checkpoint(predictor.path)
+    if predictor.spec.task == "multilabel":
+        raise DensekitError(f"{path} is a multi-label model: its per-label thresholds are tuned on validation "
+                            "during training; densekit calibrate fits a softmax temperature (single-label runs)")
     dataset = dataset or predictor.dataset
     c, h, w = predictor.input_shape
     ds = _load_split(dataset, split, data_dir, c, h, predictor)

@@ -26,6 +26,11 @@ class Run:
         """The one line that ends a run: its test figures (or why there are none) and where it is."""
         from .evaluate import tta_note, top5_name
         s = self.summary
+        if "test_map" in s:   # several labels per image (engine/multilabel.py)
+            pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"   # noqa: E731
+            return (f"test mAP {pct(s['test_map'])}  AUROC {pct(s['test_auroc'])}  exact match "
+                    f"{pct(s['test_exact_match'])}  loss {s['test_loss']:.4f}  ({s['test_count']:,} images, "
+                    f"{s.get('test_checkpoint', 'best')} checkpoint)  results in {self.dir}")
         if "test_top1" not in s:
             return f"{s.get('status', 'ended')}, no test figures (no test split, or stopped); results in {self.dir}"
         one_view = {"tta": s["test_tta"], "top1_single": s["test_top1_single"]} if "test_top1_single" in s else {}
@@ -57,7 +62,9 @@ class Context:
     epoch        epochs finished so far
     test         in ``on_train_end``: the final test pass of the best checkpoint, ``{"top1", "top5",
                  "loss", "count", "per_class", "confusion", "logits", "labels", "features"}``
-                 (with the run's test-time augmentation; features are the plain view's), or None
+                 (with the run's test-time augmentation; features are the plain view's), or None;
+                 multi-label runs: ``{"loss", "count", "map", "auroc", ..., "per_label", "logits",
+                 "labels"}`` (engine/multilabel.py)
     val          in ``on_train_end``: the best checkpoint's pass over the validation split with the
                  run's TTA (``logits``, ``labels``), which calibration was fitted on, or None
     calibration  in ``on_train_end``: the checkpoint's ``calibration`` dict (engine/calibration.py),

@@ -13,7 +13,7 @@ checkpoint (evaluate, predict, export, serve, resume) goes through ``load_checkp
         "channels": int, "image_size": [height, width],
         "dataset": str,                      the training data source (``densekit data list``)
         "tta": "none" | "flip",              the run's test-time augmentation
-        "task": "single-label" | "multilabel"}   optional; absent: single-label
+        "task": "single-label" | "multilabel"}   multilabel: a sigmoid per label (absent: single-label)
     precision: {"dtype": "float32" | "bfloat16" | "float16", "channels_last": bool}   as trained
     state_dict: {name: tensor}               the weights (torchvision's key names for DenseNets)
     ema_state_dict: {name: tensor} | None    EMA weights, used for evaluation when present
@@ -25,7 +25,8 @@ checkpoint (evaluate, predict, export, serve, resume) goes through ``load_checkp
         "coverage": float | None,            the fraction of validation images that threshold keeps
         "ood_score": "energy",               the out-of-distribution score (predictions.ood_scores)
         "ood_threshold": float,              --reject-ood rejects above it (keeps 95% of the validation images)
-        "thresholds": [float] | None,        per-label decision thresholds of a multi-label model
+        "thresholds": [float] | None,        per-label decision thresholds of a multi-label model, tuned
+                                             on validation for these weights every epoch (engine/metrics.py)
         "fitted_on": str, "count": int, "bins": 15,   what it was fitted on
         "ece_before", "ece_after", "mce_*", "nll_*", "brier_*": float,   figures on that split
         "reliability_before", "reliability_after": {"count", "accuracy", "confidence"}}   per bin
@@ -66,6 +67,7 @@ FORMAT, VERSION = "densekit-checkpoint", 2
 KINDS = ("training", "weights")
 MAX_SIDE = 16_384
 _TTAS = ("none", "flip")
+_TASKS = ("single-label", "multilabel")
 
 
 def build(kind: str, model: dict, state_dict: dict, data: dict | None = None, ema_state_dict: dict | None = None,
@@ -181,6 +183,14 @@ def validate(payload) -> dict:
                 f"data.{key} must be {c} finite numbers" + (" above 0" if positive else ""))
         _need(isinstance(data.get("dataset", ""), str), "data.dataset must be a string")
         _need(data.get("tta", "none") in _TTAS, f"data.tta must be one of {_TTAS}")
+        _need(data.get("task", "single-label") in _TASKS, f"data.task must be one of {_TASKS}")
+    calibration = payload.get("calibration")
+    if calibration is not None:
+        thresholds = calibration.get("thresholds") if isinstance(calibration, dict) else None
+        _need(isinstance(calibration, dict) and (thresholds is None or (
+            isinstance(thresholds, list) and isinstance(data, dict) and len(thresholds) == len(data["classes"])
+            and all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thresholds))),
+            "calibration.thresholds must be one number in [0, 1] per class")
     precision = payload.get("precision")
     if precision is not None:
         _need(isinstance(precision, dict) and precision.get("dtype") in ("float32", "bfloat16", "float16")

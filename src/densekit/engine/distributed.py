@@ -243,11 +243,16 @@ class EpochTally:
         self.loss, self.correct, self.seen = loss, correct, seen
         self.data_time, self.compute_time = data_time, compute_time
 
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor):
-        """One step's batch: its mean loss, its logits, its (hard or soft) targets."""
-        hard = target if target.dim() == 1 else target.argmax(1)
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, multilabel: bool = False):
+        """One step's batch: its mean loss, its logits, its (hard or soft) targets. Several labels
+        per image: the hits are each image's fraction of known labels right at 0.5."""
         self.loss += loss.detach().float() * len(target)
-        self.correct += (logits.detach().argmax(1) == hard).sum()
+        if multilabel:
+            from .losses import label_accuracy_sum
+            self.correct += label_accuracy_sum(logits.detach(), target)
+        else:
+            hard = target if target.dim() == 1 else target.argmax(1)
+            self.correct += (logits.detach().argmax(1) == hard).sum()
         self.seen += len(target)
 
     def running(self) -> tuple[float, float]:

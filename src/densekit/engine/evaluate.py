@@ -40,6 +40,7 @@ class EvalOptions:
     batch_size: int = 512
     workers: int = 2
     tta: str = "none"
+    task: str = "single-label"              # or "multilabel": a sigmoid per label (engine/multilabel.py)
 
     def __post_init__(self):
         check_tta(self.tta)
@@ -56,7 +57,7 @@ class EvalOptions:
         """How ``predictor`` runs (the run's pipeline, precision and TTA), for a pass over a dataset."""
         spec = predictor.spec
         return cls(spec.classes, D.Normalize(spec.mean, spec.std), predictor.device, predictor.dtype,
-                   predictor.channels_last, batch_size, workers, spec.tta)
+                   predictor.channels_last, batch_size, workers, spec.tta, spec.task)
 
 
 def top5_name(num_classes: int) -> str:
@@ -72,7 +73,7 @@ def tta_note(metrics: dict) -> str:
 
 @torch.no_grad()
 def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: bool = False, features: int = 0,
-             label_map: torch.Tensor | None = None, progress=None) -> dict:
+             label_map: torch.Tensor | None = None, progress=None, thresholds=None) -> dict:
     """Metrics of ``model`` over all of ``ds``; fractions in [0, 1]. With test-time augmentation the
     metrics are those of the averaged prediction, and ``top1_single`` is the plain view's.
     ``outputs`` adds ``logits`` (averaged over the views) and ``labels`` (CPU tensors over the whole
@@ -81,7 +82,12 @@ def run_eval(model, ds, opts: EvalOptions, per_class: bool = False, outputs: boo
     Under DDP every rank takes whole batches in turn and the counts are summed: exactly one
     process's figures (each batch computed as one process computes it, the loss summed per batch
     in the same order), N times faster; every rank must call it, with the same model.
-    ``progress(done, total)`` is called after each batch, in this rank's images."""
+    ``progress(done, total)`` is called after each batch, in this rank's images.
+    Multi-label models (``opts.task``) get ``engine/multilabel.py``'s figures instead, at the
+    per-label ``thresholds`` (None: 0.5), always with ``logits`` and ``labels``."""
+    if opts.task == "multilabel":
+        from .multilabel import evaluate_multilabel
+        return evaluate_multilabel(model, ds, opts, thresholds, features, label_map, progress)
     num_classes, device = len(opts.classes), opts.device
     was_training = model.training
     model.eval()
@@ -175,7 +181,9 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
     (accuracy at 80/90/95% coverage, AURC, the risk-coverage curve; with ``reject_below`` or the
     run's ``--coverage`` threshold, coverage and accuracy on the accepted images), and with ``ood``
     (a dataset of images from none of the classes) ``"ood"``: AUROC and FPR at 95% TPR of the OOD
-    score (engine/calibration.py)."""
+    score (engine/calibration.py).
+    Multi-label runs return ``engine/multilabel.py``'s figures (``"map"``, ``"auroc"``, ``"per_label"``
+    ...) at the checkpoint's tuned thresholds instead of top-k, per-class accuracy and calibration."""
     if split == "val" and tta is None:
         tta = "none"      # the figure training recorded: it validates on the plain view
     distributed.init(pick_device(device))   # under torchrun the ranks share the split
@@ -189,6 +197,15 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
         raise DensekitError(f"{dataset} {split} images are {tuple(ds.shape)} but the model was trained on "
                             f"{(c, h, w)}; evaluate on the dataset it was trained on")
     label_map = _label_map(ds.classes, opts.classes, f"{dataset} {split}")
+    if opts.task == "multilabel":   # at the thresholds tuned on validation, stored with the weights
+        if reject_below is not None or reject_ood or ood:
+            raise DensekitError("--reject-below, --reject-ood and --ood apply to single-label runs; this run is "
+                                "multi-label (each label has its own tuned threshold)")
+        out = run_eval(model, ds, opts, label_map=label_map, progress=progress,
+                       thresholds=predictor.spec.thresholds)
+        del out["logits"], out["labels"]
+        out.update(checkpoint=str(path), dataset=dataset, split=split)
+        return out
     from .calibration import figures, of_spec, ood_report   # probabilities you can trust, and "I don't know"
     out = run_eval(model, ds, opts, per_class=True, label_map=label_map, progress=progress, outputs=True)
     logits, labels = out.pop("logits").numpy(), out.pop("labels").numpy()

@@ -22,7 +22,7 @@ def lr_factor(p: float, schedule: str, warmup: float = 0.0, milestones=(0.5, 0.7
         return 0.5 * (1 + math.cos(math.pi * (p - rise) / (1 - rise)))
     if warmup and p < warmup:
         return p / warmup
-    if schedule == "constant":
+    if schedule in ("constant", "plateau"):   # plateau: the cuts are plateau_factor's, from the epochs' record
         return 1.0
     if schedule == "cosine":
         q = (p - warmup) / (1 - warmup) if warmup < 1 else 1.0
@@ -32,3 +32,19 @@ def lr_factor(p: float, schedule: str, warmup: float = 0.0, milestones=(0.5, 0.7
     if schedule == "step":
         return gamma ** math.floor(p / step_size + 1e-9)
     raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def plateau_factor(history: list[dict], gamma: float = 0.1) -> float:
+    """The "plateau" schedule's multiplier after the finished epochs ``history``: ``gamma`` once for
+    every epoch whose validation loss (training loss without a validation split) did not improve
+    on the best so far -- CheXNet's "decay the learning rate by a factor of 10 each time the
+    validation loss plateaus after an epoch" (Rajpurkar et al. 2017). A function of the journal
+    alone, so a resumed run recomputes it exactly."""
+    best, cuts = None, 0
+    for record in history:
+        value = record.get("val_loss", record["train_loss"])
+        if best is None or value < best:
+            best = value
+        else:
+            cuts += 1
+    return gamma ** cuts

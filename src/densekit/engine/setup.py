@@ -27,6 +27,7 @@ from ..models.finetune import frozen_modules
 from ..models.pretrained import pretrained_stats
 from . import distributed
 from .ema import EMA
+from .losses import pos_weights
 from .optim import base_lr, build_optimizer
 from .precision import fast_defaults, memory_format, precision_name, resolve_precision
 from .run import RunFolder, default_name
@@ -35,8 +36,9 @@ from .run import RunFolder, default_name
 @dataclass
 class Data:
     """What the loop reads: the splits (val and test may be None), the class names, the input
-    pipeline (normalisation, augmentation, the sharded loader), the loss's class weights, the
-    test-time augmentation, and ``info``: the checkpoint's ``data`` part."""
+    pipeline (normalisation, augmentation, the sharded loader), the loss's class weights (several
+    labels per image: ``pos_weight``, each label's positive weight), the test-time augmentation,
+    and ``info``: the checkpoint's ``data`` part."""
     train_ds: object
     val_ds: object
     test_ds: object
@@ -47,6 +49,7 @@ class Data:
     loader: D.Loader
     class_weights: torch.Tensor | None
     info: dict
+    pos_weight: torch.Tensor | None = None
 
 
 def build_data(cfg: TrainConfig, device: torch.device, rank: int, world_size: int,
@@ -59,7 +62,8 @@ def build_data(cfg: TrainConfig, device: torch.device, rank: int, world_size: in
     val_ds = _optional_split(cfg, "val", opts)
     if val_ds is None and cfg.val_split:
         train_ds, val_ds = carve_val(train_ds, cfg.val_split, cfg.seed)
-    cfg = cfg.for_splits(has_val=val_ds is not None)
+    # the dataset says one label or several per image; a val_* metric needs a validation split
+    cfg = cfg.for_task(train_ds.task).for_splits(has_val=val_ds is not None)
     test_ds = _optional_split(cfg, "test", opts)
     classes = list(train_ds.classes)
     channels, height, width = train_ds.shape
@@ -78,10 +82,11 @@ def build_data(cfg: TrainConfig, device: torch.device, rank: int, world_size: in
                       device=device, workers=cfg.workers, rank=rank, world_size=world_size,
                       balanced=cfg.sampler == "balanced")
     weights = class_weights(cfg.class_weights, train_ds.labels, classes)
+    pos_weight = pos_weights(train_ds.labels, classes).to(device) if cfg.pos_weight else None
     info = {"classes": classes, "mean": list(mean), "std": list(std), "channels": channels,
-            "image_size": [height, width], "dataset": cfg.dataset, "tta": tta}
+            "image_size": [height, width], "dataset": cfg.dataset, "tta": tta, "task": cfg.task}
     return cfg, Data(train_ds, val_ds, test_ds, classes, normalize, augment, tta, loader,
-                     None if weights is None else weights.to(device), info)
+                     None if weights is None else weights.to(device), info, pos_weight)
 
 
 def _optional_split(cfg: TrainConfig, split: str, opts: dict):

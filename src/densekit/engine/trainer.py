@@ -47,9 +47,15 @@ from .metrics import class_metrics
 from .precision import autocast, peak_memory_mb, pick_device, precision_name
 from .progress import ProgressBar, fmt_time
 from .run import check_run_name, now, resume_settings
-from .schedule import lr_factor
+from .losses import multilabel_loss
+from .multilabel import summary_figures, thresholds_of
+from .schedule import lr_factor, plateau_factor
 
 __all__ = ["Callback", "Context", "Run", "Trainer"]
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
 
 
 def _versions() -> dict:
@@ -86,12 +92,14 @@ class Trainer:
         self.cfg, data = setup.build_data(cfg, self.device, self.rank, self.world_size, payload)
         vars(self).update(vars(data))
         self.data_info = data.info
+        self.multilabel = self.cfg.task == "multilabel"
+        self.calibration = {}                 # multi-label: the thresholds tuned on validation
         # -- model: model, net, ddp, frozen, dtype, channels_last, memory_format, optimizer, scaler, ema --
         parts = setup.build_model(self.cfg, data, self.device, self.world_size, payload)
         vars(self).update(vars(parts))
         self.model_spec = parts.spec
         self.eval_opts = EvalOptions(tuple(self.classes), self.normalize, self.device, self.dtype, self.channels_last,
-                                     self.cfg.eval_batch_size, self.cfg.workers)
+                                     self.cfg.eval_batch_size, self.cfg.workers, task=self.cfg.task)
         # -- progress ------------------------------------------------------------------------------
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.elapsed = 0.0                    # training seconds before this process started
@@ -133,7 +141,7 @@ class Trainer:
                       "early_best": self.early_best, "partial": partial,
                       "initial_loss": self.initial_loss, "ema_updates": self.ema.updates if self.ema else 0,
                       "world_size": self.world_size},
-            history=list(self.history),
+            history=list(self.history), calibration=self.calibration or None,
             rng={"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
                  "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else []})
 
@@ -145,6 +153,7 @@ class Trainer:
             self.ema.updates = payload["progress"].get("ema_updates", 0)
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])
+        self.calibration = dict(payload.get("calibration") or {})
         p = payload["progress"]
         self.epoch, self.step_in_epoch, self.global_step = p["epoch"], p["step"], p["global_step"]
         self.elapsed, self.best, self.bad_epochs = p["elapsed"], p["best"], p["bad_epochs"]
@@ -290,16 +299,17 @@ class Trainer:
         cfg = self.cfg
         if lr is None:
             lr = self.base_lr * lr_factor(self.progress(), cfg.schedule, *cfg.schedule_points(), cfg.gamma)
+            if cfg.schedule == "plateau":
+                lr *= plateau_factor(self.history, cfg.gamma)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)     # --lr-backbone
         applies = ((self.step_in_epoch if index is None else index) + 1) % cfg.accumulate == 0
         with distributed.grad_sync(self.ddp, sync=applies):   # no gradient all-reduce while accumulating
             with autocast(self.device, self.dtype):
                 logits = self.net(x)
-                loss = F.cross_entropy(logits.float(), target, weight=self.class_weights,
-                                       label_smoothing=cfg.label_smoothing)
+                loss = self._loss(logits.float(), target)
                 if getattr(self.model, "aux_outputs", None):   # GoogLeNet's auxiliary classifiers (aux_logits=True)
-                    loss = loss + self.model.aux_loss(target, label_smoothing=cfg.label_smoothing)
+                    loss = loss + self._aux_loss(target)
             self.scaler.scale(loss / cfg.accumulate).backward()
         if applies:
             if cfg.clip_grad:
@@ -334,7 +344,7 @@ class Trainer:
                 self.log(f"torch.compile: the first step took {self.compile_s:.1f}s (compilation)")
             self.step_in_epoch += 1
             self.global_step += 1
-            tally.add(loss, logits, target)
+            tally.add(loss, logits, target, self.multilabel)
             tally.compute_time += time.perf_counter() - t_compute
             if self.step_in_epoch % check_every == 0 or self.step_in_epoch == n_steps:
                 step_loss, *shown = tally.step_figures(loss)   # every rank's, one all-reduce
@@ -342,7 +352,7 @@ class Trainer:
             shown_loss, shown_acc = shown or tally.running()
             done = self.progress()   # the ETA is the whole run's
             bar.update(self.step_in_epoch, eta=(self.elapsed + self.now) * (1 - done) / max(done, 1e-9),
-                       loss=f"{shown_loss:.4f}", **{"top-1": f"{100 * shown_acc:.1f}%"},
+                       loss=f"{shown_loss:.4f}", **{self._acc_name: f"{100 * shown_acc:.1f}%"},
                        **{"img/s": f"{tally.images_per_s():.0f}"})
             self._tick()
             if self.now - last_save > cfg.checkpoint_every and self.step_in_epoch % cfg.accumulate == 0:
@@ -377,13 +387,18 @@ class Trainer:
         seen = max(count, 1)   # every rank's images: the epoch's figures are the whole batch's, not one shard's
         record = {"epoch": self.epoch + 1, "global_step": self.global_step,
                   "lr": self.optimizer.param_groups[0]["lr"], "train_images": int(count),
-                  "train_loss": loss_sum / seen, "train_top1": correct / seen,
+                  "train_loss": loss_sum / seen, self._acc_key: correct / seen,
                   "images_per_s": tally.images_per_s(seen),
                   "data_time_s": tally.data_time, "compute_time_s": tally.compute_time}
         # One model on every rank (rank 0's BN running statistics, which its checkpoint holds), so the
         # ranks' shards of the validation add up and every rank takes the same best/early-stop decisions.
         distributed.sync_buffers(self.model, self.ema.module if self.ema else None)
-        if self.val_ds is not None:
+        if self.val_ds is not None and self.multilabel:
+            val = run_eval(self.eval_model(), self.val_ds, self.eval_opts)
+            record.update({"val_loss": val["loss"], "val_map": val["map"], "val_auroc": val["auroc"]})
+            # this epoch's weights' own thresholds: best.pt and last.pt each carry their weights'
+            self.calibration = {**self.calibration, "thresholds": thresholds_of(val)}
+        elif self.val_ds is not None:
             val = run_eval(self.eval_model(), self.val_ds, self.eval_opts)
             record.update({"val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"]})
         self.epoch += 1
@@ -403,10 +418,31 @@ class Trainer:
         if distributed.sum_over_ranks([float(self.stop)])[0] > 0:
             self.request_stop("a callback asked to stop")
         val_txt = f" val loss {record['val_loss']:.4f} top-1 {100 * record['val_top1']:.2f}%" if "val_top1" in record else ""
-        self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} top-1 "
-                 f"{100 * record['train_top1']:.2f}%{val_txt} lr {record['lr']:.3g} "
+        if "val_map" in record:
+            val_txt = (f" val loss {record['val_loss']:.4f} mAP {_pct(record['val_map'])} "
+                       f"AUROC {_pct(record['val_auroc'])}")
+        self.log(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f} {self._acc_name} "
+                 f"{100 * record[self._acc_key]:.2f}%{val_txt} lr {record['lr']:.3g} "
                  f"{record['images_per_s']:.0f} img/s (data {record['data_time_s']:.1f}s, "
                  f"compute {record['compute_time_s']:.1f}s) [{fmt_time(record['elapsed_s'])}]")
+
+    # multi-label runs report the fraction of known labels right at 0.5 where single-label ones report top-1
+    _acc_name = property(lambda self: "label-acc" if self.multilabel else "top-1")
+    _acc_key = property(lambda self: "train_label_acc" if self.multilabel else "train_top1")
+
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of one label per image; a sigmoid per label (masked BCE or ASL) for several."""
+        cfg = self.cfg
+        if self.multilabel:
+            return multilabel_loss(logits, target, cfg.loss, self.pos_weight, cfg.label_smoothing)
+        return F.cross_entropy(logits, target, weight=self.class_weights, label_smoothing=cfg.label_smoothing)
+
+    def _aux_loss(self, target: torch.Tensor):
+        if not self.multilabel:
+            return self.model.aux_loss(target, label_smoothing=self.cfg.label_smoothing)
+        from ..models.googlenet import AUX_WEIGHT
+        outputs, self.model.aux_outputs = self.model.aux_outputs, []
+        return sum(AUX_WEIGHT * self._loss(o.float(), target) for o in outputs)
 
     def eval_model(self):
         return self.ema.module if self.ema else self.model
@@ -414,8 +450,10 @@ class Trainer:
     def _track_best(self, record: dict) -> bool:
         """Update best-checkpoint and early-stopping state; True when this epoch is the new best."""
         cfg = self.cfg
-        metric = cfg.best_metric if cfg.best_metric in record else "train_top1"
+        metric = cfg.best_metric if cfg.best_metric in record else self._acc_key
         value, lower = record[metric], metric.endswith("loss")
+        if value is None:   # mAP/AUROC of a validation split where no label has both a positive and a negative
+            value = math.inf if lower else -math.inf
         improved = self.best is None or (value < self.best if lower else value > self.best)
         if improved:
             self.best = value
@@ -449,19 +487,28 @@ class Trainer:
             best = self.run.checkpoint("best")
             model = self.eval_model()
             from_best = best.exists() and self.val_ds is not None
+            thresholds = self.calibration.get("thresholds")
             if from_best:
                 payload = checkpoint.load_checkpoint(best)
                 model.load_state_dict(payload["ema_state_dict"] or payload["state_dict"])
+                thresholds = (payload.get("calibration") or {}).get("thresholds")
             # one pass for the summary and for the callbacks' plots and embeddings
             test = run_eval(model, self.test_ds, self.eval_opts.replace(tta=self.tta), per_class=True, outputs=True,
-                            features=self.cfg.embeddings if "tensorboard" in self.cfg.trackers() else 0)   # the projector's
+                            features=self.cfg.embeddings if "tensorboard" in self.cfg.trackers() else 0,   # the projector's
+                            thresholds=thresholds)
+            self.context.test = test
+        if self.test_ds is not None and finished and self.multilabel:
+            summary.update(summary_figures(test, "test_"), test_loss=test["loss"], test_count=test["count"],
+                           test_tta=self.tta, test_checkpoint="best" if from_best else "last",
+                           test_thresholds="tuned on validation" if thresholds else "0.5",
+                           per_label=test["per_label"])
+        elif self.test_ds is not None and finished:
             summary.update(test_loss=test["loss"], test_top1=test["top1"], test_top5=test["top5"],
                            test_count=test["count"], test_tta=self.tta, test_checkpoint="best" if from_best else "last",
                            per_class={c: a for c, a in zip(self.classes, test["per_class"])},
                            class_metrics=class_metrics(test["confusion"], self.classes))
             if "top1_single" in test:
                 summary["test_top1_single"] = test["top1_single"]
-            self.context.test = test
         if finished:   # temperature, abstention and OOD thresholds, fitted on the validation split
             summary["calibration"] = calibrate_run(self.context, self.eval_opts.replace(tta=self.tta), self.log)
         status = "finished" if finished else "stopped"
@@ -475,7 +522,7 @@ class Trainer:
             cb.on_train_end(self.context, summary)
         # last: "finished" means every artefact is written, so a resume may leave a finished run alone
         self.run.write_status(status, ended=now(), reason=self.stop_reason if not finished or self.early_stopped else None,
-                              summary={k: v for k, v in summary.items() if k not in ("per_class", "class_metrics")})
+                              summary={k: v for k, v in summary.items() if k not in ("per_class", "class_metrics", "per_label")})
         if not finished and self.rank == 0:
             where = f"epoch {self.epoch + 1} step {self.step_in_epoch}" if self.step_in_epoch else f"after epoch {self.epoch}"
             print(f"densekit: stopped ({self.stop_reason}) {where}, checkpoint saved; continue with: "

@@ -60,6 +60,8 @@ class Prediction(BaseModel):
     ood_score: float | None = None    # energy score: higher is less like the training data
     reason: str | None = None         # low_confidence | out_of_distribution, for a rejection only
     top_k: list[Guess]
+    labels: list[str] | None = None          # multi-label models: the labels at or above their thresholds
+    scores: dict[str, float] | None = None   # multi-label models: every label's probability
 
 
 class Error(BaseModel):
@@ -231,7 +233,7 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
         return arrays
 
     @app.post("/v1/predict", response_model=list[Prediction], openapi_extra=BODY, responses=ERRORS,
-              summary="Top-k classes of one or more images")
+              summary="Top-k classes (multi-label models: label sets and scores) of one or more images")
     async def predict(request: Request, top_k: int = Query(5, ge=1, description="classes per image")):
         """The schema of ``densekit predict --json``: one entry per image, in the order sent, ``file``
         the part's file name (null for a raw body)."""

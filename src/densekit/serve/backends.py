@@ -20,8 +20,10 @@ def model_card(model) -> dict:
     spec = model.spec
     card = {"classes": list(spec.classes), "channels": spec.channels, "input_size": list(spec.input_shape),
             "mean": list(spec.mean), "std": list(spec.std), "tta": spec.tta, "source": str(model.path),
-            "backend": model.backend, "calibration": {"temperature": spec.temperature, "reject_below": spec.reject_below,
-                                                      "ood_threshold": spec.ood_threshold}}
+            "backend": model.backend, "task": spec.task,
+            "thresholds": None if spec.thresholds is None else list(spec.thresholds),
+            "calibration": {"temperature": spec.temperature, "reject_below": spec.reject_below,
+                            "ood_threshold": spec.ood_threshold}}
     if model.backend == "torch":
         import torch
         from ..engine.run import RunFolder

@@ -8,6 +8,9 @@
     samples.png     the first test images with their predictions (``predictions.json`` holds both lists)
     calibration.png reliability diagram before/after temperature scaling and the risk-coverage curve, on
                     the test split (engine/calibration.py), at the end of a run with a validation split
+
+Multi-label runs get ``multilabel_plots.py``'s instead: per-label ROC and PR curves, label
+frequency, and the worst and sample images with their label sets.
 """
 from __future__ import annotations
 
@@ -31,11 +34,16 @@ SAMPLES = 16
 def plot_curves(metrics: list[dict], path: Path):
     epochs = [m["epoch"] for m in metrics]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, title, scale in ((ax_loss, "loss", "loss", 1), (ax_acc, "top1", "top-1 (%)", 100)):
-        # top-1 in percent, as every other output of densekit shows it
-        ax.plot(epochs, [scale * m[f"train_{key}"] for m in metrics], "o-", label="train")
-        if any(f"val_{key}" in m for m in metrics):
-            ax.plot(epochs, [scale * m[f"val_{key}"] if f"val_{key}" in m else None for m in metrics], "o-", label="val")
+    single = "train_top1" in metrics[0]   # else several labels per image: label accuracy, and val mAP
+    for ax, train, val, title in ((ax_loss, "loss", "loss", "loss"),
+                                  (ax_acc, "top1", "top1", "top-1 (%)") if single else
+                                  (ax_acc, "label_acc", "map", "label accuracy (train), mAP (val), %")):
+        # accuracies in percent, as every other output of densekit shows them
+        scale = 1 if ax is ax_loss else 100
+        ax.plot(epochs, [scale * m[f"train_{train}"] for m in metrics], "o-", label="train")
+        if any(f"val_{val}" in m for m in metrics):
+            ax.plot(epochs, [scale * m[f"val_{val}"] if m.get(f"val_{val}") is not None else None for m in metrics],
+                    "o-", label="val")
         ax.set(xlabel="epoch", title=title, ylabel="%" if scale == 100 else "")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -226,6 +234,9 @@ class PlotsCallback(Callback):
         if test is None:
             return
         plots = ctx.run.path / "plots"
+        if "per_label" in test:
+            from .multilabel_plots import plot_multilabel
+            return plot_multilabel(ctx, test, plots)
         plot_confusion(test["confusion"], ctx.classes, plots / "confusion.png")
         cls, labels = ctx.classes, test["labels"]
         probs = test["logits"].softmax(1)

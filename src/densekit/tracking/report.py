@@ -67,9 +67,11 @@ def _grid(rows: list[tuple[str, str]], table_id: str, per_line: int = 3) -> str:
 
 
 def _epoch_table(metrics: list[dict]) -> str:
-    head = ["epoch", "lr", "train loss", "train top-1", "val loss", "val top-1", "img/s", "elapsed"]
-    rows = [[str(m["epoch"]), f"{m['lr']:.4g}", f"{m['train_loss']:.4f}", fmt_pct(m["train_top1"]),
-             f"{m['val_loss']:.4f}" if "val_loss" in m else "-", fmt_pct(m.get("val_top1")),
+    multi = "train_label_acc" in metrics[0]   # several labels per image: label accuracy and mAP
+    head = ["epoch", "lr", "train loss", "train label-acc" if multi else "train top-1", "val loss",
+            "val mAP" if multi else "val top-1", "img/s", "elapsed"]
+    rows = [[str(m["epoch"]), f"{m['lr']:.4g}", f"{m['train_loss']:.4f}", fmt_pct(m.get("train_top1", m.get("train_label_acc"))),
+             f"{m['val_loss']:.4f}" if "val_loss" in m else "-", fmt_pct(m.get("val_top1", m.get("val_map"))),
              f"{m['images_per_s']:,.0f}", fmt_duration(m["elapsed_s"])] for m in metrics]
     return ("<table id='epochs'><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"
             + "".join("<tr>" + "".join(f"<td class='num'>{c}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
@@ -103,6 +105,16 @@ def _calibration(cal: dict | None, plots: Path) -> str:
     return f"<h2>{title}</h2>{table}{diagram}"
 
 
+def _per_label(per_label: dict) -> str:
+    """The test figures of each label of a multi-label run (engine/metrics.py), at its tuned threshold."""
+    head = ["label", "AUROC", "AP", "precision", "recall", "F1", "threshold", "positives / known"]
+    rows = [[html.escape(str(name)), fmt_pct(m["auroc"]), fmt_pct(m["ap"]), fmt_pct(m["precision"]), fmt_pct(m["recall"]),
+             fmt_pct(m["f1"]), f"{m['threshold']:.3f}", f"{m['positives']:,} / {m['known']:,}"] for name, m in per_label.items()]
+    return ("<h2>Per-label figures (test)</h2><table id='per-label'><tr>" + "".join(f"<th>{h}</th>" for h in head)
+            + "</tr>" + "".join("<tr>" + "".join(f"<td class='num'>{c}</td>" for c in r) + "</tr>" for r in rows)
+            + "</table>")
+
+
 def build_report(path: str | Path) -> str:
     """The HTML text of a run's report."""
     from ..engine.evaluate import top5_name, tta_note
@@ -128,6 +140,12 @@ def build_report(path: str | Path) -> str:
         if "test_top1_single" in summary else {}
     headline = [("epochs", f"{row['epochs']}/{row['planned_epochs']}"), ("best val top-1", fmt_pct(row["best_val_top1"])),
                 ("test top-1", fmt_pct(row["test_top1"]) + tta_note(one_view)), ("duration", fmt_duration(row["duration_s"]))]
+    if "test_map" in summary:
+        headline = [("epochs", f"{row['epochs']}/{row['planned_epochs']}"), ("best val mAP", fmt_pct(row["best_val_top1"])),
+                    ("test mAP", fmt_pct(summary["test_map"])), ("test AUROC", fmt_pct(summary["test_auroc"])),
+                    ("test exact match", fmt_pct(summary["test_exact_match"])),
+                    ("test micro / macro F1", f"{fmt_pct(summary['test_micro_f1'])} / {fmt_pct(summary['test_macro_f1'])}"),
+                    ("duration", fmt_duration(row["duration_s"]))]
     if "test_top5" in summary:
         headline.insert(3, (f"test {top5_name(len(summary.get('per_class') or {}) or 5)}", fmt_pct(summary["test_top5"])))
     if "params" in summary:
@@ -141,13 +159,20 @@ def build_report(path: str | Path) -> str:
         if metrics:
             plot_curves(metrics, curves)
             plot_lr(metrics, cfg, resolved.get("lr") or cfg.get("lr"), lr, command_history(resolved))
-        parts.append(_figure("Loss and top-1", curves if metrics else None, "no epoch has finished yet"))
+        parts.append(_figure("Loss and mAP" if "test_map" in summary else "Loss and top-1", curves if metrics else None,
+                             "no epoch has finished yet"))
         if metrics:
             parts.append("<h2>Epochs</h2>" + _epoch_table(metrics))
             parts.append(_figure("Learning rate", lr, ""))
     plots = run.path / "plots"
-    parts.append(_figure("Confusion matrix (test)", plots / "confusion.png",
-                         "no confusion matrix: the run has no test split, or was trained with --no-plots"))
+    if "per_label" in summary:
+        parts.append(_per_label(summary["per_label"]))
+        for kind, title in (("roc", "ROC per label (test)"), ("pr", "Precision-recall per label (test)"),
+                            ("labels", "Label frequency")):
+            parts.append(_figure(title, plots / f"{kind}.png", "not recorded (trained with --no-plots or no test split)"))
+    else:
+        parts.append(_figure("Confusion matrix (test)", plots / "confusion.png",
+                             "no confusion matrix: the run has no test split, or was trained with --no-plots"))
 
     per_class = summary.get("per_class") or {}
     prf = (summary.get("class_metrics") or {}).get("per_class", {})   # precision, recall, F1 (engine/metrics.py)

@@ -47,12 +47,13 @@ def run_row(path: str | Path, root: str | Path | None = None) -> dict:
     cfg, metrics = run.read_config(), run.read_metrics()
     summary_file = run.path / "summary.json"
     summary = read_json(summary_file)
-    vals = [m["val_top1"] for m in metrics if "val_top1" in m]
+    # multi-label runs: val and test mAP in the accuracy columns
+    vals = [m.get("val_top1", m.get("val_map")) for m in metrics if m.get("val_top1", m.get("val_map")) is not None]
     name = str(run.path.relative_to(root)) if root and run.path != Path(root) else run.path.name
     status, reason = status_of(run)
     return {"name": name, "path": str(run.path), "model": cfg.get("model"), "dataset": cfg.get("dataset"),
             "status": status, "reason": reason, "epochs": len(metrics), "planned_epochs": cfg.get("epochs"),
-            "best_val_top1": max(vals) if vals else None, "test_top1": summary.get("test_top1"),
+            "best_val_top1": max(vals) if vals else None, "test_top1": summary.get("test_top1", summary.get("test_map")),
             "duration_s": summary.get("duration_s", metrics[-1]["elapsed_s"] if metrics else None)}
 
 
@@ -168,16 +169,22 @@ def describe_run(path: str | Path) -> str:
     metrics = run.read_metrics()
     out += ["", "metrics:"]
     cells = [{"epoch": str(m["epoch"]), "lr": f"{m['lr']:.4g}", "train_loss": f"{m['train_loss']:.4f}",
-              "train_top1": fmt_pct(m["train_top1"]), "val_loss": f"{m['val_loss']:.4f}" if "val_loss" in m else "-",
-              "val_top1": fmt_pct(m.get("val_top1")), "img_s": f"{m['images_per_s']:.0f}",
+              "train_top1": fmt_pct(m.get("train_top1", m.get("train_label_acc"))),
+              "val_loss": f"{m['val_loss']:.4f}" if "val_loss" in m else "-",
+              "val_top1": fmt_pct(m.get("val_top1", m.get("val_map"))), "img_s": f"{m['images_per_s']:.0f}",
               "elapsed": fmt_duration(m["elapsed_s"])} for m in metrics]
-    cols = [("EPOCH", "epoch"), ("LR", "lr"), ("TRAIN LOSS", "train_loss"), ("TRAIN TOP-1", "train_top1"),
-            ("VAL LOSS", "val_loss"), ("VAL TOP-1", "val_top1"), ("IMG/S", "img_s"), ("ELAPSED", "elapsed")]
+    multi = bool(metrics) and "train_label_acc" in metrics[0]
+    cols = [("EPOCH", "epoch"), ("LR", "lr"), ("TRAIN LOSS", "train_loss"),
+            ("TRAIN LABEL-ACC" if multi else "TRAIN TOP-1", "train_top1"),
+            ("VAL LOSS", "val_loss"), ("VAL MAP" if multi else "VAL TOP-1", "val_top1"), ("IMG/S", "img_s"), ("ELAPSED", "elapsed")]
     out += ["  " + line for line in table(cells, cols).splitlines()] if metrics else ["  (no epoch finished yet)"]
     summary_file = run.path / "summary.json"
     if summary_file.is_file():
         s = read_json(summary_file)
         out += ["", "results:"]
+        if "test_map" in s:
+            out.append(f"  test mAP {fmt_pct(s['test_map'])}  AUROC {fmt_pct(s['test_auroc'])}  exact match "
+                       f"{fmt_pct(s['test_exact_match'])}  loss {s['test_loss']:.4f}  ({s['test_count']:,} images)")
         if "test_top1" in s:
             tta = f", {s['test_tta']} TTA; one view {fmt_pct(s['test_top1_single'])}" if "test_top1_single" in s else ""
             out.append(f"  test top-1 {fmt_pct(s['test_top1'])}  {top5_name(len(s.get('per_class') or {}) or 5)} "

@@ -53,14 +53,18 @@ class TensorBoardCallback(Callback):
     def on_epoch_end(self, ctx, record):
         e, w = record["epoch"], self.train
         w.add_scalar("loss", record["train_loss"], e)
-        w.add_scalar("accuracy", record["train_top1"], e)
+        if "train_top1" in record:
+            w.add_scalar("accuracy", record["train_top1"], e)
+        else:   # several labels per image: the fraction of known labels right at 0.5
+            w.add_scalar("label_accuracy", record["train_label_acc"], e)
         w.add_scalar("lr", record["lr"], e)
         w.add_scalar("images_per_s", record["images_per_s"], e)
         w.add_scalar("epoch_time_s", record["data_time_s"] + record["compute_time_s"], e)
         if "val_loss" in record:
             self.val.add_scalar("loss", record["val_loss"], e)
-            self.val.add_scalar("accuracy", record["val_top1"], e)
-            self.val.add_scalar("top5", record["val_top5"], e)
+            for key, tag in (("val_top1", "accuracy"), ("val_top5", "top5"), ("val_map", "mAP"), ("val_auroc", "AUROC")):
+                if record.get(key) is not None:
+                    self.val.add_scalar(tag, record[key], e)
         if ctx.cfg.histograms:
             for name, p in ctx.model.named_parameters():
                 w.add_histogram(name, p.detach().float().cpu(), e)
@@ -68,9 +72,12 @@ class TensorBoardCallback(Callback):
         self.val.flush()
 
     def on_train_end(self, ctx, summary):
-        metrics = {f"final/{k}": float(summary[k]) for k in ("test_top1", "test_top5", "test_loss") if k in summary}
+        metrics = {f"final/{k}": float(summary[k]) for k in ("test_top1", "test_top5", "test_loss", "test_map",
+                                                              "test_auroc", "test_exact_match")
+                   if summary.get(k) is not None}
         last = ctx.run.read_metrics()[-1:] or [{}]
-        metrics.update({f"final/{k}": float(v) for k, v in last[0].items() if k in ("val_top1", "val_loss", "train_loss")})
+        metrics.update({f"final/{k}": float(v) for k, v in last[0].items()
+                        if k in ("val_top1", "val_loss", "train_loss", "val_map") and v is not None})
         best = summary.get("best_" + ctx.cfg.best_metric)
         if best is not None:
             metrics["final/best_" + ctx.cfg.best_metric] = float(best)
@@ -89,5 +96,10 @@ class TensorBoardCallback(Callback):
         if images.shape[1] == 1:     # the projector's sprite is RGB
             images = images.expand(-1, 3, -1, -1)
         classes = ctx.classes
-        writer.add_embedding(out["features"], metadata=[classes[i] for i in out["labels"][:n].tolist()],
+        labels = out["labels"][:n]
+        if labels.dim() == 2:   # several labels per image: the present ones, joined
+            names = ["|".join(c for c, v in zip(classes, row) if v == 1) or "-" for row in labels.tolist()]
+        else:
+            names = [classes[i] for i in labels.tolist()]
+        writer.add_embedding(out["features"], metadata=names,
                              label_img=images, global_step=ctx.epoch, tag="penultimate")
