@@ -53,8 +53,8 @@ def add_parser(sub):
 
     v = verbs.add_parser("shapes", help="generate a multi-label set: PNGs of drawn shapes and two CSV layouts")
     v.add_argument("out", help="folder to write (images/, labels.csv, labels-wide.csv)")
-    v.add_argument("--n", type=int, default=2000, help="training images (val and test: n/4 each)")
-    v.add_argument("--size", type=int, default=32, help="image side in pixels")
+    v.add_argument("--n", type=int, default=2000, help="training images; val and test get n/4 each (default 2000)")
+    v.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
     v.add_argument("--seed", type=int, default=0, help="seed of the drawn shapes (default 0)")
     v.add_argument("--overwrite", action="store_true", help="write into a non-empty folder")
     add_json_flag(v, "what was written")

@@ -184,13 +184,6 @@ def validate(payload) -> dict:
         _need(isinstance(data.get("dataset", ""), str), "data.dataset must be a string")
         _need(data.get("tta", "none") in _TTAS, f"data.tta must be one of {_TTAS}")
         _need(data.get("task", "single-label") in _TASKS, f"data.task must be one of {_TASKS}")
-    calibration = payload.get("calibration")
-    if calibration is not None:
-        thresholds = calibration.get("thresholds") if isinstance(calibration, dict) else None
-        _need(isinstance(calibration, dict) and (thresholds is None or (
-            isinstance(thresholds, list) and isinstance(data, dict) and len(thresholds) == len(data["classes"])
-            and all(isinstance(t, (int, float)) and 0 <= t <= 1 for t in thresholds))),
-            "calibration.thresholds must be one number in [0, 1] per class")
     precision = payload.get("precision")
     if precision is not None:
         _need(isinstance(precision, dict) and precision.get("dtype") in ("float32", "bfloat16", "float16")
@@ -198,8 +191,13 @@ def validate(payload) -> dict:
     calibration = payload.get("calibration")
     if calibration is not None:
         _need(isinstance(calibration, dict), "calibration must be a dict")
-        t, below, ood = (calibration.get(k) for k in ("temperature", "reject_below", "ood_threshold"))
-        _need(_finite(t) and t > 0, "calibration.temperature must be a positive number")
+        t, below, ood, thresholds = (calibration.get(k) for k in ("temperature", "reject_below", "ood_threshold",
+                                                                  "thresholds"))
+        _need(t is None or (_finite(t) and t > 0), "calibration.temperature must be a positive number")   # absent: 1
+        _need(thresholds is None or (
+            isinstance(thresholds, list) and isinstance(data, dict) and len(thresholds) == len(data["classes"])
+            and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in thresholds)),
+            "calibration.thresholds must be one number in [0, 1] per class")
         _need(below is None or (_finite(below) and 0 <= below <= 1), "calibration.reject_below must be in [0, 1]")
         _need(ood is None or _finite(ood), "calibration.ood_threshold must be a finite number")
     if payload["kind"] == "training":
