@@ -114,7 +114,8 @@ def test_the_graph_applies_flip_tta_and_normalisation_itself(run_dir, onnx_expor
     assert np.allclose(m.logits(x), m.logits(x[..., ::-1].copy()), atol=1e-5)
     payload = load_checkpoint(run_dir / "checkpoints" / "best.pt")
     model = model_from_checkpoint(payload).eval()
-    ref = InferenceModel(model, payload["data"]["mean"], payload["data"]["std"], 1, "flip")
+    temperature = (payload.get("calibration") or {}).get("temperature", 1.0)   # the graph's logits are calibrated
+    ref = InferenceModel(model, payload["data"]["mean"], payload["data"]["std"], 1, "flip", temperature)
     with torch.no_grad():
         assert np.allclose(m.logits(x), ref(torch.from_numpy(x).float()).numpy(), atol=1e-4)
 

@@ -122,7 +122,8 @@ def test_eval_prints_and_returns_precision_recall_f1(runs_dir, capsys):
     assert cm["macro"]["f1"] == pytest.approx(np.mean(f1))
     assert main(["eval", str(run.dir)]) == 0
     out = capsys.readouterr().out
-    assert "precision" in out and "recall" in out and "F1" in out and out.count("\n") == 13
+    # the result, a header, 10 classes, the macro row; then the calibration and selective-accuracy lines
+    assert "precision" in out and "recall" in out and "F1" in out and out.count("\n") == 13 + 2
 
 
 def test_data_info_warns_when_the_largest_class_is_ten_times_the_smallest(tmp_path, capsys):

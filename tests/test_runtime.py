@@ -102,7 +102,9 @@ def test_predict_cli_on_an_onnx_file_prints_what_it_prints_for_the_run(shipped, 
     assert a.returncode == b.returncode == 1                          # one unreadable file
     assert a.stderr == b.stderr and "broken.png: not a readable image" in a.stderr
     onnx_out, torch_out = ([json.loads(line) for line in r.stdout.splitlines()] for r in (a, b))
-    assert [set(r) for r in onnx_out] == [set(r) for r in torch_out] == [{"file", "top_k"}] * 10 + [{"file", "error"}]
+    # (the single-label schema since calibration: the label, its calibrated confidence, the OOD score, the top-k)
+    assert [set(r) for r in onnx_out] == [set(r) for r in torch_out] == \
+        [{"file", "label", "confidence", "ood_score", "top_k"}] * 10 + [{"file", "error"}]
     assert_same_top1(onnx_out[:10], torch_out[:10])
 
 

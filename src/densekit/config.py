@@ -383,7 +383,8 @@ class TrainConfig:
         if "mlflow" in self.tracker:
             import importlib.util
             if importlib.util.find_spec("mlflow") is None:
-                _bad("tracker", self.tracker, "MLflow is not installed: pip install 'densekit[mlflow]', or drop mlflow")
+                from .extras import install_hint
+                _bad("tracker", self.tracker, f"MLflow is not installed: {install_hint('mlflow')}, or drop mlflow")
         if self.pretrained and self.weights:
             _bad("weights", self.weights, "give either --pretrained or --weights, not both")
         if not all(isinstance(v, str) for v in self.freeze):

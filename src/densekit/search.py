@@ -126,7 +126,8 @@ def _optuna():
     try:
         import optuna
     except ImportError:
-        raise DensekitError("--search optuna needs Optuna: pip install 'densekit[search]'") from None
+        from .extras import missing_extra
+        raise missing_extra("--search optuna", "search", "optuna") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)   # densekit prints one line per trial itself
     return optuna
 
