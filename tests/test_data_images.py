@@ -1,5 +1,6 @@
 """decode_image: every format and mode a user's files come in, to the model's channels and size."""
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from PIL import Image
 from datagen import write_image
 from densekit import DensekitError
 from densekit.data.images import conform, decode_image
+from densekit.decode import read_image
 
 FORMATS = {"png": ["L", "RGB", "RGBA", "P", "I;16", "1", "LA"], "jpeg": ["L", "RGB", "CMYK"],
            "bmp": ["L", "RGB", "P"], "gif": ["P", "L"], "webp": ["RGB", "RGBA"]}
@@ -68,3 +70,42 @@ def test_conform_gray_rgb_round_trip_and_resize():
     x = torch.randint(0, 256, (2, 1, 6, 6), dtype=torch.uint8)
     assert torch.equal(conform(conform(x, 3), 1), x)  # luma weights sum to 1
     assert conform(x, size=3).shape == (2, 1, 3, 3)
+
+
+# -- issue 22: one decoder, the same for training, the runtime and the server --------------------
+
+def _ico_holding(png_bytes: bytes) -> bytes:
+    """An ICO whose directory says 16 x 16 but whose entry is ``png_bytes``: Pillow decodes that PNG
+    whole inside Image.open, before any size check could look at it."""
+    entry = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png_bytes), 22)
+    return struct.pack("<HHH", 0, 1, 1) + entry + png_bytes
+
+
+def test_only_the_documented_formats_are_opened(tmp_path):
+    inner = io.BytesIO()
+    Image.new("L", (3000, 3000)).save(inner, "PNG")          # 9 megapixels behind a 16 x 16 icon
+    ico = tmp_path / "icon.png"
+    ico.write_bytes(_ico_holding(inner.getvalue()))
+    for decode in (read_image, decode_image):
+        with pytest.raises(DensekitError, match="not one of the formats densekit reads: PNG, JPEG"):
+            decode(ico, channels=1, size=8)
+    for fmt in ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF"):  # every documented one still reads
+        buf = io.BytesIO()
+        Image.new("RGB", (5, 4), (10, 20, 30)).save(buf, fmt)
+        assert read_image(buf.getvalue()).shape == (3, 4, 5)
+
+
+@pytest.mark.parametrize("orientation, turn", [(3, Image.Transpose.ROTATE_180), (6, Image.Transpose.ROTATE_270),
+                                               (8, Image.Transpose.ROTATE_90), (2, Image.Transpose.FLIP_LEFT_RIGHT)])
+def test_exif_orientation_is_applied_by_every_route(tmp_path, orientation, turn):
+    shown = Image.fromarray(np.arange(6 * 10, dtype=np.uint8).reshape(6, 10) * 4)   # what a viewer shows
+    stored = shown.transpose(turn) if orientation in (2, 3) else shown.transpose(
+        Image.Transpose.ROTATE_90 if orientation == 6 else Image.Transpose.ROTATE_270)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    path = tmp_path / "photo.png"
+    stored.save(path, exif=exif)
+    expected = np.asarray(shown)[None]
+    assert np.array_equal(read_image(path), expected)                           # runtime and server
+    assert np.array_equal(decode_image(path).numpy(), expected)                 # training and predict
+    assert np.array_equal(read_image(path.read_bytes(), size=(6, 10)), expected)

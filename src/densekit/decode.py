@@ -2,6 +2,11 @@
 takes, with numpy and Pillow only (no torch), so that the torch-free runtime and training decode
 identical pixels: ``data/images.py`` wraps this for torch.
 
+Only the formats of ``FORMATS`` are opened: Pillow decodes some others whole while "opening"
+them (an ICO whose 16 x 16 directory entry holds a 13000 x 13000 PNG), before any size check
+could run. The EXIF orientation tag is applied, as a browser or a photo viewer shows the image,
+so that training, ``predict`` and the server see a phone photo upright alike.
+
 Modes: L/1 and 16-bit (I;16, I) are grayscale; RGB, RGBA/LA and P (palette, possibly transparent)
 composite onto white, the usual background of a transparent image in a viewer; CMYK goes through
 Pillow's conversion. ``channels`` 1 or 3 forces the model's channel count; ``size`` (int or (H, W))
@@ -16,19 +21,22 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import DensekitError
 from .limits import MAX_IMAGE_FILE_BYTES, MAX_IMAGE_PIXELS
 
 # Pillow's plugins raise any of these on damaged or hostile input (found by fuzzing, tests/test_fuzz_readers.py).
-_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
+DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
                   KeyError, TypeError, ZeroDivisionError, OverflowError, Image.DecompressionBombError)
 # densekit refuses images above its own, lower MAX_IMAGE_PIXELS before decoding, so Pillow's warning
 # would only ever come just before densekit's one-line error.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
+# The documented formats (docs/data.md) and their Pillow names; EXTENSIONS are their file suffixes.
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+ORIENTATION = 0x0112  # the EXIF/TIFF tag
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
@@ -90,21 +98,30 @@ def read_image(source: str | Path | bytes | Image.Image, channels: int | None = 
             raise DensekitError(f"{label}: {img.width}x{img.height} pixels is above densekit's limit of "
                                 f"{MAX_IMAGE_PIXELS:,} per image; downscale the image first")
         img.load()
+        img = _upright(img)
         img = _convert(img, channels)
         if hw is not None and img.size != (hw[1], hw[0]):
             img = img.resize((hw[1], hw[0]), Image.BILINEAR)
     except FileNotFoundError:
         raise DensekitError(f"{label}: no such file") from None
-    except _DECODE_ERRORS as err:
+    except DECODE_ERRORS as err:
         raise DensekitError(f"{label}: not a readable image ({_why(err)}); replace or delete the file") from None
     a = np.array(img)  # a writable copy of Pillow's buffer
     a = a[:, :, None] if a.ndim == 2 else a
     return np.ascontiguousarray(a.transpose(2, 0, 1))
 
 
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF orientation tag says (2..8); unchanged (no copy) without one."""
+    if img.getexif().get(ORIENTATION, 1) in (1, None):
+        return img
+    return ImageOps.exif_transpose(img)
+
+
 def _why(err: Exception) -> str:
     # Pillow names the in-memory buffer it was given ("cannot identify image file <_io.BytesIO ...>")
-    return "not a known image format" if isinstance(err, UnidentifiedImageError) else str(err) or type(err).__name__
+    return ("not one of the formats densekit reads: PNG, JPEG, BMP, GIF, WebP, TIFF"
+            if isinstance(err, UnidentifiedImageError) else str(err) or type(err).__name__)
 
 
 def _open(source: str | Path | bytes, label: str) -> Image.Image:
@@ -116,7 +133,7 @@ def _open(source: str | Path | bytes, label: str) -> Image.Image:
                 raise DensekitError(f"{label}: more than densekit's limit of {MAX_IMAGE_FILE_BYTES:,} bytes per "
                                     "image file; downscale or recompress it")
             source = f.read()
-    return Image.open(io.BytesIO(source))
+    return Image.open(io.BytesIO(source), formats=FORMATS)
 
 
 def image_mode_channels(path) -> int:
@@ -124,7 +141,7 @@ def image_mode_channels(path) -> int:
     try:
         with _open(path, str(path)) as img:
             return 1 if is_gray(img) else 3
-    except _DECODE_ERRORS as err:
+    except DECODE_ERRORS as err:
         raise DensekitError(f"{path}: not a readable image ({_why(err)}); replace or delete the file") from None
 
 

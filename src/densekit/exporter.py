@@ -20,6 +20,7 @@ feature maps and branches on training-time flags. safetensors holds the plain, u
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import warnings
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import __version__
+from . import __version__, files
 from .data.augment import check_tta
 from .engine.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
 from .engine.infer import InferenceModel, TorchPredictor
@@ -99,7 +100,7 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
     spec = spec.replace(tta=check_tta(tta or spec.tta))
     tta = spec.tta
     path = Path(out) if out else _default_out(checkpoint, format)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    files.check_target(path, (FORMATS[format],))   # a folder, a read-only place, model.pt for onnx: before any work
     c, h, w = spec.input_shape
     notes, exporter, folded = [], format, 0
 
@@ -134,10 +135,13 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
     return result
 
 
+# Each format is serialised to memory and written by files.atomic_write (temporary file, then rename):
+# a full disk or a read-only folder is one line, never a truncated file or torch's C++ abort.
+
 def _save_safetensors(model: nn.Module, path: Path, meta: dict):
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata=metadata.to_strings(meta))
+    files.atomic_write(path, save(state, metadata=metadata.to_strings(meta)))
 
 
 def _save_torchscript(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict) -> str:
@@ -146,7 +150,9 @@ def _save_torchscript(graph: nn.Module, example: torch.Tensor, path: Path, meta:
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates TorchScript: docs/export.md
         traced = torch.jit.trace(graph, example, check_trace=False)
-        torch.jit.save(traced, str(path), _extra_files={"densekit.json": json.dumps(metadata.to_strings(meta))})
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf, _extra_files={"densekit.json": json.dumps(metadata.to_strings(meta))})
+    files.atomic_write(path, buf.getvalue())
     return "torch.jit.trace"
 
 
@@ -159,7 +165,7 @@ def _save_onnx(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict, 
     # Its registry logs a warning per torchvision operator it skips; densekit uses none of them.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
     kwargs = dict(input_names=["pixels"], output_names=["logits"], opset_version=opset)
-    exporter = "torch.onnx (dynamo)"
+    exporter, buf = "torch.onnx (dynamo)", io.BytesIO()
     try:
         if opset is not None and opset < DYNAMO_MIN_OPSET:
             raise DensekitError(f"it writes opset {DYNAMO_MIN_OPSET} and later, not {opset}")
@@ -168,24 +174,25 @@ def _save_onnx(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict, 
             shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
             program = torch.onnx.export(graph, (example,), dynamo=True, external_data=False,
                                         dynamic_shapes=shapes, verbose=False, **kwargs)
-            program.save(str(path))
+            program.save(buf)
     except Exception as err:  # the dynamo exporter fails in many ways (missing onnxscript, an op it lacks)
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         notes.append(f"the dynamo exporter failed ({type(err).__name__}: {reason}); used the "
                      "TorchScript-based exporter (dynamo=False) instead")
         exporter = "torch.onnx (TorchScript-based, dynamo=False)"
         axes = {"pixels": {0: "batch"}, "logits": {0: "batch"}} if dynamic_batch else None
+        buf = io.BytesIO()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(graph, (example,), str(path), dynamo=False, dynamic_axes=axes,
+            torch.onnx.export(graph, (example,), buf, dynamo=False, dynamic_axes=axes,
                               **{**kwargs, "opset_version": opset or 17})
-    proto = onnx.load(str(path))
+    proto = onnx.load_from_string(buf.getvalue())
     meta["versions"] = {**meta["versions"], "onnx": onnx.__version__,
                         "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))}
     del proto.metadata_props[:]
     for key, value in metadata.to_strings(meta).items():
         proto.metadata_props.add(key=key, value=value)
-    onnx.save(proto, str(path))
+    files.atomic_write(path, proto.SerializeToString())
     return exporter
 
 

@@ -94,8 +94,15 @@ def run_info(args):
 
 def run_show(args):
     from ..data.grid import sample_grid
+    import io
+    from pathlib import Path
+    from ..files import atomic_write, check_target
+    kinds = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+    check_target(args.out, tuple(kinds))     # before loading the data
     ds = D.load_dataset(args.source, args.split, args.data_dir, **_options(args))
-    sample_grid(ds, args.per_class, args.max_classes, args.seed).save(args.out)
+    buf = io.BytesIO()
+    sample_grid(ds, args.per_class, args.max_classes, args.seed).save(buf, kinds[Path(args.out).suffix.lower()])
+    atomic_write(args.out, buf.getvalue(), durable=False)
     if args.json:
         print_json({"out": args.out, "source": args.source, "split": args.split})
     else:

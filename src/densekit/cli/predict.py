@@ -57,8 +57,8 @@ def run(args) -> int:
     finally:
         if show:
             print(file=sys.stderr)
-        if table:
-            table.file.close()
+        if table:   # kept only when every row is in
+            table.close(done=sys.exc_info()[0] is None)
     return 1 if failed else 0
 
 
@@ -70,23 +70,41 @@ def _print(r: dict, as_json: bool):
 
 
 class _Table:
-    def __init__(self, f):
-        self.file, self.writer = f, csv.writer(f)
-        self.writer.writerow(["file", "label", "index", "prob", "top_k", "error"])
+    """--csv rows, written to a temporary file beside the target that replaces it only once every
+    row is in: a full disk, an error or Ctrl-C mid-way leaves no partial CSV (``files.replacing``)."""
+
+    def __init__(self, path):
+        from ..files import replacing
+        self.path, self._replacing = path, replacing(path)
+        self.file = open(self._replacing.__enter__(), "w", newline="", encoding="utf-8")
+        self.writer = csv.writer(self.file)
+        self.writerow(["file", "label", "index", "prob", "top_k", "error"])
 
     def writerow(self, row):
-        self.writer.writerow(row)
-        self.file.flush()
+        self._io(lambda: (self.writer.writerow(row), self.file.flush()))
+
+    def _io(self, step):
+        try:
+            step()
+        except OSError as err:
+            self.close(done=False, error=err)
+
+    def close(self, done: bool, error: OSError | None = None):
+        if self.file.closed:   # already closed by a failed write
+            return
+        try:
+            self.file.close()
+        except OSError as err:
+            done, error = False, error or err
+        if done:
+            self._replacing.__exit__(None, None, None)
+        else:   # the temporary file is removed; an OSError becomes files' one-line WriteError
+            error = error or RuntimeError("interrupted")
+            self._replacing.__exit__(type(error), error, None)
 
 
 def _csv(path):
-    if not path:
-        return None
-    from ..errors import DensekitError
-    try:
-        return _Table(open(path, "w", newline="", encoding="utf-8"))
-    except OSError as err:
-        raise DensekitError(f"--csv {path}: cannot write it ({err.strerror}); give a writable path") from None
+    return _Table(path) if path else None
 
 
 def _row(r: dict) -> list:

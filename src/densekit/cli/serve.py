@@ -26,7 +26,14 @@ def add_parser(sub):
     p.add_argument("--max-bytes", type=int, help="largest request body in bytes (20 MiB)")
     p.add_argument("--max-files", type=int, help="most images in one request (64)")
     p.add_argument("--max-pixels", type=int, help="largest image, width x height (25,000,000)")
+    p.add_argument("--max-request-pixels", type=int,
+                   help="most pixels of all images of one request together (100,000,000)")
+    p.add_argument("--decoders", type=int, help="images over 1 megapixel decoded at once: peak decoding memory "
+                   "is about this x --max-pixels x 16 bytes (1)")
     p.add_argument("--body-timeout", type=float, help="seconds a client has to send its whole body (30)")
+    p.add_argument("--max-header-bytes", type=int, help="largest request line and headers, in bytes (32 KiB)")
+    p.add_argument("--max-headers", type=int, help="most header fields in one request (100)")
+    p.add_argument("--header-timeout", type=float, help="seconds a client has to send its headers (10)")
     p.add_argument("--drain-timeout", type=float, help="seconds SIGTERM waits for requests in flight (30)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_json_flag(p, "the address and model as one JSON object once the server listens")
@@ -34,7 +41,8 @@ def add_parser(sub):
 
 
 OPTIONAL = ("max_batch_size", "max_delay_ms", "workers", "threads", "queue_size", "max_bytes", "max_files",
-            "max_pixels", "body_timeout", "drain_timeout")
+            "max_pixels", "max_request_pixels", "decoders", "body_timeout", "drain_timeout", "max_header_bytes",
+            "max_headers", "header_timeout")
 
 
 def run(args) -> int:

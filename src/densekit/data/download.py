@@ -1,6 +1,7 @@
 """Fetching files over HTTP(S) with checksum verification and atomic placement."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sys
@@ -11,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import DensekitError
+from ..files import write_error
 
 
 def file_digest(path: Path, algorithm: str = "md5") -> str:
@@ -33,6 +35,8 @@ def _progress(name: str, done: int, size: int | None, end: bool = False):
     sys.stderr.write(f"\r{name}: {_mb(done)}{of}" + ("\n" if end else "\033[K"))
     sys.stderr.flush()
 
+CACHE_FIX = "Free space, or point $DENSEKIT_DATA (or --data-dir) at a writable folder"
+
 
 def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float = 30.0,
              sha256_prefix: str | None = None) -> Path:
@@ -43,10 +47,13 @@ def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float
     and verified, so an interrupted or corrupt download never leaves a file that a later run would
     trust. Each attempt says on stderr what it downloads and its size (so `densekit data info` on a
     set not on disk says so), with a live byte count on a terminal."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     errors = []
     for url in urls:
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        try:   # a read-only or full cache folder is one line, not a traceback
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        except OSError as err:
+            raise write_error(dest, err, CACHE_FIX) from None
         try:
             with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
                 size = int(resp.headers.get("Content-Length") or 0) or None
@@ -67,6 +74,8 @@ def download(urls: list[str], dest: Path, md5: str | None = None, timeout: float
             os.replace(tmp, dest)
             return dest
         except (urllib.error.URLError, OSError, ValueError) as err:
+            if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                raise write_error(dest, err, CACHE_FIX) from None     # another mirror would fail the same way
             errors.append(f"{url}: {getattr(err, 'reason', err)}")
         finally:
             if os.path.exists(tmp):

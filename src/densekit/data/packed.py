@@ -14,6 +14,7 @@ without it is an interrupted import and is never read.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tokenize
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from ..errors import DensekitError
+from ..files import WriteError, atomic_write, check_target, write_error
 from .dataset import ImageDataset, MissingSplit, check_labels
 from ..limits import MAX_CLASSES
 
@@ -106,6 +108,7 @@ def check_out(out: str | Path, overwrite: bool = False) -> Path:
     out = Path(out).expanduser()
     if out.exists() and not out.is_dir():
         raise DensekitError(f"{out} is a file; give --out a folder")
+    check_target(out / "meta.json")   # a file on the way to it, a read-only place: refused before decoding
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise DensekitError(f"{out} already exists and is not empty; give --overwrite to replace its import, "
@@ -115,12 +118,32 @@ def check_out(out: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
+def reserve(path: Path):
+    """Allocate a (sparse) memmap file's blocks now: a full disk is then an ``OSError`` here, where a
+    write into the mapping would kill the process with SIGBUS."""
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):  # a file system without it
+                raise
+
+
 def write_packed(splits: dict[str, ImageDataset], out: str | Path, source: str, workers: int = 0,
                  batch_size: int = 256, progress=None, overwrite: bool = False) -> dict:
     """Decode every split once (in ``workers`` processes) into ``out``; returns the meta written.
     An existing non-empty ``out`` is refused unless ``overwrite``."""
-    from .loader import Loader
     out = check_out(out, overwrite)
+    try:
+        return _write_packed(splits, out, source, workers, batch_size, progress)
+    except (OSError, WriteError) as err:   # a full disk: remove what was written, so no partial import is left
+        for f in [*out.glob("*-images.npy"), *out.glob(".*-images.npy"), *out.glob("*-labels.npy")]:
+            f.unlink(missing_ok=True)
+        raise (err if isinstance(err, WriteError) else write_error(out, err)) from None
+
+
+def _write_packed(splits, out: Path, source: str, workers: int, batch_size: int, progress) -> dict:
+    from .loader import Loader
     out.mkdir(parents=True, exist_ok=True)
     (out / "meta.json").unlink(missing_ok=True)  # an import in progress is never mistaken for a finished one
     first = next(iter(splits.values()))
@@ -129,6 +152,7 @@ def write_packed(splits: dict[str, ImageDataset], out: str | Path, source: str, 
         shape = tuple(ds.shape)
         path = out / f"{split}-images.npy"
         images = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(len(ds), *shape))
+        reserve(path)
         labels, n = np.empty(len(ds), dtype=np.int64), 0
         for x, y in Loader(ds, batch_size=batch_size, workers=workers).epoch(0):
             images[n:n + len(x)], labels[n:n + len(x)] = x.numpy(), y.numpy()
@@ -140,6 +164,7 @@ def write_packed(splits: dict[str, ImageDataset], out: str | Path, source: str, 
         if n < len(ds):  # items were skipped (--skip-bad): rewrite with the true count
             full = np.load(path, mmap_mode="r")
             short = np.lib.format.open_memmap(out / f".{split}-images.npy", mode="w+", dtype=np.uint8, shape=(n, *shape))
+            reserve(out / f".{split}-images.npy")
             for i in range(0, n, 4096):
                 short[i:i + 4096] = full[i:min(i + 4096, n)]
             short.flush()
@@ -147,5 +172,5 @@ def write_packed(splits: dict[str, ImageDataset], out: str | Path, source: str, 
             os.replace(out / f".{split}-images.npy", path)
         np.save(out / f"{split}-labels.npy", labels[:n])
         meta["splits"][split] = {"count": n, "shape": list(shape)}
-    (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    atomic_write(out / "meta.json", json.dumps(meta, indent=1) + "\n")   # the commit point
     return meta

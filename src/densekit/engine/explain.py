@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..decode import expand_images
 from ..errors import DensekitError
-from ..files import save_figure
+from ..files import check_target, save_figure
 from .infer import TorchPredictor
 
 METHODS = ("gradcam", "saliency")
@@ -91,6 +91,8 @@ def explain(run_or_checkpoint: str | Path, images, method: str = "gradcam", out:
         raise DensekitError("no images to explain; give image files or folders of images")
     fn = gradcam if method == "gradcam" else saliency
     out_dir = Path(out) if out is not None else None
+    if out_dir is not None:   # a file in the way or a read-only place: refused before any work
+        check_target(out_dir / "explain.png", flag="--out")
     results = []
     for i, item in enumerate(items):
         name = str(item) if isinstance(item, (str, Path)) else None

@@ -43,13 +43,22 @@ def from_strings(props: dict[str, str], source: str) -> dict:
     if props.get("format") != FORMAT:
         raise DensekitError(f"{source} was not exported by densekit (no '{FORMAT}' metadata); "
                             "export it with `densekit export RUN --format onnx`")
-    if int(props.get("format_version", 0)) > FORMAT_VERSION:
+    version = props.get("format_version", str(FORMAT_VERSION))
+    if not version.isdigit() or len(version) > 6:
+        raise DensekitError(f"{source}: metadata 'format_version' must be a whole number, got {version[:20]!r}; "
+                            "export the model again")
+    if int(version) > FORMAT_VERSION:
         raise DensekitError(f"{source} was exported by a newer densekit (format version "
-                            f"{props['format_version']}); upgrade densekit")
-    try:
-        out = {k: json.loads(props[k]) for k in FIELDS}
-    except (KeyError, ValueError) as err:
-        raise DensekitError(f"{source}: damaged densekit metadata ({err}); export the model again") from None
+                            f"{version}); upgrade densekit")
+    out = {}
+    for key in FIELDS:
+        if key not in props:
+            raise DensekitError(f"{source}: its metadata has no '{key}'; export the model again")
+        try:
+            out[key] = json.loads(props[key])
+        except ValueError as err:
+            raise DensekitError(f"{source}: metadata '{key}' is not JSON ({err}); export the model again") from None
+    _check_shapes(out, source)
     for key, value in props.items():   # later fields (InputSpec's); another tool's non-JSON entries are not ours
         if key not in out and key not in ("format", "format_version"):
             try:
@@ -57,3 +66,21 @@ def from_strings(props: dict[str, str], source: str) -> dict:
             except ValueError:
                 pass
     return out
+
+
+# The fields the model card and the runtime read besides InputSpec's (which InputSpec.from_metadata
+# checks): each must have its documented type, so nothing downstream indexes a list or a number.
+_TYPES = {"model": dict, "metrics": dict, "versions": dict, "input": dict, "output": dict}
+
+
+def _check_shapes(meta: dict, source: str):
+    for key, kind in _TYPES.items():
+        if not isinstance(meta[key], kind):
+            raise DensekitError(f"{source}: metadata '{key}' must be a JSON object, got "
+                                f"{type(meta[key]).__name__}; export the model again")
+    model = meta["model"]
+    if not isinstance(model.get("name"), str) or not isinstance(model.get("args", {}), dict):
+        raise DensekitError(f"{source}: metadata 'model' must be {{\"name\": str, \"args\": {{...}}}}, got "
+                            f"{str(model)[:60]}; export the model again")
+    if meta["dataset"] is not None and not isinstance(meta["dataset"], str):
+        raise DensekitError(f"{source}: metadata 'dataset' must be a name or null; export the model again")

@@ -17,9 +17,11 @@ import threading
 from ..errors import DensekitError
 
 try:
+    import fastapi_offline  # noqa: F401  (the /docs and /redoc scripts, served locally)
     import uvicorn
 
-    from .app import create_app
+    from .app import check_setting, create_app
+    from .protocol import HeadLimits, guarded_protocol
 except ImportError as err:  # the serve extra is optional
     raise DensekitError(f"densekit serve needs the serve extra ({err.name} is missing): "
                         "pip install 'densekit[serve]'") from None
@@ -40,12 +42,20 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def serve(source, host: str = "127.0.0.1", port: int = 8000, drain_timeout: float = 30.0,
-          log_level: str = "info", json_line: bool = False, **app_options) -> None:
+          log_level: str = "info", json_line: bool = False, max_header_bytes: int = HeadLimits.max_header_bytes,
+          max_headers: int = HeadLimits.max_headers, header_timeout: float = HeadLimits.header_timeout,
+          **app_options) -> None:
     """Serve ``source`` over HTTP until SIGTERM or Ctrl-C; ``app_options`` go to ``create_app``.
 
+    ``max_header_bytes`` / ``max_headers`` / ``header_timeout``: a request's head (request line and
+    headers) in bytes, in header fields, and in seconds from its first byte (``protocol.py``).
     SIGTERM stops taking connections, answers the requests in flight (for at most
     ``drain_timeout`` seconds), drains the batcher and returns. ``port`` 0 picks a free port;
     the address is printed on stdout once the socket is bound (as one JSON object with ``json_line``)."""
+    for name, value, minimum in (("max_header_bytes", max_header_bytes, 256), ("max_headers", max_headers, 4),
+                                 ("header_timeout", header_timeout, 0.001), ("drain_timeout", drain_timeout, 0)):
+        check_setting(name, value, minimum)
+    head = HeadLimits(int(max_header_bytes), int(max_headers), float(header_timeout))
     sock = _listen(host, port)  # first: a port in use fails before a model loads
     try:
         app = create_app(source, **app_options)
@@ -58,8 +68,9 @@ def serve(source, host: str = "127.0.0.1", port: int = 8000, drain_timeout: floa
                               "docs": url + "/docs", "page": url + "/"}), flush=True)
         else:
             print(f"densekit serve: {card['name']} on {url} (docs: /docs, page: /)", flush=True)
+        # httptools (uvicorn's fastest parser) with the limits on a request's head that it lacks
         config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=drain_timeout,
-                                access_log=False)
+                                access_log=False, http=guarded_protocol(app.state.metrics, head))
         server = uvicorn.Server(config)
         # uvicorn re-raises the signal that stopped it once it has drained; for SIGTERM that should
         # end in a clean return (exit 0), not in the default handler killing the process.

@@ -5,9 +5,12 @@
     GET  /health       alive;  GET /ready: model loaded and warmed up, not draining
     GET  /metrics      Prometheus text;  GET /docs: the OpenAPI page;  GET /: the browser page
 
-Large images are decoded off the event loop (in a thread pool no larger than the machine's
-cores, so decoded images in memory stay bounded too), small ones on it; forward passes always
-run in the batcher's threads. Errors are JSON ``{"error": code, "detail": one line}`` with a 4xx status for
+Images are decoded off the event loop, one at a time, each resized to the model's input and its
+full-size pixels dropped before the next. Two lanes of threads share the work: a request of at
+most ``SMALL_PIXELS`` in all decodes in one hop on the small lane (as many threads as cores), and
+every larger image on the large lane (``decoders`` threads), so that peak memory is set by
+``decoders x max_pixels``, not by clients, and a burst of large images cannot hold up small
+requests. Forward passes run in the batcher's threads. Errors are JSON ``{"error": code, "detail": one line}`` with a 4xx status for
 anything the client can fix, 503 when the queue is full or the server is draining.
 """
 from __future__ import annotations
@@ -22,6 +25,8 @@ import anyio
 import numpy as np
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.staticfiles import StaticFiles
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -33,13 +38,13 @@ from ..predictions import results
 from .backends import load_backend
 from .batcher import Batcher, Closed, QueueFull
 from .metrics import CountRequests, Metrics
-from .uploads import Limits, RequestError, open_image, read_images
+from .uploads import Limits, RequestError, read_images, request_pixels
 
 log = logging.getLogger("densekit.serve")
-# Images up to this many pixels in all (a 256 x 256 PNG decodes in well under a millisecond) are
-# decoded on the event loop; larger ones in the thread pool, so that the loop never waits long.
-INLINE_PIXELS = 65536
-PATHS = ("/", "/health", "/ready", "/metrics", "/v1/model", "/v1/predict", "/docs", "/openapi.json")
+# A request of up to this many pixels in all (a 1000 x 1000 photo decodes in ~10 ms) decodes on the
+# small lane; at most cores x this many full-size pixels are held there at once.
+SMALL_PIXELS = 1_000_000
+PATHS = ("/", "/health", "/ready", "/metrics", "/v1/model", "/v1/predict", "/docs", "/redoc", "/openapi.json")
 
 
 class Guess(BaseModel):
@@ -70,9 +75,29 @@ ERRORS = {status: {"model": Error, "description": text} for status, text in {
     422: "a bad query parameter", 503: "the queue is full or the server is shutting down"}.items()}
 
 
-def _check(name: str, value, minimum):
+def check_setting(name: str, value, minimum):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < minimum:
         raise DensekitError(f"--{name.replace('_', '-')} must be a number >= {minimum}, got {value!r}")
+
+
+def add_docs(app: FastAPI):
+    """/docs (Swagger UI) and /redoc with their scripts served from here, not from a CDN: the
+    fastapi-offline package ships them, so the pages work on a machine without internet."""
+    assets = resources.files("fastapi_offline") / "static"
+    app.mount("/docs-assets", StaticFiles(directory=str(assets)), name="docs-assets")
+    title = app.title + " - API"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=title,
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc():
+        return get_redoc_html(openapi_url=app.openapi_url, title=title, redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)
 
 
 def default_threads(workers: int) -> int | None:
@@ -88,7 +113,8 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
                max_batch_size: int = 32, max_delay_ms: float = 5.0, workers: int = 1, threads: int | None = None,
                queue_size: int = 256,
                max_bytes: int = Limits.max_bytes, max_files: int = Limits.max_files,
-               max_pixels: int = Limits.max_pixels, body_timeout: float = Limits.body_timeout) -> FastAPI:
+               max_pixels: int = Limits.max_pixels, max_request_pixels: int = Limits.max_request_pixels,
+               body_timeout: float = Limits.body_timeout, decoders: int = 1) -> FastAPI:
     """The ASGI app serving ``source`` (a run folder, a checkpoint, or an ``.onnx`` export).
 
     ``max_batch_size`` / ``max_delay_ms``: a forward pass takes up to this many images, waiting at
@@ -102,17 +128,20 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
                                  ("workers", workers, 1), ("threads", 1 if threads is None else threads, 1),
                                  ("queue_size", queue_size, 1), ("max_bytes", max_bytes, 1),
                                  ("max_files", max_files, 1), ("max_pixels", max_pixels, 1),
+                                 ("max_request_pixels", max_request_pixels, 1), ("decoders", decoders, 1),
                                  ("body_timeout", body_timeout, 0.001)):
-        _check(name, value, minimum)
+        check_setting(name, value, minimum)
     limits = Limits(max_bytes=int(max_bytes), max_files=int(max_files), max_pixels=int(max_pixels),
-                    body_timeout=float(body_timeout))
+                    max_request_pixels=int(max_request_pixels), body_timeout=float(body_timeout))
     threads = threads or default_threads(workers)
     model = load_backend(source, backend=backend, device=device, tta=tta, threads=threads)
     metrics = Metrics(PATHS)
-    decoding = anyio.CapacityLimiter(max(1, len(os.sched_getaffinity(0))))
+    small_lane = anyio.CapacityLimiter(max(1, len(os.sched_getaffinity(0))))
+    large_lane = anyio.CapacityLimiter(int(decoders))
     serving = {"max_batch_size": max_batch_size, "max_delay_ms": max_delay_ms, "workers": workers, "threads": threads,
                "queue_size": queue_size, "max_bytes": limits.max_bytes, "max_files": limits.max_files,
-               "max_pixels": limits.max_pixels}
+               "max_pixels": limits.max_pixels, "max_request_pixels": limits.max_request_pixels,
+               "decoders": int(decoders)}
     state = {"batcher": None, "status": "loading"}
 
     def logits(arrays: list):
@@ -139,7 +168,8 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
 
     app = FastAPI(title=f"densekit: {model.card['name']}", version=model.card["versions"]["densekit"],
                   description="Image classification with a densekit model. POST images to /v1/predict.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    add_docs(app)
     app.add_middleware(CountRequests, metrics=metrics)
 
     def error(status: int, code: str, detail: str) -> JSONResponse:
@@ -166,15 +196,31 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
     async def internal_error(request, err: Exception):  # logged by the server; the client gets JSON
         return error(500, "internal", f"{type(err).__name__}: {str(err)[:200]}")
 
-    def decode_all(files, images) -> list:
+    def decode(files) -> list:
+        """Each image decoded and resized in turn: only one image's full-size pixels live at once."""
         out = []
-        for (name, _), img in zip(files, images):
+        for name, data in files:
             try:
-                out.append(model.decode(img))
+                out.append(model.decode(data, name))
             except DensekitError as err:
                 raise RequestError(400, "unreadable_image", f"{name or 'the body'} could not be decoded "
                                    f"(truncated or corrupt): {err}") from None
         return out
+
+    def probe(files):
+        """Headers only: the limits checked before any pixel is decoded; a small request decoded at once."""
+        counts = request_pixels(files, limits)
+        return (counts, decode(files)) if sum(counts) <= SMALL_PIXELS else (counts, None)
+
+    async def decode_request(files) -> list:
+        counts, arrays = await anyio.to_thread.run_sync(probe, files, limiter=small_lane)
+        if arrays is not None:
+            return arrays
+        arrays = []
+        for file, count in zip(files, counts):
+            lane = small_lane if count <= SMALL_PIXELS else large_lane
+            arrays += await anyio.to_thread.run_sync(decode, [file], limiter=lane)
+        return arrays
 
     @app.post("/v1/predict", response_model=list[Prediction], openapi_extra=BODY, responses=ERRORS,
               summary="Top-k classes of one or more images")
@@ -190,11 +236,7 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
                                f"{queue_size} at once (--queue-size); split the request")
         if batcher.depth + len(files) > queue_size:  # shed load before decoding; submit checks again
             raise RequestError(503, "queue_full", f"the server is busy ({batcher.depth} images waiting); retry")
-        images = [open_image(data, name, limits.max_pixels) for name, data in files]   # headers only
-        if sum(img.width * img.height for img in images) <= INLINE_PIXELS:
-            arrays = decode_all(files, images)   # small: quicker than a hop to a thread and back
-        else:
-            arrays = await anyio.to_thread.run_sync(decode_all, files, images, limiter=decoding)
+        arrays = await decode_request(files)
         try:
             futures = batcher.submit(arrays)
         except QueueFull as err:

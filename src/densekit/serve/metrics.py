@@ -2,6 +2,8 @@
 count apart), and the ASGI middleware that counts every request."""
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -34,7 +36,10 @@ class Metrics:
 
 
 class CountRequests:
-    """ASGI middleware: every HTTP request counted and timed by path (unknown paths as "other")."""
+    """ASGI middleware: every HTTP request counted and timed by path (unknown paths as "other").
+
+    A request still running when the drain timeout cancels it gets the JSON 503 ``shutting_down``
+    here (uvicorn would send a text/plain 500 and log a traceback)."""
 
     def __init__(self, app, metrics: Metrics):
         self.app, self.metrics = app, metrics
@@ -44,14 +49,26 @@ class CountRequests:
             return await self.app(scope, receive, send)
         m, start, status = self.metrics, time.perf_counter(), [500]
 
+        started = [False]
+
         async def send_status(message):
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                status[0], started[0] = message["status"], True
             await send(message)
         path = scope["path"] if scope["path"] in m.paths else "other"
         m.in_flight.inc()
         try:
             await self.app(scope, receive, send_status)
+        except asyncio.CancelledError:
+            if started[0]:  # too late for another answer
+                raise
+            body = json.dumps({"error": "shutting_down", "detail": "the server shut down before this request was "
+                               "answered (drain timeout); retry on another"}).encode()
+            await send_status({"type": "http.response.start", "status": 503, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"), (b"retry-after", b"1")]})
+            await send({"type": "http.response.body", "body": body})
+            m.errors.labels("shutting_down").inc()
         finally:
             m.in_flight.dec()
             m.requests.labels(path, str(status[0])).inc()

@@ -3,9 +3,11 @@
 Every check happens before the work it protects: the declared ``Content-Length`` before any
 byte is read, the running byte count while the body streams in (a chunked upload declares
 none; so a request holds at most ``max_bytes`` in memory), the number of file parts while the
-multipart body is parsed, and the pixel count from
-the image header before Pillow decodes anything (a 100 KB PNG can claim 50,000 x 50,000
-pixels: a decompression bomb). Each failure is a ``RequestError``: an HTTP status, a short code
+multipart body is parsed, and the pixel counts from
+the image headers before Pillow decodes anything (a 100 KB PNG can claim 50,000 x 50,000
+pixels: a decompression bomb), per image and summed over the request. Only the formats the
+decoder reads (``densekit.decode.FORMATS``) are opened: Pillow decodes an ICO's embedded PNG
+whole while "opening" it. Each failure is a ``RequestError``: an HTTP status, a short code
 and one line saying what to change.
 """
 from __future__ import annotations
@@ -14,7 +16,9 @@ import io
 from dataclasses import dataclass
 
 import anyio
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from ..decode import DECODE_ERRORS, FORMATS
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
@@ -32,6 +36,7 @@ class Limits:
     max_bytes: int = 20 * 2**20       # one request's body
     max_files: int = 64               # images in one request
     max_pixels: int = 25_000_000      # one image's width x height, from its header
+    max_request_pixels: int = 100_000_000  # all images of one request together: bounds its decoding time
     body_timeout: float = 30.0        # seconds to receive the whole body
 
 
@@ -111,19 +116,28 @@ async def read_images(request: Request, limits: Limits) -> list[tuple[str | None
     return files
 
 
-def open_image(data: bytes, name: str | None, max_pixels: int) -> Image.Image:
-    """The image in ``data`` opened (its header read, no pixels decoded), within ``max_pixels``."""
+def pixels(data: bytes, name: str | None, max_pixels: int) -> int:
+    """Width x height of the image in ``data`` from its header (no pixel decoded), within ``max_pixels``."""
     label = name or "the body"
     try:
-        img = Image.open(io.BytesIO(data))
+        with Image.open(io.BytesIO(data), formats=FORMATS) as img:
+            width, height = img.size
     except Image.DecompressionBombError:
         raise RequestError(413, "too_many_pixels", f"{label} claims more pixels than Pillow allows; the limit is "
                            f"{max_pixels:,} (send a smaller image)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+    except DECODE_ERRORS as err:
         raise RequestError(400, "not_an_image", f"{label} is not an image ({type(err).__name__}); send PNG, JPEG, "
                            "BMP, GIF, WebP or TIFF") from None
-    width, height = img.size
     if width * height > max_pixels:
         raise RequestError(413, "too_many_pixels", f"{label} is {width:,} x {height:,} pixels; the limit is "
                            f"{max_pixels:,} pixels (send a smaller image)")
-    return img
+    return width * height
+
+
+def request_pixels(files, limits: Limits) -> list[int]:
+    """The pixel count of each image of a request, refused when one or all together are over the limits."""
+    counts = [pixels(data, name, limits.max_pixels) for name, data in files]
+    if sum(counts) > limits.max_request_pixels:
+        raise RequestError(413, "too_many_pixels", f"the images hold {sum(counts):,} pixels in all; a request may "
+                           f"hold {limits.max_request_pixels:,} (send fewer or smaller images per request)")
+    return counts

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from ..engine.run import RunFolder
-from ..files import atomic_write
+from ..files import atomic_write, check_target
 from .runs import fmt_duration, fmt_pct, read_json, run_row
 
 STYLE = """
@@ -147,4 +147,5 @@ def build_report(path: str | Path) -> str:
 
 
 def write_report(path: str | Path, out: str | Path) -> Path:
+    check_target(out, (".html", ".htm"))   # before the report is built
     return atomic_write(out, build_report(path), durable=False)
