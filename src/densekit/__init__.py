@@ -50,6 +50,9 @@ def load_predictor(model: str | Path, device: str = "auto", tta: str | None = No
     if str(model).lower().endswith(".onnx"):
         from .runtime import OnnxModel
         return OnnxModel(model, device=device, threads=threads, tta=tta)
+    if str(model).lower().endswith(".xml"):   # an OpenVINO IR (densekit[openvino])
+        from .runtime import OpenVinoModel
+        return OpenVinoModel(model, device=device, threads=threads, tta=tta)
     from .engine.infer import TorchPredictor
     return TorchPredictor(model, device=device, tta=tta, threads=threads)
 

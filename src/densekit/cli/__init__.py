@@ -15,7 +15,7 @@ from ..errors import DensekitError
 
 # Verb modules, in the order `densekit --help` lists them.
 COMMANDS = ["train", "evaluate", "predict", "explain", "export", "serve", "models", "data", "summary", "compare",
-            "recipes", "runs", "report", "sweep", "lr-find", "bench"]
+            "recipes", "runs", "report", "sweep", "lr-find", "bench", "verify"]
 
 
 def build_parser() -> argparse.ArgumentParser:
