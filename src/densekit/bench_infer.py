@@ -159,30 +159,29 @@ def _backend_rows(backend, graphs, spec, name, dtypes, batch_sizes, compile_batc
                 continue
             x = (torch.rand(batch, c, h, w) * 255).round()
             row = {"backend": backend, "precision": pname, "batch": batch, "batch_size": batch}
-            if True:
-                if predictor is not None:
-                    xn = x.numpy().astype(np.uint8)
-                    times = _timed(lambda: predictor.logits(xn), steps if batch == 1 else max(3, steps // 10), max_s)
-                    row["file_mb"] = round(size, 3)
-                else:
-                    graph = graphs["eager" if backend == "eager" else "folded"]
-                    if backend == "compiled":
-                        # compiles the folded graph: what a deployment would compile
-                        graph = torch.compile(graph)
-                    xc = x.contiguous(memory_format=torch.channels_last)
+            if predictor is not None:
+                xn = x.numpy().astype(np.uint8)
+                times = _timed(lambda: predictor.logits(xn), steps if batch == 1 else max(3, steps // 10), max_s)
+                row["file_mb"] = round(size, 3)
+            else:
+                graph = graphs["eager" if backend == "eager" else "folded"]
+                if backend == "compiled":
+                    # compiles the folded graph: what a deployment would compile
+                    graph = torch.compile(graph)
+                xc = x.contiguous(memory_format=torch.channels_last)
 
-                    def call(graph=graph, xc=xc, dtype=dtype):
-                        with torch.inference_mode(), autocast("cpu", dtype):
-                            return graph(xc)
-                    if backend == "compiled":
-                        t0 = time.perf_counter()
-                        call()
-                        row["compile_s"] = time.perf_counter() - t0
-                    times = _timed(call, steps if batch == 1 else max(3, steps // 10), max_s)
-                row.update(_stats(times, batch))
+                def call(graph=graph, xc=xc, dtype=dtype):
+                    with torch.inference_mode(), autocast("cpu", dtype):
+                        return graph(xc)
+                if backend == "compiled":
+                    t0 = time.perf_counter()
+                    call()
+                    row["compile_s"] = time.perf_counter() - t0
+                times = _timed(call, steps if batch == 1 else max(3, steps // 10), max_s)
+            row.update(_stats(times, batch))
             rows.append(row)
-        if test is not None:
-            top1 = _top1(predictor, graphs["eager"], dtype, test)
+        if test is not None and backend != "compiled":   # folded computes what eager does
+            top1 = _top1(predictor, graphs["eager" if backend == "eager" else "folded"], dtype, test)
             for row in rows:
                 if row["precision"] == pname:
                     row["top1"] = top1
@@ -232,12 +231,15 @@ def cpu_features() -> list[str]:
 
 def format_infer_report(r: dict) -> str:
     c, h, w = r["input_size"]
-    lines = [f"{r['model']}  infer  input {c}x{h}x{w}  cpu  {r['threads']} threads  torch {r['torch']}",
-             f"{'backend':9} {'precision':9} {'batch':>5} {'images/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-             f"{'vs eager':>8} {'steps':>5}"]
+    lines = [f"{r['model']}  infer  input {c}x{h}x{w}  cpu ({', '.join(r.get('cpu_features', [])) or '?'})  "
+             f"{r['threads']} threads  torch {r['torch']}",
+             f"{'backend':13} {'precision':9} {'batch':>5} {'images/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+             f"{'vs eager':>8} {'steps':>5} {'file MB':>7} {'top-1':>6} {'vs fp32':>7}"]
+    nan = float("nan")
     for row in r["rows"]:
-        lines.append(f"{row['backend']:9} {row['precision']:9} {row['batch_size']:5d} {row['images_per_s']:10.1f} "
-                     f"{row.get('p50_ms', float('nan')):8.2f} {row.get('p99_ms', float('nan')):8.2f} "
-                     f"{row.get('vs_fastest_eager', float('nan')):7.2f}x {row['steps']:5d}"
+        lines.append(f"{row['backend']:13} {row['precision']:9} {row['batch_size']:5d} {row['images_per_s']:10.1f} "
+                     f"{row.get('p50_ms', nan):8.2f} {row.get('p99_ms', nan):8.2f} "
+                     f"{row.get('vs_fastest_eager', nan):7.2f}x {row['steps']:5d} {row.get('file_mb', nan):7.2f} "
+                     f"{row.get('top1', nan):6.2f} {row.get('top1_vs_float', nan):+7.2f}"
                      + (f"  compile {row['compile_s']:.0f} s" if "compile_s" in row else ""))
     return "\n".join(lines)
