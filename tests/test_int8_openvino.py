@@ -14,7 +14,7 @@ from densekit.errors import DensekitError
 from densekit.exporter import export, read_metadata
 from densekit.gate import verify
 from densekit.runtime import OnnxModel, OpenVinoModel
-from densekit.serve.backends import model_card
+from densekit.serve.backends import load_backend, model_card
 
 TINY = {"block_config": [3, 3], "growth_rate": 8}
 # digits' test split has ~36 images a class, so one image is ~2.8 points of a class's recall: the
@@ -91,8 +91,12 @@ def test_openvino_ir_matches_or_passes_the_gate(run_dir, tmp_path, precision):
     assert out.is_file() and out.with_suffix(".bin").is_file()
     model = OpenVinoModel(out)
     assert model.spec.quantization == (None if precision == "fp32" else precision)
-    if precision == "fp32":   # the float IR: the parity self-check against PyTorch
+    if precision == "fp32":   # the float IR: the parity self-check against PyTorch; the server loads it
         assert r["check"]["top1_agreement"] >= 0.999
+        served = load_backend(out, "openvino")
+        assert served.card["backend"] == "openvino" and served.card["precision"] == "float32"
+        with pytest.raises(DensekitError, match="--backend onnx serves a .onnx file"):
+            load_backend(out, "onnx")
     else:
         assert r["gate"]["passed"] and model.spec.gate == r["gate"]
     files = [densekit.load_dataset("digits", "test")[i][0].numpy() for i in range(8)]
