@@ -1,5 +1,6 @@
-"""Shared fixtures. Each test process uses one thread: the suite runs on 2 workers (pytest-xdist)
-and oversubscribed OpenMP threads are an order of magnitude slower than one thread each."""
+"""Shared fixtures and the tiny model every training test uses. Each test process uses one thread:
+the suite runs on 2 workers (pytest-xdist) and oversubscribed OpenMP threads are an order of
+magnitude slower than one thread each."""
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")   # inherited by CLI subprocesses
@@ -10,7 +11,24 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+# A 2-block DenseNet-BC (densenet-bc-40-k12 with block_config [3, 3], k = 8): a bottleneck to fold,
+# seconds to train, still learns the 8x8 digits. ``TINY`` for the API, ``TINY_FLAGS`` for the CLI.
+TINY = {"block_config": [3, 3], "growth_rate": 8}
+TINY_FLAGS = ["--model", "densenet-bc-40-k12", "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8"]
+
 
 @pytest.fixture
 def runs_dir(tmp_path):
     return tmp_path / "runs"
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """The tiny DenseNet-BC trained 6 epochs on digits (its test split: 360 images; no flips, so no
+    test-time augmentation), once per test process: a ``densekit.train`` Run. Shared by the CLI,
+    runtime and serving tests: read it, export beside it, never train it further."""
+    import densekit
+    cfg = densekit.TrainConfig(model="densenet-bc-40-k12", model_args=TINY, dataset="digits", epochs=6,
+                               batch_size=32, lr=0.1, val_split=200, workers=0,
+                               out=str(tmp_path_factory.mktemp("digits")), name="run", tensorboard=False, plots=False)
+    return densekit.train(cfg, verbose=False)

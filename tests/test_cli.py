@@ -8,18 +8,18 @@ import pytest
 from PIL import Image
 
 import densekit
+from conftest import TINY_FLAGS
 from densekit.cli import main
 
-TINY = ["--model", "densenet-bc-40-k12", "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8",
+TINY = [*TINY_FLAGS,
         "--dataset", "digits", "--batch-size", "32", "--lr", "0.1", "--val-split", "200", "--workers", "0",
         "--no-tensorboard", "--no-plots"]
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cli")
-    assert main(["train", *TINY, "--epochs", "6", "--out", str(out), "--name", "run", "--quiet"]) == 0
-    return out / "run"
+def trained_run(digits_run):
+    """The session's tiny digits run (conftest.py): what these flags and --epochs 6 train."""
+    return digits_run.dir
 
 
 def digit_images(folder, n=6):

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import densekit
+from conftest import TINY
 from densekit.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
-TINY = {"block_config": [3, 3], "growth_rate": 8}   # a 2-block DenseNet-BC: fast, still learns digits
 
 
 def tiny_config(out, name, **kw):

@@ -4,9 +4,10 @@ import json
 import pytest
 
 import densekit
+from conftest import TINY_FLAGS
 from densekit.cli import main
 
-TINY = ["--model", "densenet-bc-40-k12", "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8",
+TINY = [*TINY_FLAGS,
         "--dataset", "digits", "--batch-size", "64", "--val-split", "300", "--seed", "3", "--workers", "0",
         "--augment", "flip", "--no-tensorboard", "--no-plots"]
 

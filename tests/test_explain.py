@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import densekit
+from conftest import TINY
 from densekit.data import TensorImageDataset
 from densekit.data.packed import write_packed
 
@@ -99,8 +100,7 @@ def test_explaining_another_class_and_the_cli(patch_run, tmp_path):
 
 def test_the_run_folder_gets_grad_cam_of_its_worst_images(tmp_path):
     from densekit.tracking.plots import GRADCAM
-    run = densekit.train(densekit.TrainConfig(model="densenet-bc-40-k12", model_args={"block_config": [3, 3],
-                         "growth_rate": 8}, dataset="digits", epochs=1, batch_size=64, workers=0, tensorboard=False,
+    run = densekit.train(densekit.TrainConfig(model="densenet-bc-40-k12", model_args=TINY, dataset="digits", epochs=1, batch_size=64, workers=0, tensorboard=False,
                          out=str(tmp_path), name="cam"), verbose=False)
     png = run.dir / "plots" / "worst_gradcam.png"
     listed = json.loads((run.dir / "plots" / "predictions.json").read_text())["worst"]

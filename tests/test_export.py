@@ -11,13 +11,13 @@ import torch
 from onnx import numpy_helper
 
 import densekit
+from conftest import TINY
 from densekit.data import Normalize
 from densekit.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from densekit.exporter import InferenceModel, read_metadata, verify_export
 from densekit.models.fold import count_batchnorms, fold_batchnorm
 from densekit.runtime import OnnxModel
 
-TINY = {"block_config": [3, 3], "growth_rate": 8}   # a 2-block DenseNet-BC: a bottleneck to fold, seconds to train
 
 
 @pytest.fixture(scope="module")

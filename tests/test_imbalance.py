@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import densekit
+from conftest import TINY
 from densekit import DensekitError
 from densekit.cli import main
 from densekit.data import Loader, TensorImageDataset, load_dataset
 from densekit.data.balance import class_weights
 from densekit.data.packed import write_packed
 
-TINY = {"block_config": [3, 3], "growth_rate": 8}
 
 
 def imbalanced_digits(tmp_path, keep_nines=10):

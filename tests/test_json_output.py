@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 from densekit.cli import build_parser, main
+from conftest import TINY_FLAGS
 
-TINY = ["--model", "densenet-bc-40-k12", "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8",
+TINY = [*TINY_FLAGS,
         "--dataset", "digits", "--epochs", "1", "--batch-size", "64", "--val-split", "200", "--workers", "0",
         "--no-tensorboard", "--no-plots"]
 

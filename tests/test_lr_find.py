@@ -8,14 +8,14 @@ import sys
 import pytest
 
 import densekit
+from conftest import TINY
 
-TINY = dict(model="densenet-bc-40-k12", model_args={"block_config": [3, 3], "growth_rate": 8}, dataset="digits",
-            batch_size=32, workers=0)
+TINY_RUN = dict(model="densenet-bc-40-k12", model_args=TINY, dataset="digits", batch_size=32, workers=0)
 
 
 def test_lr_find_suggests_a_finite_lr_inside_the_sweep_and_leaves_no_run(tmp_path):
     out = tmp_path / "runs"
-    result = densekit.lr_find(densekit.TrainConfig(**TINY, out=str(out)), num_iter=60,
+    result = densekit.lr_find(densekit.TrainConfig(**TINY_RUN, out=str(out)), num_iter=60,
                               plot=tmp_path / "lr.png", verbose=False)
     assert math.isfinite(result.suggestion)
     assert result.start_lr <= result.suggestion <= result.end_lr
@@ -29,7 +29,7 @@ def test_lr_find_suggests_a_finite_lr_inside_the_sweep_and_leaves_no_run(tmp_pat
 
 def test_lr_find_stops_early_when_the_loss_diverges(tmp_path):
     # Plain SGD without momentum on a CNN: LRs of 10-10,000 blow the loss up well before the end.
-    result = densekit.lr_find(densekit.TrainConfig(**{**TINY, "model": "plain-cnn", "model_args": {}},
+    result = densekit.lr_find(densekit.TrainConfig(**{**TINY_RUN, "model": "plain-cnn", "model_args": {}},
                                                    momentum=0.0, out=str(tmp_path / "runs")),
                               start_lr=1e-4, end_lr=1e4, num_iter=80, plot=None, verbose=False)
     assert result.stopped_early

@@ -8,10 +8,11 @@ import sys
 
 import yaml
 
+from conftest import TINY_FLAGS
 from densekit.cli import main
 from densekit.engine.progress import ProgressBar
 
-TINY = ["--model", "densenet-bc-40-k12", "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8",
+TINY = [*TINY_FLAGS,
         "--batch-size", "64", "--workers", "0", "--no-tensorboard", "--no-plots"]
 
 

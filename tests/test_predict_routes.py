@@ -12,12 +12,12 @@ with warnings.catch_warnings():   # starlette asks for httpx2, which this enviro
     from fastapi.testclient import TestClient
 
 import densekit
+from conftest import TINY
 from datagen import write_image
 from densekit.cli import main
 from densekit.engine.checkpoint import save_checkpoint
 from densekit.serve import create_app
 
-TINY = {"block_config": [3, 3], "growth_rate": 8}
 CLASSES = list("abcde")
 
 

@@ -11,9 +11,9 @@ import yaml
 from PIL import Image
 
 import densekit
+from conftest import TINY
 from densekit.cli import main
 
-TINY = {"block_config": [3, 3], "growth_rate": 8}
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,22 @@ import torch
 from PIL import Image
 
 import densekit
+from conftest import TINY
 from datagen import write_image
 from densekit.data import Normalize
 from densekit.data.images import decode_image
 from densekit.engine.checkpoint import save_checkpoint
 from densekit.runtime import OnnxModel
 
-TINY = {"block_config": [3, 3], "growth_rate": 8}
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory):
-    """A DenseNet-BC trained on digits, exported to ONNX, and its first 40 test images as PNG files."""
+def shipped(digits_run, tmp_path_factory):
+    """The session's DenseNet-BC trained on digits (conftest.py), exported to ONNX, and its first 40
+    test images as PNG files."""
     root = tmp_path_factory.mktemp("ship")
-    cfg = densekit.TrainConfig(model="densenet-bc-40-k12", model_args=TINY, dataset="digits", epochs=6,
-                               batch_size=32, lr=0.1, val_split=200, workers=0, out=str(root / "runs"),
-                               name="rt", tensorboard=False, plots=False)
-    run = densekit.train(cfg, verbose=False)
-    path = densekit.export(run.dir, "onnx", dynamic_batch=True)["path"]
+    run = digits_run
+    path = densekit.export(run.dir, "onnx", dynamic_batch=True, out=root / "model.onnx")["path"]
     ds = densekit.load_dataset("digits", "test")
     files = []
     for i in range(40):

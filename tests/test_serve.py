@@ -26,11 +26,9 @@ from densekit.cli import main
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    cfg = densekit.TrainConfig(model="densenet-bc-40-k12", dataset="digits", epochs=1, batch_size=64, val_split=100,
-                               out=str(tmp_path_factory.mktemp("runs")), name="served", workers=0,
-                               tensorboard=False, plots=False)
-    return densekit.train(cfg, verbose=False)
+def run(digits_run):
+    """The session's tiny digits run (conftest.py), shared by the serving test modules."""
+    return digits_run
 
 
 @pytest.fixture(scope="module")

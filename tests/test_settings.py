@@ -9,6 +9,7 @@ import sys
 import pytest
 import yaml
 
+from conftest import TINY_FLAGS
 from densekit import DensekitError, TrainConfig
 from densekit.cli import build_parser, main
 from densekit.cli.train import config_from_args
@@ -238,7 +239,7 @@ def test_a_val_metric_without_a_validation_split_is_refused():
     assert TrainConfig(best_metric="val_loss").for_splits(has_val=True).best_metric == "val_loss"
 
 
-TINY = ["--model", "densenet-bc-40-k12", "--model-arg", "block_config=[3,3]", "--model-arg", "growth_rate=8",
+TINY = [*TINY_FLAGS,
         "--dataset", "digits", "--batch-size", "32", "--lr", "0.1", "--workers", "0", "--no-tensorboard", "--no-plots"]
 
 

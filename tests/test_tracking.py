@@ -6,8 +6,8 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import densekit
+from conftest import TINY
 
-TINY = {"block_config": [3, 3], "growth_rate": 8}
 
 
 @pytest.fixture(scope="module")
