@@ -32,3 +32,12 @@ def digits_run(tmp_path_factory):
                                batch_size=32, lr=0.1, val_split=200, workers=0,
                                out=str(tmp_path_factory.mktemp("digits")), name="run", tensorboard=False, plots=False)
     return densekit.train(cfg, verbose=False)
+
+
+@pytest.fixture(scope="session")
+def digits_onnx(digits_run, tmp_path_factory):
+    """``digits_run`` exported to ONNX for any batch size (not self-checked: export's own tests do that)."""
+    import densekit
+    path = tmp_path_factory.mktemp("digits-export") / "run.onnx"
+    densekit.export(digits_run.dir, "onnx", out=path, dynamic_batch=True, verify=False)
+    return path

@@ -15,16 +15,10 @@ from densekit.cli import main
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("meta")
-    cfg = densekit.TrainConfig(model="plain-cnn", dataset="digits", epochs=1, batch_size=64, out=str(root / "runs"),
-                               name="tiny", workers=0, tensorboard=False, plots=False, val_split=0)
-    run = densekit.train(cfg, verbose=False)
-    path = root / "model.onnx"
-    densekit.export(run.dir, "onnx", out=path, dynamic_batch=True, verify=False)
-    image = root / "digit.png"
+def exported(digits_onnx, tmp_path_factory):
+    image = tmp_path_factory.mktemp("image") / "digit.png"
     Image.fromarray((np.arange(64, dtype=np.uint8) * 4).reshape(8, 8)).save(image)
-    return path, image
+    return digits_onnx, image
 
 
 def tampered(path, tmp_path, **fields):

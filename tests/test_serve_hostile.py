@@ -14,24 +14,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import densekit
-from test_serve import (error_of, images, raw_request, run, sample, scrape, server)  # noqa: F401  (fixtures)
+from test_serve import error_of, images, raw_request, sample, scrape, server  # noqa: F401  (images: a fixture)
 
 HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\n"
 
 
 @pytest.fixture(scope="module")
-def srv(run, tmp_path_factory):  # noqa: F811
-    with server(run.dir, "--max-pixels", "40000", "--max-request-pixels", "100000", "--max-header-bytes", "8192",
+def srv(digits_run, tmp_path_factory):
+    with server(digits_run.dir, "--max-pixels", "40000", "--max-request-pixels", "100000", "--max-header-bytes", "8192",
                 "--max-headers", "20", "--header-timeout", "1", tmp=tmp_path_factory.mktemp("hostile")) as proc:
         yield proc
 
 
 @pytest.fixture(scope="module")
-def onnx_srv(run, tmp_path_factory):  # noqa: F811
-    out = tmp_path_factory.mktemp("export") / "served.onnx"
-    densekit.export(run.dir, "onnx", dynamic_batch=True, out=out)
-    with server(out, "--max-pixels", "40000", "--max-request-pixels", "100000", "--max-header-bytes", "8192",
+def onnx_srv(digits_onnx, tmp_path_factory):
+    with server(digits_onnx, "--max-pixels", "40000", "--max-request-pixels", "100000", "--max-header-bytes", "8192",
                 "--header-timeout", "1", tmp=tmp_path_factory.mktemp("hostile-onnx")) as proc:
         yield proc
 
@@ -152,8 +149,8 @@ def test_the_api_pages_load_their_scripts_from_this_server(srv):
     error_of(httpx.get(f"{srv.url}/docs-assets/nothing.js"), 404, "not_found")
 
 
-def test_a_request_cut_by_the_drain_timeout_gets_json_503_and_no_traceback(run, tmp_path):  # noqa: F811
-    with server(run.dir, "--drain-timeout", "1", "--body-timeout", "60", tmp=tmp_path) as proc:
+def test_a_request_cut_by_the_drain_timeout_gets_json_503_and_no_traceback(digits_run, tmp_path):
+    with server(digits_run.dir, "--drain-timeout", "1", "--body-timeout", "60", tmp=tmp_path) as proc:
         got = {}
         slow = threading.Thread(target=lambda: got.update(raw=raw_request(
             proc.url, HEAD + b"Content-Length: 5000\r\n\r\n", b"\x89PNG", wait=20)))
@@ -164,3 +161,12 @@ def test_a_request_cut_by_the_drain_timeout_gets_json_503_and_no_traceback(run, 
         assert proc.wait(30) == 0
     assert got["raw"].startswith(b"HTTP/1.1 503") and b'"shutting_down"' in got["raw"]
     assert "Traceback" not in proc.stderr_path.read_text()
+
+
+def test_head_limits_that_cannot_act_are_refused_before_serving(digits_run, capsys):
+    from densekit.cli import main
+    for flag, value in (("--max-header-bytes", "10"), ("--max-headers", "0"), ("--header-timeout", "0"),
+                        ("--max-request-pixels", "0"), ("--decoders", "0")):
+        assert main(["serve", str(digits_run.dir), flag, value, "--port", "0"]) == 1
+        err = capsys.readouterr().err
+        assert f"{flag} must be a number >=" in err and len(err.strip().splitlines()) == 1, err

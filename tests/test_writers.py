@@ -12,19 +12,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import densekit
 from densekit.cli import main
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    cfg = densekit.TrainConfig(model="plain-cnn", dataset="digits", epochs=1, batch_size=64, out=str(root / "runs"),
-                               name="tiny", workers=0, tensorboard=False, plots=False, val_split=0)
-    run = densekit.train(cfg, verbose=False)
-    image = root / "digit.png"
+def tiny(digits_run, tmp_path_factory):
+    image = tmp_path_factory.mktemp("image") / "digit.png"
     Image.fromarray((np.arange(64, dtype=np.uint8) * 4).reshape(8, 8)).save(image)
-    return run.dir, image
+    return digits_run.dir, image
 
 
 # name: (the command with the target as T, whether the target is a file (with its suffix) or a folder)
