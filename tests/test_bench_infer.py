@@ -24,13 +24,9 @@ def test_backends_need_infer_mode(capsys):
     assert "add --mode infer" in capsys.readouterr().err
 
 
-def test_int8_and_openvino_rows_of_a_trained_run_report_file_size_and_top1_as_json(tmp_path, capsys):
+def test_int8_and_openvino_rows_of_a_trained_run_report_file_size_and_top1_as_json(digits_run, capsys):
     import json
-    import densekit
-    cfg = densekit.TrainConfig(model="densenet-bc-40-k12", model_args={"block_config": [2, 2], "growth_rate": 8},
-                               dataset="digits", epochs=1, batch_size=64, workers=0, out=str(tmp_path),
-                               name="b", tensorboard=False, plots=False)
-    run = densekit.train(cfg, verbose=False).dir
+    run = digits_run.dir
     assert main(["bench", str(run), "--mode", "infer", "--backends", "eager,onnx-int8,openvino,openvino-int8",
                  "--precision", "fp32", "--batch-sizes", "2", "--steps", "3", "--max-seconds", "0.2",
                  "--threads", "1", "--json"]) == 0

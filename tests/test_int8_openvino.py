@@ -16,18 +16,14 @@ from densekit.gate import verify
 from densekit.runtime import OnnxModel, OpenVinoModel
 from densekit.serve.backends import load_backend, model_card
 
-TINY = {"block_config": [3, 3], "growth_rate": 8}
 # digits' test split has ~36 images a class, so one image is ~2.8 points of a class's recall: the
 # tests allow a few images; the top-1 default (0.5 points) is kept.
 LOOSE = {"max_class_drop": 9.0, "max_drop": 1.5}
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    cfg = densekit.TrainConfig(model="densenet-bc-40-k12", model_args=TINY, dataset="digits", epochs=3,
-                               batch_size=32, lr=0.1, val_split=200, workers=0,
-                               out=str(tmp_path_factory.mktemp("runs")), name="q", tensorboard=False, plots=False)
-    return densekit.train(cfg, verbose=False).dir
+def run_dir(digits_run):
+    return digits_run.dir
 
 
 @pytest.fixture(scope="module")
