@@ -12,7 +12,6 @@ import densekit
 from densekit import quantize
 from densekit.errors import DensekitError
 from densekit.exporter import export, read_metadata
-from densekit.gate import verify
 from densekit.runtime import OnnxModel, OpenVinoModel
 from densekit.serve.backends import load_backend, model_card
 
@@ -68,7 +67,7 @@ def test_verify_runs_the_gate_on_an_exported_file(run_dir, int8_onnx):
     # differs from float on some images): refused in one line
     if figures["worst_class_drop"] > 0:
         with pytest.raises(DensekitError, match="loses too much accuracy"):
-            verify(int8_onnx["path"], "digits", run_dir, max_class_drop=0)
+            densekit.verify(int8_onnx["path"], "digits", run_dir, max_class_drop=0)
 
 
 def test_predict_info_shows_the_gate(int8_onnx):

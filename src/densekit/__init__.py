@@ -16,7 +16,8 @@ from .errors import DensekitError  # noqa: E402
 # Public name -> the module that defines it.
 _LAZY = {"TrainConfig": "config", "list_sources": "data", "load_dataset": "data", "train": "api",
          "Run": "engine", "evaluate": "engine", "save_weights": "engine", "DenseNet": "models", "create_model": "models",
-         "list_models": "models", "export": "exporter", "explain": "engine.explain", "lr_find": "lr_range"}
+         "list_models": "models", "export": "exporter", "explain": "engine.explain", "lr_find": "lr_range",
+         "verify": "gate"}
 # Subpackages that ``import densekit`` used to load, still reachable as attributes.
 _SUBMODULES = {"allocator", "api", "bench", "cli", "compare", "config", "data", "engine", "errors", "exporter", "files",
                "limits", "serve", "sweep",
@@ -24,7 +25,7 @@ _SUBMODULES = {"allocator", "api", "bench", "cli", "compare", "config", "data", 
 
 __all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "create_model", "evaluate", "explain", "export",
            "list_models", "lr_find", "list_sources", "load_dataset", "load_predictor", "predict", "save_weights",
-           "train", "__version__"]
+           "train", "verify", "__version__"]
 
 
 def __getattr__(name: str):
