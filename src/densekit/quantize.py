@@ -10,13 +10,13 @@ before writing).
 Concatenation, the heart of a DenseNet: every dense layer concatenates all earlier feature maps,
 each calibrated to its own range. Quantising the Concat with onnxruntime's defaults gives its
 output a scale of its own, so every input is requantised to it (a second rounding of every
-feature map, once per layer that reads it). densekit quantises the convolutions and the
-classifier (``OPS``) and leaves Concat in float: it takes dequantised inputs, every branch keeps
-its own scale and nothing is rounded twice; the pre-activation BatchNorm + ReLU after it run in
-float and the Q before the next convolution quantises once. Where Concat is quantised (``ops``
-naming it), ``share_concat`` gives each dense block's concat inputs and outputs one shared range
-(``concat_groups``), so the concatenation is a copy, not a requantisation. docs/export.md has the
-measured difference (requantised concat: twice the top-1 loss; shared or float: the same).
+feature map, once per layer that reads it). densekit quantises the convolutions, the classifier,
+ReLU and Concat (``OPS``) and, with ``share_concat``, gives all tensors that a dense block's
+concatenations connect one shared range (``concat_groups``, the union of their calibrated
+ranges): each convolution writes its feature map in the scale the concatenation keeps, so the
+concat is a copy, not a requantisation. Measured (``benchmarks/int8_concat.py``, docs/export.md):
+a scale per tensor lost 3x the top-1 of shared ranges; leaving Concat in float is as accurate on
+digits but agreed less with the float model on Fashion-MNIST.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import numpy as np
 from .errors import DensekitError
 
 CALIBRATE = 512           # training images that set the activation ranges
-OPS = ["Conv", "Gemm", "MatMul"]   # quantised; Concat, BatchNorm, ReLU and pooling stay float (docstring)
+OPS = ["Conv", "Gemm", "MatMul", "Relu", "Concat"]   # quantised; BatchNorm and pooling stay float (docstring)
 
 
 def calibration_pixels(spec, dataset: str, n: int = CALIBRATE, seed: int = 0) -> tuple[np.ndarray, str]:
