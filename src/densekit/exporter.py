@@ -267,7 +267,7 @@ def _lossy(float_onnx: bytes, format: str, precision: str, path: Path, meta: dic
         model = quantize.quantize_onnx(float_onnx, pixels)
         meta["calibration_images"] = source
         notes.append(f"int8: weights per channel, activations per tensor, calibrated on {source}; "
-                     "Concat inputs keep their own scales (docs/export.md)")
+                     "each dense block's concatenations share one range (docs/export.md)")
     x, y, source = gate.labelled_split(spec, meta["dataset"])
     with tempfile.TemporaryDirectory(prefix="densekit-gate-") as tmp:
         ref_path, cand_path = Path(tmp) / "float.onnx", Path(tmp) / f"candidate{FORMATS[format]}"
