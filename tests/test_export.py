@@ -184,7 +184,7 @@ def test_cli_export_reports_the_check_and_falls_back_for_an_old_opset(run_dir, t
 
 
 
-@pytest.mark.parametrize("args, message", [(("--format", "torchscript", "--opset", "18"), "apply to --format onnx only"),
+@pytest.mark.parametrize("args, message", [(("--format", "torchscript", "--opset", "18"), "apply to --format onnx or openvino only"),
                                            (("--ema",), "has no EMA weights"),
                                            (("--format", "safetensors", "--tta", "flip"), "holds weights only")])
 def test_cli_export_refuses_settings_that_cannot_act_in_one_line(run_dir, tmp_path, capsys, args, message):

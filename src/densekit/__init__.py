@@ -17,7 +17,7 @@ from .errors import DensekitError  # noqa: E402
 _LAZY = {"TrainConfig": "config", "list_sources": "data", "load_dataset": "data", "train": "api",
          "Run": "engine", "evaluate": "engine", "save_weights": "engine", "DenseNet": "models", "create_model": "models",
          "list_models": "models", "export": "exporter", "explain": "engine.explain",
-         "calibrate": "engine.calibration", "lr_find": "lr_range"}
+         "calibrate": "engine.calibration", "lr_find": "lr_range", "verify": "gate"}
 # Subpackages that ``import densekit`` used to load, still reachable as attributes.
 _SUBMODULES = {"allocator", "api", "bench", "cli", "compare", "config", "data", "engine", "errors", "exporter", "files",
                "limits", "serve", "sweep",
@@ -25,7 +25,7 @@ _SUBMODULES = {"allocator", "api", "bench", "cli", "compare", "config", "data", 
 
 __all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "calibrate", "create_model", "evaluate", "explain", "export",
            "list_models", "lr_find", "list_sources", "load_dataset", "load_predictor", "predict", "save_weights",
-           "train", "__version__"]
+           "train", "verify", "__version__"]
 
 
 def __getattr__(name: str):
@@ -51,6 +51,9 @@ def load_predictor(model: str | Path, device: str = "auto", tta: str | None = No
     if str(model).lower().endswith(".onnx"):
         from .runtime import OnnxModel
         return OnnxModel(model, device=device, threads=threads, tta=tta)
+    if str(model).lower().endswith(".xml"):   # an OpenVINO IR (densekit[openvino])
+        from .runtime import OpenVinoModel
+        return OpenVinoModel(model, device=device, threads=threads, tta=tta)
     from .engine.infer import TorchPredictor
     return TorchPredictor(model, device=device, tta=tta, threads=threads)
 

@@ -41,7 +41,8 @@ from .spec import InputSpec
 
 __all__ = ["FORMATS", "InferenceModel", "export", "read_metadata", "verify_export"]
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "safetensors": ".safetensors"}
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "safetensors": ".safetensors", "openvino": ".xml"}
+PRECISIONS = ("fp32", "bf16", "int8")   # bf16: OpenVINO only; int8: onnx and openvino (quantize.py)
 CHECK_LIMIT = 1000  # test images the self-check runs: enough for a 99.9% agreement to mean one miss
 # max |logit difference| allowed, relative to the largest |logit|: float32 keeps ~7 digits, and
 # folding and another runtime's kernels reorder sums over thousands of products per output, which
@@ -73,7 +74,8 @@ def _default_out(checkpoint: Path, fmt: str) -> Path:
 def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None,
            dynamic_batch: bool = False, opset: int | None = None, ema: bool | None = None,
            check: list | None = None, tta: str | None = None, fold: bool = True, verify: bool = True,
-           check_limit: int = CHECK_LIMIT) -> dict:
+           check_limit: int = CHECK_LIMIT, precision: str = "fp32", calibrate: int | None = None,
+           max_drop: float | None = None, max_class_drop: float | None = None) -> dict:
     """Export a run (its best checkpoint) or a checkpoint file; returns ``{"path", "format",
     "exporter", "folded_batchnorm", "notes", "check"}``.
 
@@ -84,11 +86,33 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
     the checkpoint's own). ``fold``: fold BatchNorm into convolutions. ``verify``: run the file
     against the float32 PyTorch model on the first ``check_limit`` test images of the run's
     dataset, or on the image files ``check``; a disagreement raises ``DensekitError``.
+
+    ``format="openvino"``: the OpenVINO IR (``out`` the ``.xml``; the ``.bin`` beside it) of the
+    ONNX graph. ``precision``: fp32; int8 (onnx, openvino: static QDQ quantisation calibrated on
+    ``calibrate`` training images, ``quantize.py``); bf16 (openvino: its bf16 inference precision).
+    A lossy file must pass the accuracy gate (``gate.py``) on the test split against the float
+    graph, ``max_drop`` points of top-1 and ``max_class_drop`` of any class's recall, or it is
+    refused and nothing is written; its figures are stamped into the metadata (``gate``).
     """
+    from . import gate
+    if precision not in PRECISIONS:
+        raise DensekitError(f"unknown precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    if precision == "int8" and format not in ("onnx", "openvino"):
+        raise DensekitError("--int8 applies to --format onnx or openvino")
+    if precision == "bf16" and format != "openvino":
+        raise DensekitError("--precision bf16 applies to --format openvino (onnxruntime's CPU kernels have no "
+                            "bf16 convolution); use --int8 for a smaller, faster ONNX file")
+    if calibrate is not None and precision != "int8":
+        raise DensekitError("--calibrate sets int8's calibration images: add --int8")
+    if (max_drop is not None or max_class_drop is not None) and precision == "fp32":
+        raise DensekitError("--max-drop and --max-class-drop gate a lossy file (--int8, --precision bf16); a "
+                            "float32 file must match the PyTorch model exactly")
+    if precision != "fp32" and not verify:
+        raise DensekitError(f"a {precision} file is only written when it passes the accuracy gate: drop --no-verify")
     if format not in FORMATS:
         raise DensekitError(f"unknown export format {format!r}: choose {', '.join(FORMATS)}")
-    if format != "onnx" and (dynamic_batch or opset is not None):
-        raise DensekitError("--dynamic-batch and --opset apply to --format onnx only (a traced TorchScript "
+    if format not in ("onnx", "openvino") and (dynamic_batch or opset is not None):
+        raise DensekitError("--dynamic-batch and --opset apply to --format onnx or openvino only (a traced TorchScript "
                             "graph takes any batch size)")
     if format == "safetensors" and tta is not None:
         raise DensekitError("--tta applies to graphs (onnx, torchscript); safetensors holds weights only")
@@ -100,7 +124,9 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
     spec = spec.replace(tta=check_tta(tta or spec.tta))
     tta = spec.tta
     path = Path(out) if out else _default_out(checkpoint, format)
-    files.check_target(path, (FORMATS[format],))   # a folder, a read-only place, model.pt for onnx: before any work
+    files.check_target(path, (FORMATS[format],))
+    if format == "openvino":
+        files.check_target(path.with_suffix(".bin"), (".bin",))   # a folder, a read-only place, model.pt for onnx: before any work
     c, h, w = spec.input_shape
     notes, exporter, folded = [], format, 0
 
@@ -126,13 +152,22 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
         graph = InferenceModel.from_spec(net, spec).eval()
         # Batch 2, not 1: torch.export specialises a dimension whose example size is 1.
         example = torch.rand(2 if dynamic_batch else 1, c, h, w) * 255
-        if format == "onnx":
-            exporter = _save_onnx(graph, example, path, meta, dynamic_batch, opset, notes)
-        else:
+        if format == "torchscript":
             exporter = _save_torchscript(graph, example, path, meta)
+        else:
+            float_onnx, exporter = _onnx_bytes(graph, example, meta, dynamic_batch, opset, notes)
+            if precision == "fp32":
+                _write(format, path, float_onnx, meta)
+            else:
+                lossy = _lossy(float_onnx, format, precision, path, meta, spec, calibrate, notes,
+                               gate.MAX_DROP if max_drop is None else max_drop,
+                               gate.MAX_CLASS_DROP if max_class_drop is None else max_class_drop)
+                _write(format, path, lossy, meta)
     result = {"path": str(path), "format": format, "exporter": exporter, "checkpoint": str(checkpoint),
-              "folded_batchnorm": folded, "tta": tta, "weights": weights, "notes": notes}
-    if verify:
+              "folded_batchnorm": folded, "tta": tta, "weights": weights, "notes": notes, "precision": precision}
+    if precision != "fp32":
+        result["gate"] = meta["gate"]
+    elif verify:
         result["check"] = verify_export(path, checkpoint, images=check, limit=check_limit, ema=weights == "ema")
     return result
 
@@ -158,8 +193,10 @@ def _save_torchscript(graph: nn.Module, example: torch.Tensor, path: Path, meta:
     return "torch.jit.trace"
 
 
-def _save_onnx(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict, dynamic_batch: bool,
-               opset: int | None, notes: list) -> str:
+def _onnx_bytes(graph: nn.Module, example: torch.Tensor, meta: dict, dynamic_batch: bool,
+                opset: int | None, notes: list) -> tuple[bytes, str]:
+    """The float ONNX model (serialised, without metadata) and the exporter that wrote it; records
+    the onnx version and opset in ``meta``."""
     try:
         import onnx
     except ImportError:
@@ -192,11 +229,68 @@ def _save_onnx(graph: nn.Module, example: torch.Tensor, path: Path, meta: dict, 
     proto = onnx.load_from_string(buf.getvalue())
     meta["versions"] = {**meta["versions"], "onnx": onnx.__version__,
                         "opset": next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))}
+    return buf.getvalue(), exporter
+
+
+def _stamped(model: bytes, meta: dict) -> bytes:
+    """An ONNX model with ``meta`` as its metadata_props."""
+    import onnx
+    proto = onnx.load_from_string(model)
     del proto.metadata_props[:]
     for key, value in metadata.to_strings(meta).items():
         proto.metadata_props.add(key=key, value=value)
-    files.atomic_write(path, proto.SerializeToString())
-    return exporter
+    return proto.SerializeToString()
+
+
+def _write(format: str, path: Path, model: bytes, meta: dict):
+    """``model`` (ONNX) with ``meta``, as an .onnx file or as an OpenVINO IR (.bin first, then the
+    .xml that needs it; each atomically)."""
+    if format == "onnx":
+        files.atomic_write(path, _stamped(model, meta))
+        return
+    from .quantize import to_openvino
+    xml, weights = to_openvino(model, metadata.to_strings(meta))
+    files.atomic_write(path.with_suffix(".bin"), weights)
+    files.atomic_write(path, xml)
+
+
+def _lossy(float_onnx: bytes, format: str, precision: str, path: Path, meta: dict, spec: InputSpec,
+           calibrate: int | None, notes: list, max_drop: float, max_class_drop: float) -> bytes:
+    """The int8 (or, for OpenVINO bf16, the float) ONNX model of a lossy export, after the gate:
+    the candidate, written to a temporary folder in its final format, against the float graph on
+    the test split. Sets ``meta``'s ``quantization``, ``calibration`` and ``gate``; refuses (one
+    line, nothing written) when the gate fails."""
+    import tempfile
+    from . import gate, quantize
+    from .runtime import OnnxModel
+    model = float_onnx
+    meta["quantization"] = precision
+    if precision == "int8":
+        pixels, source = quantize.calibration_pixels(spec, meta["dataset"], calibrate or quantize.CALIBRATE)
+        model = quantize.quantize_onnx(float_onnx, pixels)
+        meta["calibration_images"] = source
+        notes.append(f"int8: weights per channel, activations per tensor, calibrated on {source}; "
+                     "each dense block's concatenations share one range (docs/export.md)")
+    x, y, source = gate.labelled_split(spec, meta["dataset"])
+    with tempfile.TemporaryDirectory(prefix="densekit-gate-") as tmp:
+        ref_path, cand_path = Path(tmp) / "float.onnx", Path(tmp) / f"candidate{FORMATS[format]}"
+        float_meta = {k: v for k, v in meta.items() if k not in ("quantization", "calibration_images")}
+        files.atomic_write(ref_path, _stamped(float_onnx, float_meta), durable=False)
+        _write(format, cand_path, model, meta)
+        reference, candidate = OnnxModel(ref_path, device="cpu"), _predictor(cand_path)
+        figures = gate.measure(reference, candidate, x, y, source, max_drop, max_class_drop)
+    gate.refuse_unless_passed(figures, f"the {precision} {format} export")
+    meta["gate"] = figures
+    return model
+
+
+def _predictor(path: Path):
+    """The runtime predictor of an exported .onnx or .xml file."""
+    if path.suffix == ".xml":
+        from .runtime.openvino import OpenVinoModel
+        return OpenVinoModel(path)
+    from .runtime import OnnxModel
+    return OnnxModel(path, device="cpu")
 
 
 def _load_torchscript(path: Path, extra: dict | None = None):
@@ -206,10 +300,12 @@ def _load_torchscript(path: Path, extra: dict | None = None):
 
 
 def read_metadata(path: str | Path) -> dict:
-    """The densekit metadata of an exported file of any of the three formats."""
+    """The densekit metadata of an exported file of any of the four formats."""
     path = Path(path)
     if not path.is_file():
         raise DensekitError(f"{path} not found")
+    if path.suffix == ".xml":
+        return _predictor(path).meta
     if path.suffix == ".onnx":
         import onnx
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
@@ -249,9 +345,8 @@ def _check_batch(spec: InputSpec, dataset: str, images, limit: int) -> tuple[tor
 def _exported_logits(path: Path, fmt: str, x: torch.Tensor, meta: dict) -> torch.Tensor:
     """The exported file's logits of uint8 pixels ``x``: ONNX through its predictor (the runtime's
     ``OnnxModel``), TorchScript as loaded, safetensors rebuilt into the ``InferenceModel``."""
-    if fmt == "onnx":
-        from .runtime import OnnxModel
-        return torch.from_numpy(OnnxModel(path, device="cpu").logits(x.numpy()))
+    if fmt in ("onnx", "openvino"):
+        return torch.from_numpy(_predictor(path).logits(x.numpy()))
     if fmt == "torchscript":
         graph = _load_torchscript(path).eval()
     else:
@@ -275,7 +370,7 @@ def verify_export(path: str | Path, run_or_checkpoint: str | Path, images=None, 
     path = Path(path)
     fmt = next((f for f, suffix in FORMATS.items() if path.name.endswith(suffix)), None)
     if fmt is None:
-        raise DensekitError(f"{path}: not an exported file (.onnx, .torchscript or .safetensors)")
+        raise DensekitError(f"{path}: not an exported file (.onnx, .xml, .torchscript or .safetensors)")
     meta = read_metadata(path)
     reference = TorchPredictor(run_or_checkpoint, device="cpu", tta=meta["tta"], precision="fp32", ema=ema)
     spec = reference.spec

@@ -17,6 +17,9 @@ from .limits import MAX_CLASSES, MAX_IMAGE_PIXELS
 
 TTA_VIEWS = ("none", "flip")
 TASKS = ("single-label", "multilabel")
+QUANTIZATIONS = (None, "bf16", "int8")   # how an exported file computes: None = float32
+GATE_FIGURES = ("top1_float", "top1", "top1_drop", "worst_class_drop", "max_drop", "max_class_drop",
+                "agreement")
 MAX_LABEL_CHARS = 1_000  # one class name; a file that claims more is not a densekit export
 
 
@@ -30,7 +33,11 @@ class InputSpec:
     ``thresholds``: per-label decision thresholds of a multi-label model (None: 0.5 each).
     ``reject_below``: the default confidence below which a prediction is rejected (None: never);
     ``ood_threshold``: the out-of-distribution score above which ``--reject-ood`` rejects (None:
-    not fitted; ``predictions.results``)."""
+    not fitted; ``predictions.results``).
+    ``quantization``: how an exported file computes (None: float32; "int8": static QDQ int8;
+    "bf16": OpenVINO's bf16 inference precision); ``gate``: the accuracy gate's figures for such a
+    file (``gate.py``: top-1 in points against the float model, the largest per-class recall drop,
+    the images and split they were measured on), None for a float file."""
     classes: tuple
     channels: int
     image_size: tuple
@@ -44,6 +51,8 @@ class InputSpec:
     thresholds: tuple | None = None
     reject_below: float | None = None
     ood_threshold: float | None = None
+    quantization: str | None = None
+    gate: dict | None = field(default=None, compare=False)
     extra: dict = field(default_factory=dict, compare=False)   # fields a later version added, passed through
 
     @property
@@ -112,7 +121,8 @@ class InputSpec:
                    temperature=calibration.get("temperature", meta.get("temperature", 1.0)),
                    thresholds=_tuple(calibration.get("thresholds", meta.get("thresholds"))),
                    reject_below=calibration.get("reject_below", meta.get("reject_below")),
-                   ood_threshold=calibration.get("ood_threshold", meta.get("ood_threshold")))
+                   ood_threshold=calibration.get("ood_threshold", meta.get("ood_threshold")),
+                   quantization=meta.get("quantization"), gate=meta.get("gate"))
         spec.check(source)
         if input_shape is not None:
             for name, want, got in zip(("channels", "height", "width"), spec.input_shape, input_shape):
@@ -154,6 +164,11 @@ class InputSpec:
             bad("reject_below", self.reject_below, "a probability in [0, 1]")
         if self.ood_threshold is not None and not _number(self.ood_threshold):
             bad("ood_threshold", self.ood_threshold, "a finite number")
+        if self.quantization not in QUANTIZATIONS:
+            bad("quantization", self.quantization, "null, bf16 or int8")
+        if self.gate is not None and not (isinstance(self.gate, dict) and len(self.gate) <= 16 and all(
+                (_number(self.gate[k]) or self.gate[k] is None) for k in GATE_FIGURES if k in self.gate)):
+            bad("gate", self.gate, f"an object of at most 16 fields whose {', '.join(GATE_FIGURES)} are numbers")
         return self
 
 

@@ -14,8 +14,8 @@ import sys
 from ..errors import DensekitError
 
 # Verb modules, in the order `densekit --help` lists them.
-COMMANDS = ["train", "evaluate", "calibrate", "predict", "explain", "export", "serve", "models", "data", "summary", "compare",
-            "recipes", "runs", "report", "sweep", "lr-find", "bench"]
+COMMANDS = ["train", "evaluate", "calibrate", "predict", "explain", "export", "serve", "models", "data", "summary",
+            "compare", "recipes", "runs", "report", "sweep", "lr-find", "bench", "verify"]
 
 
 def build_parser() -> argparse.ArgumentParser:

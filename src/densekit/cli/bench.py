@@ -10,7 +10,7 @@ from .summary import INPUT_SIZE_HELP
 
 def add_parser(sub):
     p = sub.add_parser("bench", help="measure images/s, peak memory and GFLOP/s against the naive reference")
-    p.add_argument("model", help="a registered model name, e.g. densenet121")
+    p.add_argument("model", help="a registered model name, e.g. densenet121 (with --backends: or a run folder)")
     p.add_argument("--input-size", default=None, help=INPUT_SIZE_HELP)
     p.add_argument("--batch-size", type=int, default=32, help="images per timed step (default 32)")
     p.add_argument("--mode", choices=["train", "infer"], default="train",
@@ -28,7 +28,8 @@ def add_parser(sub):
     p.add_argument("--reference", choices=["naive", "same"], default="naive",
                    help="naive: float32 NCHW eager reference (the default); same: the reference with densekit's settings")
     p.add_argument("--backends", help="with --mode infer: compare these inference backends instead of the "
-                   "reference, e.g. eager,folded,compiled,onnx (images/s at --batch-sizes, latency at batch 1)")
+                   "reference: eager, folded, compiled, onnx, onnx-int8, openvino, openvino-int8 (images/s and "
+                   "latency at --batch-sizes; MODEL may be a run folder: then top-1 against float too)")
     p.add_argument("--batch-sizes", default="1,64", help="with --backends: batch sizes to time (default 1,64)")
     p.add_argument("--threads", type=int, help="with --backends: intra-op threads for torch and onnxruntime")
     p.add_argument("--max-seconds", type=float, default=10.0,
@@ -42,6 +43,11 @@ def run(args):
     from ..errors import DensekitError
     from ..models.registry import input_size
     size = input_size(args.model, args.input_size) if args.input_size else None
+    if args.mode != "infer" or not args.backends:
+        from pathlib import Path
+        if Path(args.model).exists():
+            raise DensekitError(f"{args.model}: a run folder is benchmarked with --mode infer --backends ...; "
+                                "otherwise give a registered model name")
     if args.backends:
         if args.mode != "infer":
             raise DensekitError("--backends compares inference backends: add --mode infer")

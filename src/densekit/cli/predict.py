@@ -19,7 +19,9 @@ def add_parser(sub):
     p = sub.add_parser("predict", help="classify image files (PNG/JPEG/BMP/GIF/WebP, any mode and size)")
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT",
                    help="a run folder, a checkpoint, or an .onnx file from `densekit export` (no PyTorch needed)")
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR", help=IMAGES_HELP)
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR", help=IMAGES_HELP)
+    p.add_argument("--info", action="store_true", help="print what the model is (classes, input, precision, "
+                   "the int8/bf16 accuracy gate's figures) instead of predicting")
     p.add_argument("--top-k", type=int, default=5, help="classes listed per image, most probable first (default 5)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP + "; an .onnx file runs on the CPU")
     p.add_argument("--tta", choices=["none", "flip"],
@@ -38,6 +40,10 @@ def run(args) -> int:
     if args.top_k < 1:
         raise DensekitError(f"--top-k {args.top_k}: give at least 1")
     model = load_predictor(args.checkpoint, device=args.device, tta=args.tta)
+    if args.info:
+        return _info(model, args.json)
+    if not args.images:
+        raise DensekitError("give IMAGE_OR_DIR to predict, or --info to describe the model")
     from ..predictions import check_abstention
     check_abstention(model.spec, args.reject_below, args.reject_ood)
     files = expand_images(args.images)
@@ -134,3 +140,19 @@ def _row(r: dict) -> list:
 def _suffixes():
     from ..decode import EXTENSIONS
     return [e[1:] for e in EXTENSIONS]
+
+
+def _info(model, as_json: bool) -> int:
+    """The model card (``serve``'s ``/v1/model``): one JSON object, or its lines."""
+    from ..gate import describe
+    from ..serve.backends import model_card
+    card = model_card(model)
+    if as_json:
+        print_json(card)
+        return 0
+    for key in ("name", "source", "backend", "precision", "dataset", "classes", "input_size", "tta", "metrics"):
+        if card.get(key) is not None:
+            print(f"{key}: {card[key]}")
+    if card.get("gate"):
+        print(f"gate: {describe(card['gate'])}")
+    return 0

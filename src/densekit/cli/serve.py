@@ -7,12 +7,13 @@ from .common import DEVICE_HELP, add_abstention_flags, add_json_flag
 
 def add_parser(sub):
     p = sub.add_parser("serve", help="serve a run, checkpoint or .onnx export over HTTP (FastAPI + uvicorn)")
-    p.add_argument("source", metavar="RUN_OR_EXPORT", help="a run folder, a checkpoint file or an .onnx export")
+    p.add_argument("source", metavar="RUN_OR_EXPORT", help="a run folder, a checkpoint file, an .onnx or an OpenVINO .xml export")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000); 0 picks a free one (printed at start)")
-    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
-                   help="torch (a run or checkpoint) or onnx (an .onnx export, no PyTorch); auto: by the file")
-    p.add_argument("--device", default="auto", help=DEVICE_HELP + "; an .onnx export runs on the CPU")
+    p.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"], default="auto",
+                   help="torch (a run or checkpoint), onnx (an .onnx export) or openvino (an .xml export; "
+                   "neither needs PyTorch); auto: by the file")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP + "; an .onnx or .xml export runs on the CPU")
     p.add_argument("--tta", choices=["none", "flip"], help="test-time augmentation; default: the model's own")
     # Defaults (None here) live in one place, densekit.serve.create_app / serve; --help names them.
     p.add_argument("--max-batch-size", type=int, help="images per forward pass (32); 1: no batching")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..errors import DensekitError
 
-BACKENDS = ("auto", "torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx", "openvino")
+SUFFIXES = {"onnx": ".onnx", "openvino": ".xml"}
 
 
 def model_card(model) -> dict:
@@ -33,11 +34,13 @@ def model_card(model) -> dict:
                     metrics=run.summary_metrics() if run else {},
                     versions={"densekit": __version__, "torch": torch.__version__})
     else:
-        import onnxruntime
+        import importlib
+        runtime = "onnxruntime" if model.backend == "onnx" else "openvino"
         meta = model.meta
         card.update(name=meta["model"]["name"], args=meta["model"].get("args", {}), dataset=meta.get("dataset"),
                     device=model.device, metrics=meta.get("metrics") or {},
-                    versions={"densekit": __version__, "onnxruntime": onnxruntime.__version__,
+                    precision=spec.quantization or "float32", gate=spec.gate,
+                    versions={"densekit": __version__, runtime: importlib.import_module(runtime).__version__,
                               "exported_with": meta.get("versions", {})})
     return card
 
@@ -50,13 +53,14 @@ def load_backend(source, backend: str = "auto", device: str = "auto", tta: str |
     if backend not in BACKENDS:
         raise DensekitError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     path = Path(source)
-    is_onnx = path.suffix.lower() == ".onnx"
-    if backend == "torch" and is_onnx:
-        raise DensekitError(f"{path} is an ONNX export; serve it with --backend onnx (or give the run folder "
-                            "for --backend torch)")
-    if backend == "onnx" and not is_onnx:
-        raise DensekitError(f"--backend onnx serves an .onnx file, not {path}; export it first "
-                            f"(densekit export {path} --format onnx --dynamic-batch) and serve the .onnx")
+    exported = path.suffix.lower() in SUFFIXES.values()
+    if backend == "torch" and exported:
+        raise DensekitError(f"{path} is an exported file; serve it with --backend onnx or openvino (or give the "
+                            "run folder for --backend torch)")
+    if backend in SUFFIXES and path.suffix.lower() != SUFFIXES[backend]:
+        raise DensekitError(f"--backend {backend} serves a {SUFFIXES[backend]} file, not {path}; export it first "
+                            f"(densekit export {path} --format {backend} --dynamic-batch) and serve the "
+                            f"{SUFFIXES[backend]}")
     model = load_predictor(path, device=device, tta=tta, threads=threads)
     model.card = model_card(model)
     return model
