@@ -1,4 +1,4 @@
-"""Inference backends compared in one process per model (densekit.bench_infer), and the top-1
+"""Inference backends compared in one process per model (densekit.workflows.bench_infer), and the top-1
 agreement of an exported ONNX file with PyTorch on a whole test split.
 
     python benchmarks/infer.py speed densenet-c-fmnist densenet-bc-100-k12 --threads 1
@@ -19,7 +19,7 @@ RESULTS = Path(__file__).parent / "results" / "infer_cpu.jsonl"
 
 
 def speed(args):
-    from densekit.bench_infer import format_infer_report, run_infer_bench
+    from densekit.workflows.bench_infer import format_infer_report, run_infer_bench
     backends = ("eager", "folded", "onnx") if args.no_compile else ("eager", "folded", "compiled", "onnx")
     for model in args.models:
         t0 = time.perf_counter()
@@ -34,7 +34,7 @@ def speed(args):
 def agree(args):
     import torch
     import densekit
-    from densekit.exporter import verify_export
+    from densekit.workflows.export import verify_export
     torch.set_num_threads(args.threads or torch.get_num_threads())
     path = densekit.export(args.run, "onnx", dynamic_batch=True, out=Path(args.run) / "bench.onnx", verify=False)["path"]
     check = verify_export(path, args.run, limit=10 ** 9)             # the whole test split, float32 torch

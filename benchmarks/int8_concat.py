@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from densekit import exporter, gate, quantize
+from densekit.workflows import export as exporter, quantize, verify as gate
 from densekit.runtime import OnnxModel
 
 VARIANTS = [("conv+gemm, concat float", ["Conv", "Gemm", "MatMul"], False),

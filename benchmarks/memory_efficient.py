@@ -1,6 +1,6 @@
 """Peak training memory and step time, plain vs memory-efficient mode (Pleiss et al., arXiv 1707.06990).
 
-Each (depth, mode) is one fresh process running ``densekit.bench.measure``: SGD training steps,
+Each (depth, mode) is one fresh process running ``densekit.workflows.bench.measure``: SGD training steps,
 batch 64, 32x32 input; peak memory is the process's peak RSS on CPU and
 ``torch.cuda.max_memory_allocated`` on CUDA. Depth grows the concatenations quadratically, so
 the plain mode's memory grows much faster with depth than the memory-efficient mode's.
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from densekit.bench import measure_in_fresh_process, resolve_device
+from densekit.workflows.bench import measure_in_fresh_process, resolve_device
 from densekit.models import create_model
 
 

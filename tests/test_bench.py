@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from densekit.bench import parse_input_size
+from densekit.workflows.bench import parse_input_size
 from densekit.cli import main
 from densekit.errors import DensekitError
 

@@ -1,7 +1,7 @@
 """densekit bench --mode infer --backends: every backend timed on the same graph, ratios against eager."""
 import pytest
 
-from densekit.bench_infer import format_infer_report, run_infer_bench
+from densekit.workflows.bench_infer import format_infer_report, run_infer_bench
 from densekit.cli import main
 from densekit.errors import DensekitError
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from densekit.cli import main
-from densekit.compare import format_table
+from densekit.workflows.compare import format_table
 from densekit.models import create_model
 
 MODELS = ["plain-cnn", "densenet-bc-40-k12"]

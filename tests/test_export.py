@@ -15,7 +15,7 @@ import densekit
 from conftest import TINY
 from densekit.data import Normalize
 from densekit.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from densekit.exporter import InferenceModel, read_metadata, verify_export
+from densekit.workflows.export import InferenceModel, read_metadata, verify_export
 from densekit.models.fold import count_batchnorms, fold_batchnorm
 from densekit.runtime import OnnxModel
 

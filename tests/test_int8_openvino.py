@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import densekit
-from densekit import quantize
+from densekit.workflows import quantize
 from densekit.errors import DensekitError
-from densekit.exporter import export, read_metadata
+from densekit.workflows.export import export, read_metadata
 from densekit.runtime import OnnxModel, OpenVinoModel
 from densekit.serve.backends import load_backend, model_card
 

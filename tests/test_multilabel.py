@@ -159,7 +159,7 @@ def test_results_of_a_multilabel_spec_are_label_sets_at_the_tuned_thresholds():
 
 
 def test_exports_carry_task_and_thresholds_and_predict_the_same_label_sets(runs_dir, tmp_path):
-    from densekit.exporter import read_metadata
+    from densekit.workflows.export import read_metadata
     run = densekit.train(ml_config(runs_dir, "ship", epochs=1, augment="flip"), verbose=False)   # flip TTA in graphs
     thresholds = load_checkpoint(run.dir / "checkpoints" / "best.pt")["calibration"]["thresholds"]
     ds = densekit.load_dataset("digits-multilabel", "test")

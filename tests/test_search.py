@@ -13,7 +13,7 @@ import pytest
 
 import densekit
 from densekit.cli import main
-from densekit.search import ReportToOptuna, parse_space
+from densekit.workflows.search import ReportToOptuna, parse_space
 
 SEARCH = ["sweep", "--search", "optuna", "--trials", "4", "--space", "lr=log(1e-4,0.5)", "--space", "growth_rate=int(4,8)",
           "--model", "densenet-bc-40-k12", "--model-arg", "block_config=[2,2]", "--dataset", "digits", "--epochs", "3",

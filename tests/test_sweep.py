@@ -6,7 +6,7 @@ import yaml
 
 import densekit
 from densekit.cli import main
-from densekit.sweep import parse_grid, rank
+from densekit.workflows.sweep import parse_grid, rank
 
 BASE = ["--model", "densenet-bc-40-k12", "--model-arg", "block_config=[2,2]", "--dataset", "digits", "--epochs", "1",
         "--batch-size", "64", "--val-split", "200", "--workers", "0", "--no-tensorboard", "--no-plots"]

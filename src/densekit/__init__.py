@@ -16,11 +16,11 @@ from .errors import DensekitError  # noqa: E402
 # Public name -> the module that defines it.
 _LAZY = {"TrainConfig": "config", "list_sources": "data", "load_dataset": "data", "train": "api",
          "Run": "engine", "evaluate": "engine", "save_weights": "engine", "DenseNet": "models", "create_model": "models",
-         "list_models": "models", "export": "exporter", "explain": "engine.explain",
-         "calibrate": "engine.calibration", "lr_find": "lr_range", "verify": "gate"}
+         "list_models": "models", "export": "workflows.export", "explain": "engine.explain",
+         "calibrate": "engine.calibration", "lr_find": "workflows.lr_find", "verify": "workflows.verify"}
 # Subpackages that ``import densekit`` used to load, still reachable as attributes.
-_SUBMODULES = {"allocator", "api", "bench", "cli", "compare", "config", "data", "engine", "errors", "exporter", "files",
-               "limits", "serve", "sweep",
+_SUBMODULES = {"allocator", "api", "cli", "config", "data", "engine", "errors", "files", "workflows",
+               "limits", "serve",
                "models", "runtime", "tracking"}
 
 __all__ = ["DensekitError", "DenseNet", "Run", "TrainConfig", "calibrate", "create_model", "evaluate", "explain", "export",

@@ -36,7 +36,7 @@ class InputSpec:
     not fitted; ``predictions.results``).
     ``quantization``: how an exported file computes (None: float32; "int8": static QDQ int8;
     "bf16": OpenVINO's bf16 inference precision); ``gate``: the accuracy gate's figures for such a
-    file (``gate.py``: top-1 in points against the float model, the largest per-class recall drop,
+    file (``workflows/verify.py``: top-1 in points against the float model, the largest per-class recall drop,
     the images and split they were measured on), None for a float file."""
     classes: tuple
     channels: int

@@ -39,7 +39,7 @@ def add_parser(sub):
 
 
 def run(args):
-    from .. import bench
+    from ..workflows import bench
     from ..errors import DensekitError
     from ..models.registry import input_size
     size = input_size(args.model, args.input_size) if args.input_size else None
@@ -51,7 +51,7 @@ def run(args):
     if args.backends:
         if args.mode != "infer":
             raise DensekitError("--backends compares inference backends: add --mode infer")
-        from .. import bench_infer
+        from ..workflows import bench_infer
         try:
             batches = tuple(int(b) for b in args.batch_sizes.split(","))
         except ValueError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..compare import compare, format_table
+from ..workflows.compare import compare, format_table
 from ..errors import DensekitError
 from .common import add_json_flag, print_json
 from .train import add_config_flags, fields_from_args

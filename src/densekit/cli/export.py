@@ -44,7 +44,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..exporter import export
+    from ..workflows.export import export
     r = export(args.checkpoint, args.format, out=args.out, dynamic_batch=args.dynamic_batch, opset=args.opset,
                ema=args.ema, check=args.check, tta=args.tta, fold=args.fold, verify=args.verify,
                precision=args.precision, calibrate=args.calibrate, max_drop=args.max_drop,
@@ -55,7 +55,7 @@ def run(args) -> int:
     for note in r["notes"]:
         print(f"note: {note}")
     if "gate" in r:
-        from ..gate import describe
+        from ..workflows.verify import describe
         print(f"accuracy gate passed: {describe(r['gate'])}")
     if "check" in r:
         c = r["check"]

@@ -35,7 +35,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..lr_range import lr_find
+    from ..workflows.lr_find import lr_find
     if args.lr is not None:
         raise DensekitError("lr-find sweeps the learning rate itself: drop --lr (set the range with "
                             "--start-lr and --end-lr)")

@@ -144,7 +144,7 @@ def _suffixes():
 
 def _info(model, as_json: bool) -> int:
     """The model card (``serve``'s ``/v1/model``): one JSON object, or its lines."""
-    from ..gate import describe
+    from ..workflows.verify import describe
     from ..serve.backends import model_card
     card = model_card(model)
     if as_json:

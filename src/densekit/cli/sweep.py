@@ -45,7 +45,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..sweep import check_rank_by, parse_grid, run_sweep, sweep_table
+    from ..workflows.sweep import check_rank_by, parse_grid, run_sweep, sweep_table
     check_rank_by(args.rank_by)
     base = config_from_args(args)
     if args.search == "optuna":
@@ -71,7 +71,7 @@ def run(args) -> int:
 
 
 def _search(args, base) -> int:
-    from ..search import parse_space, run_search, search_table
+    from ..workflows.search import parse_space, run_search, search_table
     if args.grid:
         raise DensekitError("--grid is for --search grid; with --search optuna give --space KEY=SPEC")
     space = parse_space(args.space or [])

@@ -22,7 +22,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..gate import describe, verify
+    from ..workflows.verify import describe, verify
     figures = verify(args.model, args.dataset, args.reference, args.split, args.limit, args.max_drop,
                      args.max_class_drop)
     if args.json:

@@ -13,7 +13,7 @@ Each field is stored under its own key as a JSON value, so that generic tools (N
     metrics {"test_top1", ...} from the run's summary.json ({} without one)
     versions {"densekit", "torch", "opset"?}
     task, temperature, thresholds, reject_below, ood_threshold, quantization (null | "int8" | "bf16"),
-    gate (the int8/bf16 accuracy gate's figures, ``gate.py``)   the rest of ``spec.InputSpec``
+    gate (the int8/bf16 accuracy gate's figures, ``workflows/verify.py``)   the rest of ``spec.InputSpec``
                                 (``to_metadata``); files written before them read as the defaults
 
 Fields beyond ``FIELDS`` are stored and read back the same way, so ``InputSpec`` grows in one place.

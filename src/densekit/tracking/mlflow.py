@@ -130,7 +130,7 @@ class MLflowCallback(Callback):
         best = best if best.is_file() else ctx.run.checkpoint("last")
         if best.is_file():
             self.client.log_artifact(self.run_id, str(best), "model")
-            from ..exporter import export    # plain weights + metadata: create_model(name, weights=PATH)
+            from ..workflows.export import export    # plain weights + metadata: create_model(name, weights=PATH)
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.safetensors"
                 export(best, "safetensors", out=path, verify=False)

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import yaml
 
-from .config import _FLOAT, TrainConfig
-from .engine.callbacks import Callback
-from .engine.run import check_run_name
-from .errors import DensekitError
+from ..config import _FLOAT, TrainConfig
+from ..engine.callbacks import Callback
+from ..engine.run import check_run_name
+from ..errors import DensekitError
 from .sweep import _check_keys, _FIELDS, best_of, check_rank_by, rank, sweep_table
-from .tracking.runs import run_row
+from ..tracking.runs import run_row
 
 PRUNERS = ("median", "halving", "none")
 _SPEC = re.compile(r"(log|uniform|int|choice)\((.*)\)")
@@ -126,7 +126,7 @@ def _optuna():
     try:
         import optuna
     except ImportError:
-        from .extras import missing_extra
+        from ..extras import missing_extra
         raise missing_extra("--search optuna", "search", "optuna") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)   # densekit prints one line per trial itself
     return optuna
@@ -175,7 +175,7 @@ def run_search(base: TrainConfig, space: dict, trials: int, verbose: bool = True
                pruner: str = "median") -> dict:
     """Run (or continue) the search; returns ``{"rows": ranked trials, "best": row, "command",
     "study", "plot"}``. ``base.time_budget``, when set, is the whole search's."""
-    from .api import train
+    from ..api import train
     check_rank_by(rank_by)
     if trials < 1:
         raise DensekitError(f"--trials {trials}: give a whole number of at least 1")
@@ -242,7 +242,7 @@ def _show(v) -> str:
 
 
 def _result(study, optuna, sweep: Path, space, rank_by, storage) -> dict:
-    from .engine.run import RunFolder
+    from ..engine.run import RunFolder
     states = optuna.trial.TrialState
     rows = []
     for t in _counted(study):
@@ -269,7 +269,7 @@ def command_for(run_dir: Path) -> str:
     import dataclasses
     import shlex
 
-    from .engine.run import RunFolder
+    from ..engine.run import RunFolder
     recorded = {k: v for k, v in RunFolder(run_dir).read_config().items() if k != "resolved"}
     cfg, defaults = TrainConfig.from_dict(recorded), TrainConfig()
     words = ["densekit", "train"]
@@ -302,7 +302,7 @@ def plot_search(study, optuna, path: Path, rank_by: str) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .files import save_figure
+    from ..files import save_figure
     states = optuna.trial.TrialState
     trials = _counted(study)
     if not trials:

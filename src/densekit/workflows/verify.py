@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import DensekitError
+from ..errors import DensekitError
 
 MAX_DROP, MAX_CLASS_DROP = 0.5, 2.0   # points of top-1, points of one class's recall
 GATE_LIMIT = 10_000                    # test images the gate runs (all of CIFAR's and Fashion-MNIST's)
@@ -23,7 +23,7 @@ CHUNK = 256
 def labelled_split(spec, dataset: str, split: str = "test", limit: int = GATE_LIMIT):
     """uint8 (N, C, H, W) images and int labels (N,) of ``dataset``'s ``split`` at the spec's input
     shape (the first ``limit``: the split's own order), and a description of them."""
-    from .data import load_dataset
+    from ..data import load_dataset
     c, h, w = spec.input_shape
     try:
         ds = load_dataset(dataset, split, channels=c, image_size=(h, w))
@@ -92,9 +92,9 @@ def verify(model, dataset: str, reference=None, split: str = "test", limit: int 
     ``split`` against ``reference`` (a run folder or checkpoint, in float32, or a float exported
     file; None: the run folder the file sits in). Returns the figures; refuses when they fail."""
     from pathlib import Path
-    from . import load_predictor
-    from .engine.checkpoint import resolve_checkpoint
-    from .engine.infer import TorchPredictor
+    from .. import load_predictor
+    from ..engine.checkpoint import resolve_checkpoint
+    from ..engine.infer import TorchPredictor
     if not (0 <= max_drop <= 100 and 0 <= max_class_drop <= 100):
         raise DensekitError("--max-drop and --max-class-drop are points of accuracy: give numbers in 0..100")
     path = Path(model)

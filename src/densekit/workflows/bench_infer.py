@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .engine.precision import autocast, precision_name, resolve_precision
-from .errors import DensekitError
+from ..engine.precision import autocast, precision_name, resolve_precision
+from ..errors import DensekitError
 
 BACKENDS = ("eager", "folded", "compiled", "onnx", "onnx-int8", "openvino", "openvino-int8")
 EXPORTED = {"onnx": "onnx", "onnx-int8": "onnx", "openvino": "openvino", "openvino-int8": "openvino"}
@@ -55,8 +55,8 @@ def _exported(graph, spec, name: str, backend: str, precision: str, calibration:
     """(predictor, file MB) of ``graph`` exported as ``backend`` in ``precision``: export's own
     writers (``exporter._onnx_bytes``, ``_write``) and ``quantize.quantize_onnx``, without the gate
     (random weights have no accuracy to keep; a run's rows report top-1 instead)."""
-    from . import __version__, quantize
-    from .exporter import _onnx_bytes, _predictor, _write
+    from .. import __version__, quantize
+    from .export import _onnx_bytes, _predictor, _write
     c, h, w = spec.input_shape
     meta = {**spec.to_metadata(), "tta_in_graph": True, "folded_batchnorm": 0, "model": {"name": name, "args": {}},
             "weights": "plain", "dataset": None, "metrics": {}, "versions": {"densekit": __version__},
@@ -82,16 +82,16 @@ def run_infer_bench(model: str, input_size=None, backends=BACKENDS, precisions=(
     compiles anew; on 2 cores a DenseNet-121 compile takes minutes). ``threads``: intra-op threads
     of torch and onnxruntime alike (None: torch's current setting)."""
     import logging
-    from .engine.infer import InferenceModel
-    from .models import create_model, get_entry
-    from .models.fold import fold_batchnorm
+    from ..engine.infer import InferenceModel
+    from ..models import create_model, get_entry
+    from ..models.fold import fold_batchnorm
     unknown = set(backends) - set(BACKENDS)
     if unknown:
         raise DensekitError(f"unknown inference backend {', '.join(sorted(unknown))}: choose {', '.join(BACKENDS)}")
-    from .spec import InputSpec
+    from ..spec import InputSpec
     run = Path(model).exists()
     if run:   # a trained run: its weights, its input spec, no test-time augmentation
-        from .engine.infer import TorchPredictor
+        from ..engine.infer import TorchPredictor
         ref = TorchPredictor(model, device="cpu", tta="none", precision="fp32")
         net, spec = ref.net, ref.spec.replace(dtype=None)
         c, h, w = spec.input_shape
@@ -117,7 +117,7 @@ def run_infer_bench(model: str, input_size=None, backends=BACKENDS, precisions=(
     calibration = test = None
     if set(EXPORTED) & set(backends):
         if run:
-            from . import gate, quantize
+            from .. import gate, quantize
             calibration = quantize.calibration_pixels(spec, ref.dataset, 256)[0]
             test = gate.labelled_split(spec, ref.dataset, limit=TOP1_IMAGES)
         else:
@@ -190,7 +190,7 @@ def _backend_rows(backend, graphs, spec, name, dtypes, batch_sizes, compile_batc
 
 def _top1(predictor, graph, dtype, test) -> float:
     """Top-1 (percent) of a backend on the labelled test images."""
-    from .gate import CHUNK
+    from .verify import CHUNK
     x, y, _ = test
     if predictor is None:
         def logits(chunk):

@@ -18,10 +18,10 @@ import time
 
 import yaml
 
-from .config import TrainConfig
-from .engine.run import check_run_name
-from .errors import DensekitError
-from .tracking.runs import fmt_duration, fmt_pct, run_row, table
+from ..config import TrainConfig
+from ..engine.run import check_run_name
+from ..errors import DensekitError
+from ..tracking.runs import fmt_duration, fmt_pct, run_row, table
 
 _FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
@@ -43,7 +43,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
 
 def _check_keys(base: TrainConfig, grid: dict):
     """A key that is neither a config field nor an argument of the model fails now, not after hours."""
-    from .models import get_entry
+    from ..models import get_entry
     builder = get_entry(base.model).builder
     params = inspect.signature(builder).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -98,8 +98,8 @@ def best_of(metrics: list[dict], metric: str):
 def run_sweep(base: TrainConfig, grid: dict, verbose: bool = True, rank_by: str = "val_top1") -> list[dict]:
     """Train every combination; a combination that fails or diverges is recorded and the sweep goes on.
     The runs are ranked by the best ``rank_by`` over their epochs (by default the best validation top-1)."""
-    from .api import train
-    from .engine.run import RunFolder
+    from ..api import train
+    from ..engine.run import RunFolder
     check_rank_by(rank_by)
     rows = []
     plan = combinations(base, grid)

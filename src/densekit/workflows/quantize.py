@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DensekitError
+from ..errors import DensekitError
 
 CALIBRATE = 512           # training images that set the activation ranges
 OPS = ["Conv", "Gemm", "MatMul", "Relu", "Concat"]   # quantised; BatchNorm and pooling stay float (docstring)
@@ -35,7 +35,7 @@ OPS = ["Conv", "Gemm", "MatMul", "Relu", "Concat"]   # quantised; BatchNorm and 
 def calibration_pixels(spec, dataset: str, n: int = CALIBRATE, seed: int = 0) -> tuple[np.ndarray, str]:
     """``n`` training images (uint8 N, C, H, W; a fixed random sample so every class is seen) of
     ``dataset`` at the spec's input shape, and a description."""
-    from .data import load_dataset
+    from ..data import load_dataset
     if not 1 <= n <= 100_000:
         raise DensekitError(f"--calibrate {n}: give 1 to 100000 training images")
     c, h, w = spec.input_shape
@@ -138,7 +138,7 @@ def to_openvino(onnx_model: bytes, meta_strings: dict[str, str]) -> tuple[bytes,
     try:
         import openvino as ov
     except ImportError:
-        from .extras import missing_extra
+        from ..extras import missing_extra
         raise missing_extra("--format openvino", "openvino", "openvino") from None
     with tempfile.TemporaryDirectory(prefix="densekit-ov-") as tmp:
         src = Path(tmp) / "model.onnx"

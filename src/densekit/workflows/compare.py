@@ -12,9 +12,9 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from .config import TrainConfig
-from .models import create_model
-from .models.summary import summarize
+from ..config import TrainConfig
+from ..models import create_model
+from ..models.summary import summarize
 
 COLUMNS = [("model", "model", "{}"), ("params", "params", "{:,}"), ("GFLOPs", "flops", "{:.3f}"),
            ("train img/s", "train_images_per_s", "{:,.0f}"), ("peak MB", "peak_memory_mb", "{:,.0f}"),
@@ -43,9 +43,9 @@ def compare(models: list[str], dataset: str, epochs: int = 1, isolate: bool = Tr
 def measure(config: dict, verbose: bool = False) -> dict:
     """Train one model and return its row; FLOPs come from ``summarize`` on the trained model's
     exact architecture at the dataset's image size (one image, 2 FLOPs per multiply-add)."""
-    from .api import train
-    from .engine import load_checkpoint
-    from .engine.checkpoint import resolve_checkpoint
+    from ..api import train
+    from ..engine import load_checkpoint
+    from ..engine.checkpoint import resolve_checkpoint
     run = train(TrainConfig.from_dict(config), verbose=verbose)
     payload = load_checkpoint(resolve_checkpoint(run.dir, prefer="last"))
     spec, data = payload["model"], payload["data"]

@@ -29,15 +29,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import __version__, files
-from .data.augment import check_tta
-from .engine.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
-from .engine.infer import InferenceModel, TorchPredictor
-from .engine.run import RunFolder
-from .errors import DensekitError
-from .models.fold import count_batchnorms, fold_batchnorm
-from .runtime import metadata
-from .spec import InputSpec
+from .. import __version__, files
+from ..data.augment import check_tta
+from ..engine.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from ..engine.infer import InferenceModel, TorchPredictor
+from ..engine.run import RunFolder
+from ..errors import DensekitError
+from ..models.fold import count_batchnorms, fold_batchnorm
+from ..runtime import metadata
+from ..spec import InputSpec
 
 __all__ = ["FORMATS", "InferenceModel", "export", "read_metadata", "verify_export"]
 
@@ -90,11 +90,11 @@ def export(run_or_checkpoint: str | Path, format: str = "onnx", out: str | Path 
     ``format="openvino"``: the OpenVINO IR (``out`` the ``.xml``; the ``.bin`` beside it) of the
     ONNX graph. ``precision``: fp32; int8 (onnx, openvino: static QDQ quantisation calibrated on
     ``calibrate`` training images, ``quantize.py``); bf16 (openvino: its bf16 inference precision).
-    A lossy file must pass the accuracy gate (``gate.py``) on the test split against the float
+    A lossy file must pass the accuracy gate (``verify.py``) on the test split against the float
     graph, ``max_drop`` points of top-1 and ``max_class_drop`` of any class's recall, or it is
     refused and nothing is written; its figures are stamped into the metadata (``gate``).
     """
-    from . import gate
+    from . import verify as gate
     if precision not in PRECISIONS:
         raise DensekitError(f"unknown precision {precision!r}: choose {', '.join(PRECISIONS)}")
     if precision == "int8" and format not in ("onnx", "openvino"):
@@ -200,7 +200,7 @@ def _onnx_bytes(graph: nn.Module, example: torch.Tensor, meta: dict, dynamic_bat
     try:
         import onnx
     except ImportError:
-        from .extras import missing_extra
+        from ..extras import missing_extra
         raise missing_extra("ONNX export", "export", "onnx") from None
     # Its registry logs a warning per torchvision operator it skips; densekit uses none of them.
     logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
@@ -261,8 +261,8 @@ def _lossy(float_onnx: bytes, format: str, precision: str, path: Path, meta: dic
     the test split. Sets ``meta``'s ``quantization``, ``calibration`` and ``gate``; refuses (one
     line, nothing written) when the gate fails."""
     import tempfile
-    from . import gate, quantize
-    from .runtime import OnnxModel
+    from . import quantize, verify as gate
+    from ..runtime import OnnxModel
     model = float_onnx
     meta["quantization"] = precision
     if precision == "int8":
@@ -287,9 +287,9 @@ def _lossy(float_onnx: bytes, format: str, precision: str, path: Path, meta: dic
 def _predictor(path: Path):
     """The runtime predictor of an exported .onnx or .xml file."""
     if path.suffix == ".xml":
-        from .runtime.openvino import OpenVinoModel
+        from ..runtime.openvino import OpenVinoModel
         return OpenVinoModel(path)
-    from .runtime import OnnxModel
+    from ..runtime import OnnxModel
     return OnnxModel(path, device="cpu")
 
 
@@ -324,9 +324,9 @@ def read_metadata(path: str | Path) -> dict:
 
 def _check_batch(spec: InputSpec, dataset: str, images, limit: int) -> tuple[torch.Tensor, str]:
     """uint8 (N, C, H, W) to check on: the given image files, else the run's test split."""
-    from .data import load_dataset
-    from .data.images import decode_image
-    from .decode import expand_images
+    from ..data import load_dataset
+    from ..data.images import decode_image
+    from ..decode import expand_images
     c, h, w = spec.input_shape
     if images:
         files = expand_images(images)[:limit]
@@ -350,7 +350,7 @@ def _exported_logits(path: Path, fmt: str, x: torch.Tensor, meta: dict) -> torch
     if fmt == "torchscript":
         graph = _load_torchscript(path).eval()
     else:
-        from .models import create_model
+        from ..models import create_model
         net = create_model(meta["model"]["name"], weights=str(path), **meta["model"]["args"]).eval()
         graph = InferenceModel.from_spec(net, InputSpec.from_metadata(meta, str(path)))
     with torch.no_grad():

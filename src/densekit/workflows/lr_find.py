@@ -1,6 +1,5 @@
 """``densekit.lr_find``: the learning-rate range test (Smith, "Cyclical Learning Rates for Training
-Neural Networks", arXiv 1506.01186; the sweep fastai's ``lr_find`` made popular). The module is
-not named lr_find so that ``densekit.lr_find`` stays the function once the module is imported.
+Neural Networks", arXiv 1506.01186; the sweep fastai's ``lr_find`` made popular).
 
 The LR grows exponentially from ``start_lr`` to ``end_lr`` over ``num_iter`` optimizer steps of
 the model, data, normalisation, augmentation, precision and optimizer that ``densekit train``
@@ -26,9 +25,9 @@ from pathlib import Path
 
 import torch
 
-from .config import TrainConfig
-from .errors import DensekitError
-from .files import save_figure
+from ..config import TrainConfig
+from ..errors import DensekitError
+from ..files import save_figure
 
 
 @dataclass
@@ -78,7 +77,7 @@ def lr_find(config: TrainConfig | dict | None = None, start_lr: float = 1e-7, en
     ``plot`` writes loss against LR with the suggestion marked (None: no plot). No run folder is
     left behind unless ``keep``: then ``config.out/NAME`` holds config.yaml, lr_find.json and
     lr_find.png (and ``plot`` defaults there)."""
-    from .engine.trainer import Trainer
+    from ..engine.trainer import Trainer
 
     if config is None:
         config = TrainConfig()
@@ -126,9 +125,9 @@ def lr_find(config: TrainConfig | dict | None = None, start_lr: float = 1e-7, en
 def _sweep(t, start_lr, end_lr, num_iter, beta, diverge, verbose) -> LRFind:
     """The trainer's own training step (``Trainer.prepare`` and ``Trainer.step``: normalisation,
     augmentation, loss, clipping, scaler, accumulation) at LR ``start_lr * q**i``."""
-    from .engine.progress import ProgressBar
+    from ..engine.progress import ProgressBar
 
-    from .models.finetune import set_frozen
+    from ..models.finetune import set_frozen
 
     cfg, model = t.cfg, t.model
     model.train()

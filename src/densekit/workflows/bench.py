@@ -15,9 +15,9 @@ import time
 
 import torch
 
-from .allocator import keep_freed_memory
-from .errors import DensekitError
-from .models.registry import parse_input_size  # noqa: F401  (densekit.bench's public name)
+from ..allocator import keep_freed_memory
+from ..errors import DensekitError
+from ..models.registry import parse_input_size  # noqa: F401  (densekit.workflows.bench's public name)
 
 REFERENCE_SETTINGS = ("naive", "same")
 
@@ -28,8 +28,8 @@ def _malloc() -> str:
 
 
 def _build(spec: dict, device: torch.device) -> torch.nn.Module:
-    from .models import create_model
-    from .models.reference import reference_model
+    from ..models import create_model
+    from ..models.reference import reference_model
     model = create_model(spec["model"], in_channels=spec["input_size"][0], **spec.get("overrides", {}))
     if spec["memory_efficient"]:
         model.memory_efficient = True
@@ -43,7 +43,7 @@ def _build(spec: dict, device: torch.device) -> torch.nn.Module:
 
 def measure(spec: dict) -> dict:
     """Time ``spec["steps"]`` steps after warm-up, in this process; see ``run_bench`` for keys."""
-    from .engine.precision import autocast, peak_memory_mb
+    from ..engine.precision import autocast, peak_memory_mb
     device = torch.device(spec["device"])
     dtype = getattr(torch, spec["dtype"]) if spec["dtype"] else None
     torch.manual_seed(0)
@@ -102,7 +102,7 @@ def measure(spec: dict) -> dict:
 def _count_flops(model, x, train, device, dtype) -> int:
     """FLOPs of one step of the eager model (forward, plus backward when training)."""
     from torch.utils.flop_counter import FlopCounterMode
-    from .engine.precision import autocast
+    from ..engine.precision import autocast
     counter = FlopCounterMode(display=False)
     with counter:
         if train:
@@ -120,7 +120,7 @@ def measure_in_fresh_process(spec: dict) -> dict:
     """``measure(spec)`` in a new Python process, so that its peak RSS is its own (and its
     allocator: ``spec["malloc"]`` is densekit's tuning or glibc's defaults, see allocator.py)."""
     env = dict(os.environ, DENSEKIT_MALLOC=spec["malloc"])
-    proc = subprocess.run([sys.executable, "-m", "densekit.bench", json.dumps(spec)],
+    proc = subprocess.run([sys.executable, "-m", "densekit.workflows.bench", json.dumps(spec)],
                           capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -139,8 +139,8 @@ def run_bench(model: str, input_size: tuple[int, int, int] | None = None, batch_
     layers themselves gain. ``rounds`` alternates densekit and reference runs and keeps each
     one's best round, since a shared machine's noise only ever slows a run down.
     """
-    from .engine.precision import fast_defaults, pick_device, resolve_precision
-    from .models import get_entry
+    from ..engine.precision import fast_defaults, pick_device, resolve_precision
+    from ..models import get_entry
     entry = get_entry(model)
     if input_size is None:
         input_size = tuple(entry.meta.get("input_size", (3, 224, 224)))
