@@ -9,7 +9,8 @@ flag, the values it allows (``interval``, ``choices``), whether it acts under th
 that metadata before any data is read, so no value is accepted and then ignored or misused.
 Rules are written here rather than with a schema library (pydantic, attrs validators) because
 the messages must name the `densekit train` flag and the fix in one line, and the same metadata
-drives the CLI's help and the resume policy.
+drives the CLI's help and the resume policy. The file is long on purpose: every setting and its
+rule in one place is what lets a reader (and ``--help``, and the settings page's test) find them all.
 """
 from __future__ import annotations
 

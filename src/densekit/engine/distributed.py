@@ -9,7 +9,9 @@ epoch, global position), whatever the number of ranks, and a run can resume on a
 
 Written here rather than taken from torch: ``HostSyncBatchNorm``, because torch's SyncBatchNorm
 refuses CPU tensors (its ATen kernels are GPU-only) and gloo on CPU is where the equivalence is
-tested; it computes the same statistics with torch's differentiable all-reduce.
+tested; it computes the same statistics with torch's differentiable all-reduce. (Just over 350
+lines: process groups, sharding, exact reductions and the host SyncBatchNorm share one invariant,
+one process's figures from N processes, and are read together.)
 """
 from __future__ import annotations
 

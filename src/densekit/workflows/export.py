@@ -17,6 +17,8 @@ ONNX goes through ``torch.onnx``'s dynamo exporter (``torch.export`` + onnxscrip
 feature maps and branches on training-time flags. safetensors holds the plain, unfolded
 ``state_dict`` (keys as ``create_model`` builds them, so it loads back with
 ``create_model(name, weights=PATH)``), since folding renames and removes parameters.
+Int8 quantisation is ``quantize.py`` and the accuracy gate ``verify.py``; what stays here over 350
+lines is the one write path of every format (a temporary file beside the target, then a rename).
 """
 from __future__ import annotations
 
