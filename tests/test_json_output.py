@@ -57,6 +57,8 @@ def test_every_verb_prints_one_object_per_line(run_dir, tmp_path, capsys):
         ["explain", str(run_dir), str(tmp_path / "grid.png"), str(tmp_path / "grid.png"), "--out", str(tmp_path / "maps"),
          "--method", "saliency"],
         ["export", str(run_dir), "--format", "safetensors", "--out", str(tmp_path / "model.safetensors")],
+        ["export", str(run_dir), "--out", str(tmp_path / "v.onnx")],
+        ["verify", str(tmp_path / "v.onnx"), "--dataset", "digits", "--reference", str(run_dir), "--limit", "50"],
         ["lr-find", "--model", "plain-cnn", "--dataset", "digits", "--batch-size", "32", "--workers", "0", "--num-iter", "12", "--plot", str(tmp_path / "lr.png")],
     ]
     seen = {}

@@ -17,7 +17,8 @@ def add_parser(sub):
                         "openvino extra), torchscript, or safetensors (plain weights); default onnx")
     p.add_argument("--out", help="the file to write (default: model.onnx, model.xml etc. in the run folder)")
     p.add_argument("--int8", dest="precision", action="store_const", const="int8", default="fp32",
-                   help="onnx/openvino: static int8 quantisation (QDQ, per-channel weights), gated on accuracy")
+                   help="onnx/openvino: static int8 quantisation (QDQ, per-channel weights), gated on accuracy; "
+                        "the same as --precision int8 (default: fp32)")
     p.add_argument("--precision", dest="precision", choices=["fp32", "bf16", "int8"],
                    help="fp32 (default), int8 (= --int8), bf16 (openvino: bf16 inference precision, AMX where present)")
     p.add_argument("--calibrate", type=int, metavar="N",

@@ -55,7 +55,8 @@ def _exported(graph, spec, name: str, backend: str, precision: str, calibration:
     """(predictor, file MB) of ``graph`` exported as ``backend`` in ``precision``: export's own
     writers (``exporter._onnx_bytes``, ``_write``) and ``quantize.quantize_onnx``, without the gate
     (random weights have no accuracy to keep; a run's rows report top-1 instead)."""
-    from .. import __version__, quantize
+    from .. import __version__
+    from . import quantize
     from .export import _onnx_bytes, _predictor, _write
     c, h, w = spec.input_shape
     meta = {**spec.to_metadata(), "tta_in_graph": True, "folded_batchnorm": 0, "model": {"name": name, "args": {}},
@@ -117,7 +118,7 @@ def run_infer_bench(model: str, input_size=None, backends=BACKENDS, precisions=(
     calibration = test = None
     if set(EXPORTED) & set(backends):
         if run:
-            from .. import gate, quantize
+            from . import quantize, verify as gate
             calibration = quantize.calibration_pixels(spec, ref.dataset, 256)[0]
             test = gate.labelled_split(spec, ref.dataset, limit=TOP1_IMAGES)
         else:
