@@ -65,6 +65,7 @@ class OpenVinoModel(Predictor):
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         self.compiled = core.compile_model(model, "CPU", config)
+        self.core = core    # the Core outlives what it compiled (its plugin threads are released last)
         self.device, self.batch_size = "cpu", shape[0]
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
