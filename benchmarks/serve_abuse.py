@@ -79,8 +79,17 @@ class Server:
         raise SystemExit(f"the server did not start: {log.read_text()[-2000:]}")
 
     def rss_mib(self, field: str = "VmRSS") -> float:
-        text = Path(f"/proc/{self.proc.pid}/status").read_text()
-        return int(re.search(rf"{field}:\s+(\d+) kB", text).group(1)) / 1024
+        """The server's resident memory and its children's (the torch backend's forward process)."""
+        total = 0
+        for status in Path("/proc").glob("[0-9]*/status"):
+            try:
+                text = status.read_text()
+            except OSError:
+                continue
+            pid, parent = int(status.parent.name), int(re.search(r"PPid:\s+(\d+)", text).group(1))
+            if self.proc.pid in (pid, parent) and (m := re.search(rf"{field}:\s+(\d+) kB", text)):
+                total += int(m.group(1))
+        return total / 1024
 
     def stop(self):
         if self.proc.poll() is None:

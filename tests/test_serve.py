@@ -3,7 +3,9 @@
 Each server is started on a free port, bounded in time and killed at the end of its module.
 Answers are compared with `densekit.predict` on the same files."""
 import io
+import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -335,7 +337,7 @@ def test_the_openapi_page_documents_predict(srv):
 def slow(run, tmp_path_factory):
     """A batch of 4 or a wait of 3 s, and room for 4 waiting images: batching and a full queue on cue."""
     with server(run.dir, "--max-batch-size", "4", "--max-delay-ms", "3000", "--queue-size", "4",
-                tmp=tmp_path_factory.mktemp("slow")) as proc:
+                "--no-forward-process", tmp=tmp_path_factory.mktemp("slow")) as proc:
         yield proc
 
 
@@ -346,9 +348,27 @@ def wait_for_queue(url, depth, timeout=20):
         time.sleep(0.02)
 
 
+@contextmanager
+def incoming(url):
+    """A prediction request whose body is still on its way (its head and a first byte sent) for the
+    length of the block: batches forming meanwhile wait for it, up to --max-delay-ms."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 1000\r\n\r\n\x89")
+        deadline = time.monotonic() + 20
+        while sample(scrape(url), "densekit_requests_incoming") < 1:
+            assert time.monotonic() < deadline, "the slow request never counted as incoming"
+            time.sleep(0.02)
+        yield
+    finally:
+        sock.close()
+
+
 def test_concurrent_requests_share_one_forward_pass(run, images, slow):
     before = scrape(slow.url)
-    with httpx.Client(timeout=60) as client, ThreadPoolExecutor(4) as pool:
+    with incoming(slow.url), httpx.Client(timeout=60) as client, ThreadPoolExecutor(4) as pool:
         answers = list(pool.map(lambda p: client.post(f"{slow.url}/v1/predict", content=p.read_bytes(),
                                                       headers={"content-type": "image/png"}), images[:4]))
     assert_same([a.json()[0] for a in answers], densekit.predict(run.dir, images[:4]))
@@ -358,7 +378,7 @@ def test_concurrent_requests_share_one_forward_pass(run, images, slow):
 
 
 def test_a_full_queue_answers_503_and_the_waiting_request_still_completes(run, images, slow):
-    with ThreadPoolExecutor(1) as pool:
+    with incoming(slow.url), ThreadPoolExecutor(1) as pool:
         first = pool.submit(post_files, slow.url, images[:3])    # 3 images wait up to 3 s for a 4th
         wait_for_queue(slow.url, 3)
         busy = post_files(slow.url, images[3:5])                 # 3 + 2 > 4
@@ -369,16 +389,68 @@ def test_a_full_queue_answers_503_and_the_waiting_request_still_completes(run, i
     assert sample(scrape(slow.url), "densekit_errors_total", code="queue_full") == 1
 
 
+def forward_children(pid: int) -> list[int]:
+    """The forward processes (multiprocessing's spawned children) of process ``pid``."""
+    out = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields.get("PPid", "0")) == pid and b"spawn_main" in cmdline:
+            out.append(int(status.parent.name))
+    return out
+
+
+def wait_gone(pid: int, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while Path(f"/proc/{pid}").exists() and b"Z" not in Path(f"/proc/{pid}/stat").read_bytes().split(b")")[-1][:3]:
+        assert time.monotonic() < deadline, f"process {pid} is still running"
+        time.sleep(0.05)
+
+
+def test_the_torch_forward_runs_in_a_child_that_restarts_when_killed_and_ends_with_the_server(run, images, tmp_path):
+    with server(run.dir, tmp=tmp_path) as proc:
+        assert httpx.get(f"{proc.url}/v1/model").json()["serving"]["forward_process"] is True
+        [child] = forward_children(proc.pid)
+        expected = densekit.predict(run.dir, images[:2])
+        assert_same(post_files(proc.url, images[:2]).json(), expected)
+        os.kill(child, signal.SIGKILL)                        # out of memory, or a hostile neighbour
+        wait_gone(child)
+        assert_same(post_files(proc.url, images[:2]).json(), expected)   # a new child answers
+        [child] = forward_children(proc.pid)
+        proc.kill()                                           # the server dies without a word
+        proc.wait(10)
+        wait_gone(child)                                      # its child does not outlive it
+
+
+def test_each_worker_has_a_forward_process_of_its_own(run, images, tmp_path):
+    with server(run.dir, "--workers", "2", "--max-batch-size", "2", tmp=tmp_path) as proc:
+        assert len(forward_children(proc.pid)) == 2
+        with httpx.Client(timeout=60) as client, ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda p: client.post(f"{proc.url}/v1/predict", content=p.read_bytes(),
+                                                          headers={"content-type": "image/png"}), images[:8]))
+        assert_same([a.json()[0] for a in answers], densekit.predict(run.dir, images[:8]))
+
+
+def test_no_forward_process_runs_passes_in_the_server(run, slow):
+    assert httpx.get(f"{slow.url}/v1/model").json()["serving"]["forward_process"] is False
+    assert forward_children(slow.pid) == []
+
+
 def test_sigterm_answers_the_request_in_flight_then_exits_0(run, images, tmp_path):
     with server(run.dir, "--max-batch-size", "2", "--max-delay-ms", "2000", tmp=tmp_path) as proc:
-        with ThreadPoolExecutor(1) as pool:
+        with incoming(proc.url), ThreadPoolExecutor(1) as pool:
             inflight = pool.submit(post_files, proc.url, [images[7]])
             wait_for_queue(proc.url, 1)
+            children = forward_children(proc.pid)
             proc.terminate()                                     # SIGTERM while the image waits for its batch
             answer = inflight.result(30)
         assert answer.status_code == 200
         assert_same(answer.json(), densekit.predict(run.dir, [images[7]]))
-        assert proc.wait(30) == 0
+        assert proc.wait(30) == 0 and len(children) == 1
+        wait_gone(children[0], timeout=5)                       # the forward process was stopped, not left behind
         with pytest.raises(httpx.TransportError):
             httpx.get(proc.url + "/health", timeout=2)
         assert "Traceback" not in proc.stderr_path.read_text()

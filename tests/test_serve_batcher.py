@@ -35,6 +35,43 @@ def test_a_lone_item_waits_at_most_the_max_delay():
     b.close(5)
 
 
+def test_announced_a_lone_request_does_not_wait_for_company():
+    sizes = []
+    b = Batcher(recording(sizes), max_batch_size=8, max_delay=5, queue_size=100, announced=True)
+    start = time.monotonic()
+    with b.coming() as ticket:
+        futures = b.submit([7], ticket)
+    assert futures[0].result(10) == 70 and time.monotonic() - start < 2 and sizes == [1]
+    assert b.incoming == 0
+    b.close(5)
+
+
+def test_announced_a_batch_waits_for_a_request_on_its_way_then_takes_it():
+    sizes = []
+    b = Batcher(recording(sizes), max_batch_size=8, max_delay=5, queue_size=100, announced=True)
+    with b.coming() as late:                       # being read or decoded: the batch waits for it
+        with b.coming() as ticket:
+            first = b.submit([1], ticket)
+        time.sleep(0.3)
+        assert b.depth == 1 and b.incoming == 1 and sizes == []
+        second = b.submit([2, 3], late)
+    assert [f.result(10) for f in first + second] == [10, 20, 30] and sizes == [3]
+    b.close(5)
+
+
+def test_announced_a_request_that_fails_before_submitting_stops_the_wait():
+    sizes = []
+    b = Batcher(recording(sizes), max_batch_size=8, max_delay=30, queue_size=100, announced=True)
+    with pytest.raises(ValueError):
+        with b.coming():
+            with b.coming() as ticket:
+                first = b.submit([4], ticket)
+            time.sleep(0.2)
+            raise ValueError("the image could not be decoded")
+    assert first[0].result(5) == 40 and sizes == [1] and b.incoming == 0
+    b.close(5)
+
+
 def test_max_batch_size_1_never_batches():
     sizes = []
     b = Batcher(recording(sizes), max_batch_size=1, max_delay=0.5, queue_size=100)

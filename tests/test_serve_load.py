@@ -1,5 +1,5 @@
 """The load test of benchmarks/serve_load.py, short: a few requests at two concurrencies against
-both server configurations, every answer a 200, the figures well-formed."""
+the three server configurations, every answer a 200, the figures and the ceiling well-formed."""
 import importlib.util
 import json
 from pathlib import Path
@@ -20,13 +20,15 @@ def test_the_load_test_runs_bounded_and_reports_both_configurations(run, tmp_pat
     out = tmp_path / "load.json"
     result = load_script().main(["--run", str(run.dir), "--requests", "12", "--seconds", "20", "--rounds", "2",
                                  "--concurrency", "1,4", "--json", str(out)])
-    assert json.loads(out.read_text())["ratio_rps"].keys() == {"1", "4"}
-    for name in ("batching", "no batching"):
+    saved = json.loads(out.read_text())
+    assert saved["ratio_rps"].keys() == {"1", "4"} and saved["ceiling_images_per_s"] > 0
+    for name in ("batching", "no batching", "in-process"):
         for c in (1, 4):
             r = result["results"][name][c]
             assert r["ok"] == 12 and r["errors"] == 0 and r["rps"] > 0
             assert 0 < r["p50_ms"] <= r["p99_ms"]
+            assert r["of_ceiling"] == r["rps"] / saved["ceiling_images_per_s"]
     assert result["results"]["no batching"][4]["mean_batch"] == 1.0     # --max-batch-size 1: never more
     assert 1.0 <= result["results"]["batching"][4]["mean_batch"] <= 4.0
     text = capsys.readouterr().out
-    assert "batching / no batching" in text and "p99 ms" in text
+    assert "batching / no batching" in text and "forward process / in-process" in text and "p99 ms" in text

@@ -41,6 +41,7 @@ def test_an_onnx_export_is_served_without_torch_and_answers_as_densekit_predict(
         assert card["backend"] == "onnx" and card["name"] == "densenet-bc-40-k12" and card["input_size"] == [1, 8, 8]
         assert card["metrics"]["test_top1"] == pytest.approx(run.summary["test_top1"])
         assert "onnxruntime" in card["versions"] and card["serving"]["max_batch_size"] == 8
+        assert card["serving"]["forward_process"] is False     # onnxruntime lets go of the GIL for a whole pass
         bad = httpx.post(f"{srv.url}/v1/predict", content=b"nope", headers={"content-type": "image/png"})
         assert bad.status_code == 400 and bad.json()["error"] == "not_an_image"
 

@@ -1,6 +1,7 @@
 """`densekit serve RUN_OR_EXPORT`: an HTTP prediction service with dynamic batching (docs/serving.md)."""
 from __future__ import annotations
 
+import argparse
 
 from .common import DEVICE_HELP, add_abstention_flags, add_json_flag
 
@@ -18,11 +19,16 @@ def add_parser(sub):
     # Defaults (None here) live in one place, densekit.serve.create_app / serve; --help names them.
     p.add_argument("--max-batch-size", type=int, help="images per forward pass (32); 1: no batching")
     p.add_argument("--max-delay-ms", type=float,
-                   help="how long a forward pass waits after its first image for more (5)")
+                   help="how long a forward pass waits after its first image for more, while other requests are "
+                   "still being read or decoded (5)")
     p.add_argument("--workers", type=int,
                    help="inference threads running forward passes at once, the cores shared among them (1)")
     p.add_argument("--threads", type=int,
                    help="intra-op threads of each forward pass (the cores shared among the workers)")
+    p.add_argument("--forward-process", action=argparse.BooleanOptionalAction,
+                   help="run forward passes in a process of their own (default: for the torch backend on a CPU, "
+                   "whose passes would otherwise contend with the HTTP work for the GIL; --no-forward-process: "
+                   "in the server's process)")
     p.add_argument("--queue-size", type=int, help="images that may wait; beyond it requests get 503 (256)")
     p.add_argument("--max-bytes", type=int, help="largest request body in bytes (20,971,520 = 20 MiB)")
     p.add_argument("--max-files", type=int, help="most images in one request (64)")
@@ -45,7 +51,7 @@ def add_parser(sub):
 
 OPTIONAL = ("max_batch_size", "max_delay_ms", "workers", "threads", "queue_size", "max_bytes", "max_files",
             "max_pixels", "max_request_pixels", "decoders", "body_timeout", "drain_timeout", "max_header_bytes",
-            "max_headers", "header_timeout")
+            "max_headers", "header_timeout", "forward_process")
 
 
 def run(args) -> int:

@@ -10,6 +10,7 @@ See docs/serving.md.
 """
 from __future__ import annotations
 
+import gc
 import signal
 import socket
 import threading
@@ -59,6 +60,10 @@ def serve(source, host: str = "127.0.0.1", port: int = 8000, drain_timeout: floa
     sock = _listen(host, port)  # first: a port in use fails before a model loads
     try:
         app = create_app(source, **app_options)
+        # Python's full garbage collections walk every object alive, PyTorch's and the model's included:
+        # under load each held every request up for ~150 ms (p99 176 ms against a p50 of 27 ms at
+        # concurrency 32). What exists now lives as long as the server, so collections skip it.
+        gc.freeze()
         bound = sock.getsockname()[1]
         url_host = f"[{host}]" if ":" in host else host
         url, card = f"http://{url_host}:{bound}", app.state.backend.card

@@ -10,7 +10,8 @@ full-size pixels dropped before the next. Two lanes of threads share the work: a
 most ``SMALL_PIXELS`` in all decodes in one hop on the small lane (as many threads as cores), and
 every larger image on the large lane (``decoders`` threads), so that peak memory is set by
 ``decoders x max_pixels``, not by clients, and a burst of large images cannot hold up small
-requests. Forward passes run in the batcher's threads. Errors are JSON ``{"error": code, "detail": one line}`` with a 4xx status for
+requests. Forward passes run in the batcher's threads, which for the PyTorch backend on a CPU hand
+them to a process of their own (``forward.py``: the GIL). Errors are JSON ``{"error": code, "detail": one line}`` with a 4xx status for
 anything the client can fix, 503 when the queue is full or the server is draining.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
 from contextlib import asynccontextmanager
 from importlib import resources
 
@@ -37,6 +39,7 @@ from ..errors import DensekitError
 from ..predictions import check_abstention, results
 from .backends import load_backend
 from .batcher import Batcher, Closed, QueueFull
+from .forward import ForwardProcess
 from .metrics import CountRequests, Metrics
 from .uploads import Limits, RequestError, read_images, request_pixels
 
@@ -120,16 +123,20 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
                queue_size: int = 256, reject_below: float | None = None, reject_ood: bool = False,
                max_bytes: int = Limits.max_bytes, max_files: int = Limits.max_files,
                max_pixels: int = Limits.max_pixels, max_request_pixels: int = Limits.max_request_pixels,
-               body_timeout: float = Limits.body_timeout, decoders: int = 1) -> FastAPI:
+               body_timeout: float = Limits.body_timeout, decoders: int = 1,
+               forward_process: bool | None = None) -> FastAPI:
     """The ASGI app serving ``source`` (a run folder, a checkpoint, or an ``.onnx`` export).
 
     ``max_batch_size`` / ``max_delay_ms``: a forward pass takes up to this many images, waiting at
-    most this long after the first for more (1: no batching). ``workers``: inference threads, each
+    most this long after the first for more, and only while another request is being read or
+    decoded (1: no batching). ``workers``: inference threads, each
     running forward passes; ``threads``: intra-op threads of each forward pass (default: the cores
     shared among the workers; one worker: one per core). ``queue_size``: images that may wait;
     beyond it a request gets 503. ``max_bytes`` / ``max_files`` / ``max_pixels`` / ``body_timeout``:
     per request, per request, per image, seconds to receive a body. ``reject_below`` / ``reject_ood``:
-    abstention, as ``densekit predict``'s (rejections are counted in /metrics by reason). The model
+    abstention, as ``densekit predict``'s (rejections are counted in /metrics by reason).
+    ``forward_process``: each worker's forward passes run in a child process (``forward.py``); None:
+    for the PyTorch backend on a CPU, whose passes would contend with the HTTP work for the GIL. The model
     loads here, so a bad source fails before a server starts."""
     for name, value, minimum in (("max_batch_size", max_batch_size, 1), ("max_delay_ms", max_delay_ms, 0),
                                  ("workers", workers, 1), ("threads", 1 if threads is None else threads, 1),
@@ -143,6 +150,8 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
     threads = threads or default_threads(workers)
     model = load_backend(source, backend=backend, device=device, tta=tta, threads=threads)
     check_abstention(model.spec, reject_below, reject_ood)   # before the server starts
+    if forward_process is None:
+        forward_process = model.backend == "torch" and str(model.device) == "cpu"
     metrics = Metrics(PATHS)
     small_lane = anyio.CapacityLimiter(max(1, len(os.sched_getaffinity(0))))
     large_lane = anyio.CapacityLimiter(int(decoders))
@@ -151,18 +160,41 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
                "max_pixels": limits.max_pixels, "max_request_pixels": limits.max_request_pixels,
                "decoders": int(decoders),
                "reject_below": model.spec.reject_below if reject_below is None else reject_below,
-               "reject_ood": reject_ood}
+               "reject_ood": reject_ood, "forward_process": bool(forward_process)}
     state = {"batcher": None, "status": "loading"}
+
+    processes = queue.SimpleQueue()   # the forward processes not in a pass now (one per worker)
 
     def logits(arrays: list):
         """One forward pass over the images the batcher gathered: a row of logits each."""
-        return model.logits(np.stack(arrays))
+        if not forward_process:
+            return model.logits(np.stack(arrays))
+        process = processes.get()
+        try:
+            return process.logits(np.stack(arrays))
+        finally:
+            processes.put(process)
+
+    def start_processes() -> list:
+        started = []
+        try:
+            for _ in range(workers if forward_process else 0):
+                started.append(ForwardProcess(model.path, device=device, tta=tta, threads=threads))
+        except BaseException:
+            for process in started:
+                process.close()
+            raise
+        return started
 
     @asynccontextmanager
     async def lifespan(app):
+        started = await anyio.to_thread.run_sync(start_processes)
+        for process in started:
+            processes.put(process)
         batcher = Batcher(logits, max_batch_size, max_delay_ms / 1000, queue_size, workers,
-                          on_batch=metrics.on_batch)
+                          on_batch=metrics.on_batch, announced=True)
         metrics.queue_depth.set_function(lambda: batcher.depth)
+        metrics.incoming.set_function(lambda: batcher.incoming)
         state["batcher"] = batcher
         h, w = model.spec.image_size
         blank = model.decode(Image.new("L", (w, h)))
@@ -175,6 +207,8 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
             # uvicorn calls this after the requests in flight have been answered; close answers any left.
             state["status"] = "draining"
             await anyio.to_thread.run_sync(batcher.close)
+            for process in started:
+                await anyio.to_thread.run_sync(process.close)
 
     app = FastAPI(title=f"densekit: {model.card['name']}", version=model.card["versions"]["densekit"],
                   description="Image classification with a densekit model. POST images to /v1/predict.",
@@ -240,19 +274,20 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
         batcher = state["batcher"]
         if state["status"] != "ready":
             raise RequestError(503, "not_ready", f"the server is {state['status']}; retry shortly")
-        files = await read_images(request, limits)
-        if len(files) > queue_size:
-            raise RequestError(413, "too_many_files", f"{len(files)} images; this server takes at most "
-                               f"{queue_size} at once (--queue-size); split the request")
-        if batcher.depth + len(files) > queue_size:  # shed load before decoding; submit checks again
-            raise RequestError(503, "queue_full", f"the server is busy ({batcher.depth} images waiting); retry")
-        arrays = await decode_request(files)
-        try:
-            futures = batcher.submit(arrays)
-        except QueueFull as err:
-            raise RequestError(503, "queue_full", f"the server is busy ({err}); retry") from None
-        except Closed:
-            raise RequestError(503, "shutting_down", "the server is shutting down; retry on another") from None
+        with batcher.coming() as ticket:   # a forming batch waits for this request while it is read and decoded
+            files = await read_images(request, limits)
+            if len(files) > queue_size:
+                raise RequestError(413, "too_many_files", f"{len(files)} images; this server takes at most "
+                                   f"{queue_size} at once (--queue-size); split the request")
+            if batcher.depth + len(files) > queue_size:  # shed load before decoding; submit checks again
+                raise RequestError(503, "queue_full", f"the server is busy ({batcher.depth} images waiting); retry")
+            arrays = await decode_request(files)
+            try:
+                futures = batcher.submit(arrays, ticket)
+            except QueueFull as err:
+                raise RequestError(503, "queue_full", f"the server is busy ({err}); retry") from None
+            except Closed:
+                raise RequestError(503, "shutting_down", "the server is shutting down; retry on another") from None
         try:
             rows = [await asyncio.wrap_future(futures[0])] if len(futures) == 1 else \
                 await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))

@@ -33,6 +33,8 @@ class Metrics:
         self.batch_seconds = Histogram("densekit_batch_duration_seconds", "time of one forward pass", buckets=LATENCY,
                                        registry=r)
         self.queue_depth = Gauge("densekit_queue_depth", "images waiting for a forward pass", registry=r)
+        self.incoming = Gauge("densekit_requests_incoming", "prediction requests being read or decoded (a forming "
+                              "batch waits for them, up to --max-delay-ms)", registry=r)
         self.in_flight = Gauge("densekit_http_requests_in_flight", "requests being answered now", registry=r)
 
     def on_batch(self, size: int, seconds: float):
