@@ -151,3 +151,10 @@ def test_predict_streams_a_folder_in_chunks_and_writes_a_csv(trained_run, tmp_pa
         best = json.loads(line)["top_k"][0]
         assert row["label"] == best["label"] and float(row["prob"]) == pytest.approx(best["prob"], abs=1e-6)
         assert len(row["top_k"].split(";")) == 2 and row["error"] == ""
+
+
+def test_building_the_command_line_does_not_import_pytorch():
+    """`densekit serve model.onnx` and every verb's --help start without PyTorch's import (~1 s, ~220 MiB)."""
+    code = "import sys; from densekit.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr

@@ -103,3 +103,8 @@ def test_auto_preset_never_flips_digits_or_characters(name, preset):
                                          ("color", "none"), ("mixup", "flip")])
 def test_auto_tta_mirrors_only_what_training_mirrored(preset, tta):
     assert default_tta(preset) == tta
+
+
+def test_the_presets_the_command_line_names_are_the_presets_that_exist():
+    from densekit.config import AUGMENT_PRESETS   # torch-free, for the command line's help
+    assert AUGMENT_PRESETS == tuple(PRESETS)

@@ -414,6 +414,7 @@ def test_the_torch_forward_runs_in_a_child_that_restarts_when_killed_and_ends_wi
     with server(run.dir, tmp=tmp_path) as proc:
         assert httpx.get(f"{proc.url}/v1/model").json()["serving"]["forward_process"] is True
         [child] = forward_children(proc.pid)
+        assert b"libtorch" not in Path(f"/proc/{proc.pid}/maps").read_bytes()   # PyTorch lives in the child only
         expected = densekit.predict(run.dir, images[:2])
         assert_same(post_files(proc.url, images[:2]).json(), expected)
         os.kill(child, signal.SIGKILL)                        # out of memory, or a hostile neighbour

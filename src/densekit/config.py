@@ -81,9 +81,14 @@ def _interval_words(interval, whole: bool) -> str:
     return f"{number} in {text}"
 
 
+# The presets --augment names, whose ops are data/augment.py's PRESETS (tests/test_data_augment.py keeps
+# the two in step): named here so that building the command line's help does not import PyTorch.
+AUGMENT_PRESETS = ("none", "standard", "crop", "flip", "keras", "color", "erasing", "mixup", "cutmix",
+                   "randaugment", "trivialaugment", "augmix")
+
+
 def _augment_presets():
-    from .data.augment import PRESETS
-    return ("auto", *PRESETS)
+    return ("auto", *AUGMENT_PRESETS)
 
 
 # The table settings act on csv: datasets only.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..workflows.compare import compare, format_table
 from ..errors import DensekitError
 from .common import add_json_flag, print_json
 from .train import add_config_flags, fields_from_args
@@ -31,6 +30,7 @@ def add_parser(sub):
 
 
 def run(args):
+    from ..workflows.compare import compare, format_table
     fields = fields_from_args(args)
     for key in ("model", "name"):
         if key in fields:

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import sys
 
-import torch
 
-from .. import data as D
 from .common import add_json_flag, add_table_flags, print_json, table_args
 
 
@@ -80,6 +78,7 @@ def _options(args):
 
 
 def run_list(args):
+    from .. import data as D
     sources = D.list_sources()
     if args.json:
         print_json(*({"name": name, "description": desc} for name, desc in sources.items()))
@@ -91,6 +90,7 @@ def run_list(args):
 
 
 def run_info(args):
+    import torch
     from ..data.sources import download_plan, load_splits
     plan = download_plan(args.source, args.data_dir)
     if plan:   # info never downloads: it says what `data import` or `train` would fetch
@@ -176,6 +176,7 @@ def _print_plan(args, plan: list[dict]) -> int:
 
 
 def run_show(args):
+    from .. import data as D
     from ..data.grid import sample_grid
     import io
     from pathlib import Path

@@ -1,9 +1,6 @@
 """`densekit models [PATTERN]`: the registry, with parameter counts."""
 from __future__ import annotations
 
-import torch
-
-from .. import models as M
 from .common import add_json_flag, print_json
 
 
@@ -15,6 +12,9 @@ def add_parser(sub):
 
 
 def run(args):
+    import torch   # here, not at the top: building the command line must not import PyTorch
+
+    from .. import models as M
     rows = []
     for name in M.list_models(args.pattern):
         entry = M.get_entry(name)

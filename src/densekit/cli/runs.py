@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from ..errors import DensekitError
-from ..tracking.runs import describe_run, find_runs, run_details, run_row, runs_table
 from .common import add_json_flag, print_json
 
 
@@ -16,6 +15,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    from ..tracking.runs import describe_run, find_runs, run_details, run_row, runs_table
     words = args.words
     if words[:1] == ["show"]:
         if len(words) != 2:
@@ -32,6 +32,7 @@ def run(args) -> int:
 
 
 def list_runs(args) -> int:
+    from ..tracking.runs import describe_run, find_runs, run_details, run_row, runs_table
     rows = [run_row(p, args.dir) for p in find_runs(args.dir)]
     if args.json:
         print_json(*rows)

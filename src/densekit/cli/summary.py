@@ -1,10 +1,7 @@
 """`densekit summary MODEL [--input-size C,H,W] [--json]`: per-stage shapes, parameters, FLOPs."""
 from __future__ import annotations
 
-from ..models import create_model
-from ..models.registry import input_size
 from .common import add_json_flag, print_json
-from ..models.summary import format_summary, summarize
 
 
 INPUT_SIZE_HELP = ("one input image: C,H,W such as 3,32,32, or one side N (square, the model's channels) "
@@ -21,6 +18,9 @@ def add_parser(sub):
 
 
 def run(args):
+    from ..models import create_model
+    from ..models.registry import input_size
+    from ..models.summary import format_summary, summarize
     size = input_size(args.model, args.input_size)
     model = create_model(args.model, num_classes=args.num_classes, in_channels=size[0])
     summary = summarize(model, size)

@@ -132,7 +132,7 @@ class TorchPredictor(Predictor):
 
     @torch.inference_mode()
     def logits(self, pixels) -> np.ndarray:
-        x = torch.as_tensor(np.asarray(pixels)).to(self.device)
+        x = torch.as_tensor(np.require(pixels, requirements="W")).to(self.device)   # torch wants writable arrays
         x = x.float().contiguous(memory_format=memory_format(self.channels_last))
         with autocast(self.device, self.dtype):
             return self.model(x).float().cpu().numpy()

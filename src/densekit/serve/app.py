@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import DensekitError
 from ..predictions import check_abstention, results
-from .backends import load_backend
+from .backends import load_backend, resolve_backend
 from .batcher import Batcher, Closed, QueueFull
 from .forward import ForwardProcess
 from .metrics import CountRequests, Metrics
@@ -148,10 +148,13 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
     limits = Limits(max_bytes=int(max_bytes), max_files=int(max_files), max_pixels=int(max_pixels),
                     max_request_pixels=int(max_request_pixels), body_timeout=float(body_timeout))
     threads = threads or default_threads(workers)
-    model = load_backend(source, backend=backend, device=device, tta=tta, threads=threads)
+    backend = resolve_backend(source, backend)
+    forward_process = backend == "torch" if forward_process is None else bool(forward_process)
+    if forward_process:   # the first worker's child loads the model; this process never imports PyTorch
+        model = ForwardProcess(source, backend=backend, device=device, tta=tta, threads=threads)
+    else:
+        model = load_backend(source, backend=backend, device=device, tta=tta, threads=threads)
     check_abstention(model.spec, reject_below, reject_ood)   # before the server starts
-    if forward_process is None:
-        forward_process = model.backend == "torch" and str(model.device) == "cpu"
     metrics = Metrics(PATHS)
     small_lane = anyio.CapacityLimiter(max(1, len(os.sched_getaffinity(0))))
     large_lane = anyio.CapacityLimiter(int(decoders))
@@ -160,7 +163,7 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
                "max_pixels": limits.max_pixels, "max_request_pixels": limits.max_request_pixels,
                "decoders": int(decoders),
                "reject_below": model.spec.reject_below if reject_below is None else reject_below,
-               "reject_ood": reject_ood, "forward_process": bool(forward_process)}
+               "reject_ood": reject_ood, "forward_process": forward_process}
     state = {"batcher": None, "status": "loading"}
 
     processes = queue.SimpleQueue()   # the forward processes not in a pass now (one per worker)
@@ -176,10 +179,12 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
             processes.put(process)
 
     def start_processes() -> list:
-        started = []
+        """The model's own child (started again if a previous run of the app stopped it) and one more
+        per further worker."""
+        started = [model]
         try:
-            for _ in range(workers if forward_process else 0):
-                started.append(ForwardProcess(model.path, device=device, tta=tta, threads=threads))
+            for _ in range(workers - 1):
+                started.append(model.copy())
         except BaseException:
             for process in started:
                 process.close()
@@ -188,7 +193,7 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
 
     @asynccontextmanager
     async def lifespan(app):
-        started = await anyio.to_thread.run_sync(start_processes)
+        started = await anyio.to_thread.run_sync(start_processes) if forward_process else []
         for process in started:
             processes.put(process)
         batcher = Batcher(logits, max_batch_size, max_delay_ms / 1000, queue_size, workers,

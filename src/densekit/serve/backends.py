@@ -45,11 +45,9 @@ def model_card(model) -> dict:
     return card
 
 
-def load_backend(source, backend: str = "auto", device: str = "auto", tta: str | None = None,
-                 threads: int | None = None):
-    """The predictor for ``source``, with ``card`` set: ``auto`` is ONNX for a ``.onnx`` file,
-    PyTorch otherwise."""
-    from .. import load_predictor
+def resolve_backend(source, backend: str = "auto") -> str:
+    """The backend that serves ``source`` ("torch", "onnx" or "openvino"): ``auto`` by the file's
+    suffix; a backend that cannot serve the file is one line saying what to run instead."""
     if backend not in BACKENDS:
         raise DensekitError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     path = Path(source)
@@ -61,6 +59,17 @@ def load_backend(source, backend: str = "auto", device: str = "auto", tta: str |
         raise DensekitError(f"--backend {backend} serves a {SUFFIXES[backend]} file, not {path}; export it first "
                             f"(densekit export {path} --format {backend} --dynamic-batch) and serve the "
                             f"{SUFFIXES[backend]}")
-    model = load_predictor(path, device=device, tta=tta, threads=threads)
+    if backend != "auto":
+        return backend
+    return next((name for name, suffix in SUFFIXES.items() if path.suffix.lower() == suffix), "torch")
+
+
+def load_backend(source, backend: str = "auto", device: str = "auto", tta: str | None = None,
+                 threads: int | None = None):
+    """The predictor for ``source``, with ``card`` set: ``auto`` is ONNX for a ``.onnx`` file,
+    OpenVINO for an ``.xml``, PyTorch otherwise."""
+    from .. import load_predictor
+    resolve_backend(source, backend)
+    model = load_predictor(Path(source), device=device, tta=tta, threads=threads)
     model.card = model_card(model)
     return model

@@ -8,10 +8,13 @@ the run queue 6-9%, the rest waiting for the GIL), and the forward thread was th
 child process has an interpreter of its own. onnxruntime and OpenVINO let go of the GIL for a whole
 pass, so their forward passes stay in the server's process by default.
 
-The child loads the same model (``densekit.load_predictor``) and answers one batch at a time over
-a ``multiprocessing`` pipe: a short JSON head, then raw bytes (uint8 pixels in, float32 logits out),
-so neither side unpickles anything. It ignores SIGINT and SIGTERM (the server drains, then stops
-it) and ends when the pipe closes, so it cannot outlive the server. A child that dies (killed, out
+The child loads the model (``backends.load_backend``) and sends back its ``InputSpec`` (as an
+export's metadata) and its model card; ``ForwardProcess`` is then the server's ``Predictor``:
+decoding, probabilities and the result schema happen in the server's process as for any backend,
+which never imports PyTorch itself (an import of PyTorch alone is ~220 MiB resident). The child
+answers one batch at a time over a ``multiprocessing`` pipe: a short JSON head, then raw bytes
+(uint8 pixels in, float32 logits out), so neither side unpickles anything. It ignores SIGINT (the
+server drains, then stops it) and ends when the pipe closes, so it cannot outlive the server. A child that dies (killed, out
 of memory) fails the batch it held with one line and is started again for the next batch.
 """
 from __future__ import annotations
@@ -25,21 +28,28 @@ import threading
 import numpy as np
 
 from ..errors import DensekitError
+from ..predictions import Predictor
+from ..spec import InputSpec
 
 START_TIMEOUT = 300   # seconds for the child to import PyTorch and load the model
 
 
-def _child(conn, source: str, device: str, tta: str | None, threads: int | None):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C and SIGTERM are the server's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from .. import load_predictor
+def _child(conn, source: str, backend: str, device: str, tta: str | None, threads: int | None):
+    # Ctrl-C reaches every process of the terminal's group: the server drains first, then stops this
+    # one. SIGTERM keeps its default: multiprocessing ends daemonic children with it at exit.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from .backends import load_backend
     try:
-        model = load_predictor(source, device=device, tta=tta, threads=threads)
+        model = load_backend(source, backend=backend, device=device, tta=tta, threads=threads)
+    except DensekitError as err:   # the one line the user reads, as the server's own load would give it
+        conn.send_bytes(json.dumps({"error": str(err)}).encode())
+        return
     except Exception as err:  # noqa: BLE001  (reported to the parent, which raises it)
-        conn.send_bytes(json.dumps({"error": f"{type(err).__name__}: {err}"}).encode())
+        conn.send_bytes(json.dumps({"error": f"{source}: the model could not be loaded "
+                                    f"({type(err).__name__}: {err})"}).encode())
         return
     gc.freeze()   # as the server does (serve/__init__.py): full collections would skip the model's objects
-    conn.send_bytes(b'{"ready": true}')
+    conn.send_bytes(json.dumps({"spec": model.spec.to_metadata(), "card": model.card}, default=str).encode())
     while True:
         try:
             head = json.loads(conn.recv_bytes())
@@ -57,13 +67,23 @@ def _child(conn, source: str, device: str, tta: str | None, threads: int | None)
         conn.send_bytes(memoryview(out).cast("B"))
 
 
-class ForwardProcess:
-    """``logits(pixels)`` computed by ``densekit.load_predictor(source, ...)`` in a child process."""
+class ForwardProcess(Predictor):
+    """The ``Predictor`` of ``source`` whose ``logits`` a child process computes (``load_backend(source,
+    backend, device, tta, threads)`` there); ``spec`` and ``card`` are the child's. A source that
+    cannot be served fails here, with the child's one line."""
 
-    def __init__(self, source, device: str = "auto", tta: str | None = None, threads: int | None = None):
-        self.args = (str(source), device, tta, threads)
+    def __init__(self, source, backend: str = "torch", device: str = "auto", tta: str | None = None,
+                 threads: int | None = None):
+        self.args = (str(source), backend, device, tta, threads)
         self._lock = threading.Lock()
-        self._start()
+        loaded = self._start()
+        self.spec = InputSpec.from_metadata(loaded["spec"], str(source))
+        self.card = loaded["card"]
+        self.backend, self.path, self.device = self.card["backend"], self.card["source"], self.card["device"]
+
+    def copy(self) -> "ForwardProcess":
+        """Another child process of the same model (one per inference worker)."""
+        return ForwardProcess(*self.args)
 
     def _start(self):
         ctx = mp.get_context("spawn")   # fork would copy the server's threads and locks mid-use
@@ -75,11 +95,13 @@ class ForwardProcess:
             if not self._conn.poll(START_TIMEOUT):
                 raise RuntimeError(f"it did not load the model within {START_TIMEOUT} s")
             head = self._head()
-            if "error" in head:
-                raise RuntimeError(f"it could not load the model: {head['error']}")
         except RuntimeError as err:
             self.close()
             raise DensekitError(f"the forward process did not start: {err}") from None
+        if "error" in head:
+            self.close()
+            raise DensekitError(head["error"])
+        return head
 
     def _head(self) -> dict:
         try:
