@@ -29,8 +29,8 @@ from .precision import autocast, memory_format, pick_device, precision_name, run
 
 # A batch of at most this many images runs its views as one batch (torch.cat of the views): one pass
 # over 2N images costs far less than two over N while N is small (flip TTA, densenet-c-fmnist, one
-# thread: 2.05x the images/s at N = 1, 1.4x at N = 8, even by N = 32); larger batches keep one pass per
-# view, so evaluation's peak memory stays that of its batch size.
+# thread, bf16: 1.7-2x the images/s at N = 1, 1.3-1.6x at N = 8, even by N = 32-64); larger batches
+# keep one pass per view, so evaluation's peak memory stays that of its batch size.
 JOINED_VIEWS_MAX = 64
 
 
