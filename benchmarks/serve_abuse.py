@@ -21,34 +21,22 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import re
 import socket
-import struct
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # served.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))   # datagen.py: the hostile files
+from datagen import blank_png, ico_holding  # noqa: E402
+from served import Server  # noqa: E402
+
 HOST = "127.0.0.1"   # loopback only
 BODY_TIMEOUT = 5     # seconds; the slow clients' requests end at this
-
-
-def blank_png(width: int, height: int) -> bytes:
-    """A real gray PNG of width x height, all zeros: a few KB that decode to width x height bytes."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    rows = zlib.compress(b"\0" * ((width + 1) * height), 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
-
-
-def ico_holding(png: bytes) -> bytes:
-    return struct.pack("<HHH", 0, 1, 1) + struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png), 22) + png
 
 
 def multipart(images: list[bytes]) -> tuple[bytes, str]:
@@ -56,50 +44,6 @@ def multipart(images: list[bytes]) -> tuple[bytes, str]:
     parts = [f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{i}.png\"\r\n"
              f"Content-Type: image/png\r\n\r\n".encode() + data + b"\r\n" for i, data in enumerate(images)]
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
-
-
-class Server:
-    def __init__(self, source: Path, log: Path):
-        self.out = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "densekit", "serve", str(source), "--host", HOST,
-                                      "--port", "0", "--log-level", "warning", "--body-timeout", str(BODY_TIMEOUT)],
-                                     stdout=self.out, stderr=subprocess.STDOUT)
-        deadline, self.url, self.log = time.monotonic() + 180, None, log
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if self.url is None and (m := re.search(r"http://127\.0\.0\.1:(\d+)", log.read_text())):
-                self.url, self.port = f"http://{HOST}:{m.group(1)}", int(m.group(1))
-            if self.url:
-                try:
-                    if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-            time.sleep(0.1)
-        self.stop()
-        raise SystemExit(f"the server did not start: {log.read_text()[-2000:]}")
-
-    def rss_mib(self, field: str = "VmRSS") -> float:
-        """The server's resident memory and its children's (the torch backend's forward process)."""
-        total = 0
-        for status in Path("/proc").glob("[0-9]*/status"):
-            try:
-                text = status.read_text()
-            except OSError:
-                continue
-            pid, parent = int(status.parent.name), int(re.search(r"PPid:\s+(\d+)", text).group(1))
-            if self.proc.pid in (pid, parent) and (m := re.search(rf"{field}:\s+(\d+) kB", text)):
-                total += int(m.group(1))
-        return total / 1024
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
 
 
 def exchange(port: int, pieces, pause: float, stop: threading.Event, statuses: list):
@@ -209,7 +153,12 @@ def main():
     fixtures = {"5000": blank_png(5000, 5000), "ico": ico_holding(blank_png(13000, 13000))}
     results = {}
     for backend in args.backends.split(","):
-        server = Server(sources[backend], tmp / f"{backend}.log")
+        server = Server(sources[backend], ["--host", HOST, "--body-timeout", str(BODY_TIMEOUT)], tmp / f"{backend}.log")
+        try:
+            server.wait_ready(180)
+        except RuntimeError as err:
+            server.stop()
+            raise SystemExit(str(err)) from None
         try:
             time.sleep(1)
             results[f"{backend} | idle"] = {"rss_mib": round(server.rss_mib(), 1)}

@@ -27,16 +27,17 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # served.py, also when loaded by a test
+from served import Server  # noqa: E402
 
 CONFIGS = {"batching": ["--max-batch-size", "32"],   # plus --max-delay-ms from the command line
            "no batching": ["--max-batch-size", "1"],
@@ -75,53 +76,12 @@ def test_images(run: Path, count: int = 64) -> list[bytes]:
     return out
 
 
-class Server:
-    def __init__(self, run: Path, flags: list[str], log: Path, threads: int):
-        self.log = log
-        self.out = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "densekit", "serve", str(run), "--port", "0",
-                                      "--log-level", "warning", "--threads", str(threads), *flags],
-                                     stdout=self.out, stderr=subprocess.STDOUT)
-        self.url = None
-
-    def wait_ready(self, timeout: float = 120):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if self.url is None and (m := re.search(r"http://127\.0\.0\.1:(\d+)", self.log.read_text())):
-                self.url = f"http://127.0.0.1:{m.group(1)}"
-            if self.url:
-                try:
-                    if httpx.get(self.url + "/ready", timeout=2).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log.read_text()[-2000:]}")
-
-    def cpu_seconds(self) -> float:
-        """CPU time the server process has used (Linux /proc), or nan elsewhere."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError):
-            return float("nan")
-
-    def batches(self) -> tuple[float, float]:
-        """(forward passes, images in them) so far, from /metrics."""
-        text = httpx.get(self.url + "/metrics", timeout=10).text
-        count = float(re.search(r"^densekit_batch_size_count (\S+)$", text, re.M).group(1))
-        total = float(re.search(r"^densekit_batch_size_sum (\S+)$", text, re.M).group(1))
-        return count, total
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.out.close()
+def batches(server: Server) -> tuple[float, float]:
+    """(forward passes, images in them) so far, from the server's /metrics."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    count = float(re.search(r"^densekit_batch_size_count (\S+)$", text, re.M).group(1))
+    total = float(re.search(r"^densekit_batch_size_sum (\S+)$", text, re.M).group(1))
+    return count, total
 
 
 def ceiling(source: Path, threads: int, batch: int = 64, windows: int = 3, seconds: float = 2) -> float:
@@ -219,8 +179,8 @@ def main(argv=None) -> dict:
         ap.error(f"--configs: unknown {', '.join(sorted(unknown))}; choose from {', '.join(CONFIGS)}")
     configs = {name: CONFIGS[name] + (["--max-delay-ms", args.max_delay_ms] if name != "no batching" else [])
                for name in names}
-    servers = {name: Server(source, flags, scratch / f"{name.replace(' ', '-')}.log", args.threads)
-               for name, flags in configs.items()}
+    servers = {name: Server(source, ["--threads", str(args.threads), *flags],
+                            scratch / f"{name.replace(' ', '-')}.log") for name, flags in configs.items()}
     best = {name: {} for name in configs}
     try:
         for s in servers.values():
@@ -230,14 +190,14 @@ def main(argv=None) -> dict:
             asyncio.run(load(s.url, images, max(levels), 2 * max(levels), 10))
         for c in levels:
             slices = {name: [] for name in configs}
-            start = {name: (s.batches(), s.cpu_seconds()) for name, s in servers.items()}
+            start = {name: (batches(s), s.cpu_seconds()) for name, s in servers.items()}
             for _ in range(args.rounds):   # short slices in alternation: both servers see the same load
                 for name, s in servers.items():
                     slices[name].append(asyncio.run(load(s.url, images, c, args.requests // args.rounds,
                                                          args.seconds / args.rounds)))
             for name, s in servers.items():
                 (count0, total0), cpu0 = start[name]
-                (count1, total1), cpu1 = s.batches(), s.cpu_seconds()
+                (count1, total1), cpu1 = batches(s), s.cpu_seconds()
                 r = summarize(slices[name], c)
                 r["mean_batch"] = (total1 - total0) / max(count1 - count0, 1)
                 r["server_cpu_ms"] = 1000 * (cpu1 - cpu0) / max(r["ok"], 1)

@@ -70,3 +70,22 @@ def _register_digits_multilabel():
 
 
 _register_digits_multilabel()
+
+
+# Prepended to the code of a subprocess that must run as where PyTorch is not installed.
+NO_TORCH = """
+import sys
+class _NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is not installed here")
+sys.meta_path.insert(0, _NoTorch())
+"""
+
+
+def without_torch(code: str, timeout: float = 120) -> "subprocess.CompletedProcess":
+    """``code`` run by a fresh interpreter in which ``import torch`` fails."""
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-c", NO_TORCH + code], capture_output=True, text=True, timeout=timeout)
+

@@ -1,4 +1,5 @@
-"""Writers of small datasets in their real on-disk formats, for the data tests."""
+"""Writers of small datasets in their real on-disk formats, and of hostile image files, for the tests
+(and benchmarks/serve_abuse.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -127,6 +128,21 @@ def gz(data: bytes) -> bytes:
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A real, fully decodable gray PNG of width x height, all zeros: a few KB that decode to
+    width x height bytes (a decompression bomb that is a valid image)."""
+    rows = zlib.compress(b"\0" * ((width + 1) * height), 9)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + _png_chunk(b"IDAT", rows) + _png_chunk(b"IEND", b""))
+
+
+def ico_holding(png_bytes: bytes) -> bytes:
+    """An ICO whose one directory entry says 16 x 16 but holds ``png_bytes``: Pillow decodes that PNG
+    whole inside Image.open, before any size check could look at it."""
+    entry = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png_bytes), 6 + 16)
+    return struct.pack("<HHH", 0, 1, 1) + entry + png_bytes
 
 
 def huge_constant_png(path: Path, width: int, height: int, color=(10, 200, 30)) -> Path:

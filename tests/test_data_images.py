@@ -1,13 +1,12 @@
 """decode_image: every format and mode a user's files come in, to the model's channels and size."""
 import io
-import struct
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from datagen import write_image
+from datagen import ico_holding, write_image
 from densekit import DensekitError
 from densekit.data.images import conform, decode_image
 from densekit.decode import read_image
@@ -74,18 +73,11 @@ def test_conform_gray_rgb_round_trip_and_resize():
 
 # -- issue 22: one decoder, the same for training, the runtime and the server --------------------
 
-def _ico_holding(png_bytes: bytes) -> bytes:
-    """An ICO whose directory says 16 x 16 but whose entry is ``png_bytes``: Pillow decodes that PNG
-    whole inside Image.open, before any size check could look at it."""
-    entry = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png_bytes), 22)
-    return struct.pack("<HHH", 0, 1, 1) + entry + png_bytes
-
-
 def test_only_the_documented_formats_are_opened(tmp_path):
     inner = io.BytesIO()
     Image.new("L", (3000, 3000)).save(inner, "PNG")          # 9 megapixels behind a 16 x 16 icon
     ico = tmp_path / "icon.png"
-    ico.write_bytes(_ico_holding(inner.getvalue()))
+    ico.write_bytes(ico_holding(inner.getvalue()))
     for decode in (read_image, decode_image):
         with pytest.raises(DensekitError, match="not one of the formats densekit reads: PNG, JPEG"):
             decode(ico, channels=1, size=8)

@@ -14,6 +14,7 @@ from densekit.errors import DensekitError
 from densekit.workflows.export import export, read_metadata
 from densekit.runtime import OnnxModel, OpenVinoModel
 from densekit.serve.backends import load_backend, model_card
+from conftest import without_torch
 
 # digits' test split has ~36 images a class, so one image is ~2.8 points of a class's recall: the
 # tests allow a few images; the top-1 default (0.5 points) is kept.
@@ -107,12 +108,6 @@ def test_runtime_runs_int8_onnx_and_openvino_where_torch_cannot_be_imported(run_
 import json, sys
 import numpy as np
 
-class NoTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is not installed here")
-
-sys.meta_path.insert(0, NoTorch())
 from densekit.runtime import OnnxModel, OpenVinoModel
 x = np.random.default_rng(0).integers(0, 256, (3, 1, 8, 8), dtype=np.uint8)
 out = {{}}
@@ -121,7 +116,7 @@ for model in (OnnxModel({int8_onnx["path"]!r}), OpenVinoModel({str(xml)!r})):
 out["torch"] = sorted(m for m in sys.modules if m == "torch" or m.startswith("torch."))
 print(json.dumps(out))
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    p = without_torch(code)
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout) == {"onnx": ["int8", 10], "openvino": [None, 10], "torch": []}
 

@@ -4,16 +4,15 @@ EXIF orientation, the offline API pages and the drain timeout. Every answer is t
 JSON and counted in /metrics; both backends share all of this (the ONNX one is checked too)."""
 import io
 import socket
-import struct
 import threading
 import time
-import zlib
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+from datagen import blank_png, ico_holding
 from test_serve import error_of, images, raw_request, sample, scrape, server  # noqa: F401  (images: a fixture)
 
 HEAD = b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nContent-Type: image/png\r\n"
@@ -37,21 +36,6 @@ def png(width: int, height: int, seed: int = 0) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
-
-
-def ico_holding(png_bytes: bytes) -> bytes:
-    """An ICO whose one directory entry says 16 x 16 but holds ``png_bytes`` (Pillow decodes it in open)."""
-    entry = struct.pack("<BBBBHHII", 16, 16, 0, 0, 1, 32, len(png_bytes), 6 + 16)
-    return struct.pack("<HHH", 0, 1, 1) + entry + png_bytes
-
-
-def blank_png(width: int, height: int) -> bytes:
-    """A real, fully decodable gray PNG of width x height, all zeros (compresses to ~1/1000)."""
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    rows = zlib.compress(b"\0" * ((width + 1) * height), 9)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
 
 
 def rotated_copy(data: bytes) -> bytes:

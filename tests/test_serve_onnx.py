@@ -1,5 +1,5 @@
 """`densekit serve MODEL.onnx`: the ONNX backend (densekit.runtime) behind the same HTTP API,
-in a process where PyTorch cannot be imported."""
+from the command line of a process where PyTorch cannot be imported."""
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,8 +12,8 @@ from test_serve import assert_same, images, post_files, run, server  # noqa: F40
 NO_TORCH = """
 import sys
 sys.modules["torch"] = None          # any `import torch` now fails
-from densekit.serve import serve
-serve(sys.argv[1], port=0, log_level="warning", max_batch_size=8)
+from densekit.cli import main        # the command line itself, as a user without PyTorch runs it
+sys.exit(main(["serve", sys.argv[1], "--port", "0", "--log-level", "warning", "--max-batch-size", "8"]))
 """
 
 
