@@ -198,9 +198,9 @@ def evaluate(run_or_checkpoint: str | Path, dataset: str | None = None, split: s
                             f"{(c, h, w)}; evaluate on the dataset it was trained on")
     label_map = _label_map(ds.classes, opts.classes, f"{dataset} {split}")
     if opts.task == "multilabel":   # at the thresholds tuned on validation, stored with the weights
-        if reject_below is not None or reject_ood or ood:
-            raise DensekitError("--reject-below, --reject-ood and --ood apply to single-label runs; this run is "
-                                "multi-label (each label has its own tuned threshold)")
+        if ood:   # the reject flags were refused by check_abstention above
+            raise DensekitError("--ood applies to single-label runs; this run is multi-label (each label has "
+                                "its own tuned threshold)")
         out = run_eval(model, ds, opts, label_map=label_map, progress=progress,
                        thresholds=predictor.spec.thresholds)
         del out["logits"], out["labels"]

@@ -29,7 +29,7 @@ from ..config import _FLOAT, TrainConfig
 from ..engine.callbacks import Callback
 from ..engine.run import check_run_name
 from ..errors import DensekitError
-from .sweep import _check_keys, _FIELDS, best_of, check_rank_by, rank, sweep_table
+from .sweep import check_keys, FIELDS, best_of, check_rank_by, rank, sweep_table
 from ..tracking.runs import run_row
 
 PRUNERS = ("median", "halving", "none")
@@ -74,9 +74,9 @@ def _yaml(text: str):
 
 def _check_space(base: TrainConfig, space: dict):
     """Every value the space can give is a valid setting: its ends, and each choice."""
-    _check_keys(base, space)
+    check_keys(base, space)
     for key, (kind, *args) in space.items():
-        if key not in _FIELDS:
+        if key not in FIELDS:
             continue     # a model argument: checked when the trial builds the model
         for value in args:
             try:
@@ -198,8 +198,8 @@ def run_search(base: TrainConfig, space: dict, trials: int, verbose: bool = True
         chosen = _suggest(trial, space)
         counted = _counted(study)
         left = max(trials - len(counted), 1)
-        fields = {k: v for k, v in chosen.items() if k in _FIELDS}
-        model_args = {**base.model_args, **{k: v for k, v in chosen.items() if k not in _FIELDS}}
+        fields = {k: v for k, v in chosen.items() if k in FIELDS}
+        model_args = {**base.model_args, **{k: v for k, v in chosen.items() if k not in FIELDS}}
         if budget:
             fields["time_budget"] = max((budget - _spent(study)) / left, 1.0)
         resume = trial.user_attrs.get("resume")

@@ -23,7 +23,7 @@ from ..engine.run import check_run_name
 from ..errors import DensekitError
 from ..tracking.runs import fmt_duration, fmt_pct, run_row, table
 
-_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}   # what a grid or a search space may set besides model arguments
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -41,14 +41,14 @@ def parse_grid(items: list[str]) -> dict[str, list]:
     return grid
 
 
-def _check_keys(base: TrainConfig, grid: dict):
+def check_keys(base: TrainConfig, grid: dict):
     """A key that is neither a config field nor an argument of the model fails now, not after hours."""
     from ..models import get_entry
     builder = get_entry(base.model).builder
     params = inspect.signature(builder).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     for key in grid:
-        if key not in _FIELDS and key not in params and not takes_any:
+        if key not in FIELDS and key not in params and not takes_any:
             raise DensekitError(f"--grid {key}: not a training setting nor an argument of model {base.model}; "
                                 f"see `densekit train --help` and `densekit models {base.model}`")
         if key in ("name", "out"):
@@ -62,13 +62,13 @@ def _label(value) -> str:
 
 def combinations(base: TrainConfig, grid: dict) -> list[tuple[dict, TrainConfig]]:
     """One (values, config) per combination, in grid order; model arguments go into ``model_args``."""
-    _check_keys(base, grid)
+    check_keys(base, grid)
     sweep = check_run_name(base.name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")   # a name, not a path
     out = []
     for values in itertools.product(*grid.values()):
         chosen = dict(zip(grid, values))
-        fields = {k: v for k, v in chosen.items() if k in _FIELDS}
-        model_args = {**base.model_args, **{k: v for k, v in chosen.items() if k not in _FIELDS}}
+        fields = {k: v for k, v in chosen.items() if k in FIELDS}
+        model_args = {**base.model_args, **{k: v for k, v in chosen.items() if k not in FIELDS}}
         name = "-".join(f"{k}{_label(v)}" for k, v in chosen.items())
         cfg = base.replace(**fields, model_args=model_args, out=f"{base.out}/{sweep}", name=name)
         out.append((chosen, cfg.validate()))
