@@ -390,7 +390,7 @@ def test_a_full_queue_answers_503_and_the_waiting_request_still_completes(run, i
 
 
 def forward_children(pid: int) -> list[int]:
-    """The forward processes (multiprocessing's spawned children) of process ``pid``."""
+    """The forward processes (``python -m densekit.serve.forward``) of process ``pid``."""
     out = []
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -398,7 +398,7 @@ def forward_children(pid: int) -> list[int]:
             cmdline = (status.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields.get("PPid", "0")) == pid and b"spawn_main" in cmdline:
+        if int(fields.get("PPid", "0")) == pid and b"densekit.serve.forward" in cmdline:
             out.append(int(status.parent.name))
     return out
 

@@ -12,18 +12,27 @@ The child loads the model (``backends.load_backend``) and sends back its ``Input
 export's metadata) and its model card; ``ForwardProcess`` is then the server's ``Predictor``:
 decoding, probabilities and the result schema happen in the server's process as for any backend,
 which never imports PyTorch itself (an import of PyTorch alone is ~220 MiB resident). The child
-answers one batch at a time over a ``multiprocessing`` pipe: a short JSON head, then raw bytes
-(uint8 pixels in, float32 logits out), so neither side unpickles anything. It ignores SIGINT (the
-server drains, then stops it) and ends when the pipe closes, so it cannot outlive the server. A child that dies (killed, out
-of memory) fails the batch it held with one line and is started again for the next batch.
+is a fresh interpreter running ``main`` here (multiprocessing's spawn would re-run
+the caller's main script, which fails for code read from stdin and recurses in a script without a
+``__main__`` guard) and answers one batch at a time over its stdin and stdout: length-prefixed
+frames, a short JSON head then raw bytes (uint8 pixels in, float32 logits out), so neither side
+unpickles anything; what libraries print goes to its stderr, the server's log. It ignores SIGINT
+(the server drains, then stops it) and ends when its stdin closes, so it cannot outlive the
+server. A child that dies (killed, out of memory) fails the batch it held with one line and is
+started again for the next batch.
 """
 from __future__ import annotations
 
 import gc
 import json
-import multiprocessing as mp
+import os
+import select
 import signal
+import struct
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -32,39 +41,61 @@ from ..predictions import Predictor
 from ..spec import InputSpec
 
 START_TIMEOUT = 300   # seconds for the child to import PyTorch and load the model
+CHILD = "import sys; from densekit.serve.forward import main; sys.exit(main())"
+_LENGTH = struct.Struct("<Q")
 
 
-def _child(conn, source: str, backend: str, device: str, tta: str | None, threads: int | None):
-    # Ctrl-C reaches every process of the terminal's group: the server drains first, then stops this
-    # one. SIGTERM keeps its default: multiprocessing ends daemonic children with it at exit.
+def send(stream, data) -> None:
+    stream.write(_LENGTH.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def receive(stream) -> bytes:
+    """The next frame; EOFError when the other side has gone."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        raise EOFError
+    data = stream.read(_LENGTH.unpack(head)[0])
+    if len(data) < _LENGTH.unpack(head)[0]:
+        raise EOFError
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The child: load, report, then answer batches until stdin closes or a stop frame comes."""
+    # Ctrl-C reaches every process of the terminal's group: the server drains first, then stops this one.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    source, backend, device, tta, threads = json.loads((argv or sys.argv[1:])[-1])
+    requests, answers = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)   # a library's print goes to the server's log, not into the frames
     from .backends import load_backend
     try:
         model = load_backend(source, backend=backend, device=device, tta=tta, threads=threads)
     except DensekitError as err:   # the one line the user reads, as the server's own load would give it
-        conn.send_bytes(json.dumps({"error": str(err)}).encode())
-        return
+        send(answers, json.dumps({"error": str(err)}).encode())
+        return 1
     except Exception as err:  # noqa: BLE001  (reported to the parent, which raises it)
-        conn.send_bytes(json.dumps({"error": f"{source}: the model could not be loaded "
-                                    f"({type(err).__name__}: {err})"}).encode())
-        return
+        send(answers, json.dumps({"error": f"{source}: the model could not be loaded "
+                                  f"({type(err).__name__}: {err})"}).encode())
+        return 1
     gc.freeze()   # as the server does (serve/__init__.py): full collections would skip the model's objects
-    conn.send_bytes(json.dumps({"spec": model.spec.to_metadata(), "card": model.card}, default=str).encode())
+    send(answers, json.dumps({"spec": model.spec.to_metadata(), "card": model.card}, default=str).encode())
     while True:
         try:
-            head = json.loads(conn.recv_bytes())
+            head = json.loads(receive(requests))
             if head.get("stop"):
-                return
-            pixels = np.frombuffer(conn.recv_bytes(), dtype=np.uint8).reshape(head["shape"])
+                return 0
+            pixels = np.frombuffer(bytearray(receive(requests)), dtype=np.uint8).reshape(head["shape"])
         except (EOFError, OSError):   # the server is gone
-            return
+            return 0
         try:
             out = np.ascontiguousarray(model.logits(pixels), dtype=np.float32)
         except Exception as err:  # noqa: BLE001  (this batch fails; the next one may not)
-            conn.send_bytes(json.dumps({"error": f"{type(err).__name__}: {str(err)[:500]}"}).encode())
+            send(answers, json.dumps({"error": f"{type(err).__name__}: {str(err)[:500]}"}).encode())
             continue
-        conn.send_bytes(json.dumps({"shape": list(out.shape)}).encode())
-        conn.send_bytes(memoryview(out).cast("B"))
+        send(answers, json.dumps({"shape": list(out.shape)}).encode())
+        send(answers, memoryview(out).cast("B"))
 
 
 class ForwardProcess(Predictor):
@@ -85,14 +116,14 @@ class ForwardProcess(Predictor):
         """Another child process of the same model (one per inference worker)."""
         return ForwardProcess(*self.args)
 
-    def _start(self):
-        ctx = mp.get_context("spawn")   # fork would copy the server's threads and locks mid-use
-        self._conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_child, args=(child, *self.args), name="densekit-forward", daemon=True)
-        self.process.start()
-        child.close()
+    def _start(self) -> dict:
+        # The child imports this densekit, wherever it came from (an install, a checkout on sys.path).
+        top = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [top, os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(self.args)],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         try:
-            if not self._conn.poll(START_TIMEOUT):
+            if os.name == "posix" and not select.select([self.process.stdout], [], [], START_TIMEOUT)[0]:
                 raise RuntimeError(f"it did not load the model within {START_TIMEOUT} s")
             head = self._head()
         except RuntimeError as err:
@@ -105,39 +136,48 @@ class ForwardProcess(Predictor):
 
     def _head(self) -> dict:
         try:
-            return json.loads(self._conn.recv_bytes())
-        except (EOFError, OSError):
-            self.process.join(1)
-            raise RuntimeError(f"it died (exit code {self.process.exitcode})") from None
+            return json.loads(receive(self.process.stdout))
+        except (EOFError, OSError, ValueError):
+            try:
+                self.process.wait(1)
+            except subprocess.TimeoutExpired:
+                pass
+            raise RuntimeError(f"it died (exit code {self.process.poll()})") from None
 
     def logits(self, pixels) -> np.ndarray:
         x = np.ascontiguousarray(pixels, dtype=np.uint8)
         with self._lock:
-            if not self.process.is_alive():
+            if self.process.poll() is not None:
                 self.close()
                 self._start()
             try:
-                self._conn.send_bytes(json.dumps({"shape": list(x.shape)}).encode())
-                self._conn.send_bytes(memoryview(x).cast("B"))
+                send(self.process.stdin, json.dumps({"shape": list(x.shape)}).encode())
+                send(self.process.stdin, memoryview(x).cast("B"))
             except OSError:
                 pass   # the child is gone: _head says so
             try:
-                head = self._head()
-            except RuntimeError as err:
-                raise RuntimeError(f"the forward process stopped: {err}; a new one starts for the next batch") from None
+                head = self._head()   # RuntimeError when the child is gone
+                if "error" not in head:
+                    out = np.frombuffer(receive(self.process.stdout), dtype=np.float32)
+            except (RuntimeError, EOFError) as err:
+                raise RuntimeError(f"the forward process stopped ({str(err) or 'mid-answer'}); a new one starts "
+                                   "for the next batch") from None
             if "error" in head:
                 raise RuntimeError(head["error"])
-            out = np.frombuffer(self._conn.recv_bytes(), dtype=np.float32)
             return out.reshape(head["shape"])
 
     def close(self, timeout: float = 10):
-        """Stop the child: asked first, killed if it does not end within ``timeout`` seconds."""
+        """Stop the child: asked first (a stop frame, then its stdin closed), killed if it does not end
+        within ``timeout`` seconds."""
         try:
-            self._conn.send_bytes(b'{"stop": true}')
-        except OSError:
+            send(self.process.stdin, b'{"stop": true}')
+            self.process.stdin.close()
+        except (OSError, ValueError):
             pass
-        self.process.join(timeout)
-        if self.process.is_alive():
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join()
-        self._conn.close()
+            self.process.wait()
+        self.process.stdout.close()
+
