@@ -426,6 +426,18 @@ def test_the_torch_forward_runs_in_a_child_that_restarts_when_killed_and_ends_wi
         wait_gone(child)                                      # its child does not outlive it
 
 
+def test_the_app_serves_from_code_read_on_stdin_without_a_main_guard(run, images):
+    """The forward process must not re-run the caller's main script (multiprocessing's spawn does,
+    and fails on stdin and recurses in a script without ``if __name__ == "__main__"``)."""
+    code = (f"from fastapi.testclient import TestClient\nfrom densekit.serve import create_app\n"
+            f"with TestClient(create_app({str(run.dir)!r})) as c:\n"
+            f"    print(c.post('/v1/predict', content=open({str(images[0])!r}, 'rb').read(),\n"
+            f"                 headers={{'content-type': 'image/png'}}).json()[0]['label'])\n")
+    out = subprocess.run([sys.executable, "-"], input=code, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == densekit.predict(run.dir, images[:1])[0]["label"]
+
+
 def test_each_worker_has_a_forward_process_of_its_own(run, images, tmp_path):
     with server(run.dir, "--workers", "2", "--max-batch-size", "2", tmp=tmp_path) as proc:
         assert len(forward_children(proc.pid)) == 2
