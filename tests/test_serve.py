@@ -447,6 +447,24 @@ def test_each_worker_has_a_forward_process_of_its_own(run, images, tmp_path):
         assert_same([a.json()[0] for a in answers], densekit.predict(run.dir, images[:8]))
 
 
+def test_ctrl_c_to_the_whole_process_group_drains_then_stops_the_forward_process(run, tmp_path):
+    out = tmp_path / "out.txt"
+    with open(out, "w") as fo:
+        proc = subprocess.Popen([sys.executable, "-m", "densekit", "serve", str(run.dir), "--port", "0"],
+                                stdout=fo, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (children := forward_children(proc.pid)) or "http://" not in out.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, out.read_text()[-2000:]
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGINT)                    # what a terminal's Ctrl-C sends: every process
+        assert proc.wait(30) == 130
+        wait_gone(children[0], timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_no_forward_process_runs_passes_in_the_server(run, slow):
     assert httpx.get(f"{slow.url}/v1/model").json()["serving"]["forward_process"] is False
     assert forward_children(slow.pid) == []
