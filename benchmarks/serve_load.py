@@ -90,6 +90,8 @@ def ceiling(source: Path, threads: int, batch: int = 64, windows: int = 3, secon
     best of ``windows`` windows of at least 3 passes and ``seconds`` each: the least disturbed."""
     import densekit
     import numpy as np
+    from densekit.allocator import keep_freed_memory
+    keep_freed_memory()   # as the servers' processes run (the densekit command, its forward process)
     model = densekit.load_predictor(source, threads=threads)
     pixels = np.random.default_rng(0).integers(0, 256, (batch, *model.input_shape), dtype=np.uint8)
     model.logits(pixels)   # the first pass sets up kernels

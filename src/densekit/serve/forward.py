@@ -66,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     """The child: load, report, then answer batches until stdin closes or a stop frame comes."""
     # Ctrl-C reaches every process of the terminal's group: the server drains first, then stops this one.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from ..allocator import keep_freed_memory
+    keep_freed_memory()   # a process of densekit's own, as the command's (allocator.py): no page faults per pass
     source, backend, device, tta, threads = json.loads((argv or sys.argv[1:])[-1])
     requests, answers = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)   # a library's print goes to the server's log, not into the frames
