@@ -46,6 +46,7 @@ _LENGTH = struct.Struct("<Q")
 
 
 def send(stream, data) -> None:
+    """One frame: its length (8 bytes, little-endian), then ``data``."""
     stream.write(_LENGTH.pack(len(data)))
     stream.write(data)
     stream.flush()
@@ -56,8 +57,9 @@ def receive(stream) -> bytes:
     head = stream.read(_LENGTH.size)
     if len(head) < _LENGTH.size:
         raise EOFError
-    data = stream.read(_LENGTH.unpack(head)[0])
-    if len(data) < _LENGTH.unpack(head)[0]:
+    size = _LENGTH.unpack(head)[0]
+    data = stream.read(size)
+    if len(data) < size:
         raise EOFError
     return data
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             head = json.loads(receive(requests))
             if head.get("stop"):
                 return 0
-            pixels = np.frombuffer(bytearray(receive(requests)), dtype=np.uint8).reshape(head["shape"])
+            pixels = np.frombuffer(receive(requests), dtype=np.uint8).reshape(head["shape"])
         except (EOFError, OSError):   # the server is gone
             return 0
         try:
