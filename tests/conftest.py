@@ -9,6 +9,8 @@ os.environ.setdefault("DENSEKIT_OFFLINE", "1")  # tests never reach the internet
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from densekit.engine.callbacks import Callback  # noqa: E402
+
 torch.set_num_threads(1)
 
 # A 2-block DenseNet-BC (densenet-bc-40-k12 with block_config [3, 3], k = 8): a bottleneck to fold,
@@ -88,4 +90,16 @@ def without_torch(code: str, timeout: float = 120) -> "subprocess.CompletedProce
     import subprocess
     import sys
     return subprocess.run([sys.executable, "-c", NO_TORCH + code], capture_output=True, text=True, timeout=timeout)
+
+
+class StopAfter(Callback):
+    """A training callback that stops the run after epoch ``epochs``, as a kill between epochs would
+    (the run can then be resumed)."""
+
+    def __init__(self, epochs: int = 1):
+        self.epochs = epochs
+
+    def on_epoch_end(self, ctx, record):
+        if record["epoch"] == self.epochs:
+            ctx.stop = True
 

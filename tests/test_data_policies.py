@@ -9,6 +9,7 @@ from PIL import Image, ImageOps
 from sklearn.datasets import load_digits
 
 import densekit
+from conftest import StopAfter
 from densekit import DensekitError
 from densekit.data.augment import Augment, default_augment, default_tta
 from densekit.data.policies import WIDE, AugMix, RandAugment, TrivialAugment, apply_op
@@ -125,14 +126,11 @@ def test_auto_adds_trivialaugment_and_erasing_when_fine_tuning_large_images(data
 
 
 def test_a_run_with_a_policy_resumes_bit_exact(runs_dir):
-    class StopAfterOne(densekit.engine.Callback):
-        def on_epoch_end(self, ctx, record):
-            ctx.stop = True
     cfg = densekit.TrainConfig(model="densenet-bc-40-k12", model_args={"block_config": [2, 2], "growth_rate": 6},
                                dataset="digits", epochs=2, batch_size=64, lr=0.1, val_split=200, out=str(runs_dir),
                                workers=0, tensorboard=False, plots=False, augment="crop+trivialaugment+augmix")
     full = densekit.train(cfg.replace(name="full"), verbose=False)
-    cut = densekit.train(cfg.replace(name="cut"), callbacks=[StopAfterOne()], verbose=False)
+    cut = densekit.train(cfg.replace(name="cut"), callbacks=[StopAfter(1)], verbose=False)
     resumed = densekit.train(resume=cut.dir, verbose=False)
     assert [m["train_loss"] for m in resumed.metrics] == [m["train_loss"] for m in full.metrics]
     assert resumed.summary["test_top1"] == full.summary["test_top1"]

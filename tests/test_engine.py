@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import densekit
-from conftest import TINY
+from conftest import TINY, StopAfter
 from densekit.engine.checkpoint import load_checkpoint, model_from_checkpoint
 
 
@@ -46,15 +46,6 @@ def test_checkpoint_round_trip_gives_identical_logits(runs_dir):
         assert torch.equal(a(x), b(x))
     # and the checkpoint is loadable by plain torch with weights_only=True
     assert "state_dict" in torch.load(run.dir / "checkpoints" / "last.pt", weights_only=True)
-
-
-class StopAfter(densekit.engine.Callback):
-    def __init__(self, epochs):
-        self.epochs = epochs
-
-    def on_epoch_end(self, trainer, record):
-        if record["epoch"] == self.epochs:
-            trainer.stop = True
 
 
 def assert_same_metrics(got, expected):

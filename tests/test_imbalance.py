@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import densekit
-from conftest import TINY
+from conftest import TINY, StopAfter
 from densekit import DensekitError
 from densekit.cli import main
 from densekit.data import Loader, TensorImageDataset, load_dataset
@@ -92,13 +92,8 @@ def test_balanced_order_draws_every_class_equally_is_deterministic_and_shards():
 def test_a_balanced_run_resumes_with_identical_metrics(runs_dir, tmp_path):
     dataset = imbalanced_digits(tmp_path)
     full = densekit.train(config(runs_dir, "full", dataset, sampler="balanced"), verbose=False)
-
-    class StopAfterOne(densekit.engine.Callback):
-        def on_epoch_end(self, trainer, record):
-            trainer.stop = True
-
     cfg = config(runs_dir, "cut", dataset, sampler="balanced")
-    cut = densekit.train(cfg, callbacks=[StopAfterOne()], verbose=False)
+    cut = densekit.train(cfg, callbacks=[StopAfter(1)], verbose=False)
     resumed = densekit.train(cfg, resume=cut.dir, verbose=False)
     keep = ("epoch", "global_step", "train_loss", "train_top1")
     assert len(resumed.metrics) == len(full.metrics) == 2

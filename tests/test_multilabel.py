@@ -8,7 +8,7 @@ import torch
 import densekit
 from densekit.engine.checkpoint import load_checkpoint
 
-from conftest import MULTILABEL_CLASSES, TINY
+from conftest import MULTILABEL_CLASSES, TINY, StopAfter
 
 
 def ml_config(out, name, **kw):
@@ -41,15 +41,6 @@ def test_multilabel_training_learns_each_label_and_stores_thresholds(runs_dir):
     from densekit.tracking.report import build_report
     page = build_report(run.dir)
     assert "id='per-label'" in page and "test mAP" in page
-
-
-class StopAfter(densekit.engine.Callback):
-    def __init__(self, epochs):
-        self.epochs = epochs
-
-    def on_epoch_end(self, ctx, record):
-        if record["epoch"] == self.epochs:
-            ctx.stop = True
 
 
 def test_a_stopped_multilabel_run_resumes_bit_for_bit(runs_dir):

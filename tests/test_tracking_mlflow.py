@@ -6,6 +6,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 import densekit
+from conftest import StopAfter
 from densekit.cli import build_parser
 from densekit.cli.train import config_from_args
 
@@ -18,14 +19,9 @@ def config(out, name, **kw):
                                           tensorboard=False, plots=False, tracker=["mlflow"]), **kw})
 
 
-class StopAfterOne(densekit.engine.Callback):
-    def on_epoch_end(self, ctx, record):
-        ctx.stop = True
-
-
 def test_a_run_and_its_resume_are_one_mlflow_run_with_params_metrics_and_artifacts(runs_dir):
     cfg = config(runs_dir, "tracked", plots=True)
-    stopped = densekit.train(cfg, callbacks=[StopAfterOne()], verbose=False)
+    stopped = densekit.train(cfg, callbacks=[StopAfter(1)], verbose=False)
     first = json.loads((stopped.dir / "mlflow.json").read_text())
     assert first["tracking_uri"] == f"sqlite:///{runs_dir.resolve()}/mlflow.db"
     client = MlflowClient(first["tracking_uri"])

@@ -15,7 +15,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..tracking.runs import describe_run, find_runs, run_details, run_row, runs_table
+    from ..tracking.runs import describe_run, run_details   # here: building the command line stays torch-free
     words = args.words
     if words[:1] == ["show"]:
         if len(words) != 2:
@@ -32,7 +32,7 @@ def run(args) -> int:
 
 
 def list_runs(args) -> int:
-    from ..tracking.runs import describe_run, find_runs, run_details, run_row, runs_table
+    from ..tracking.runs import find_runs, run_row, runs_table
     rows = [run_row(p, args.dir) for p in find_runs(args.dir)]
     if args.json:
         print_json(*rows)

@@ -26,9 +26,9 @@ def add_parser(sub):
     p.add_argument("--threads", type=int,
                    help="intra-op threads of each forward pass (the cores shared among the workers)")
     p.add_argument("--forward-process", action=argparse.BooleanOptionalAction,
-                   help="run forward passes in a process of their own (default: for the torch backend on a CPU, "
-                   "whose passes would otherwise contend with the HTTP work for the GIL; --no-forward-process: "
-                   "in the server's process)")
+                   help="run forward passes in a process of their own (default: for the torch backend, whose "
+                   "passes would otherwise contend with the HTTP work for the GIL; --no-forward-process: in the "
+                   "server's process)")
     p.add_argument("--queue-size", type=int, help="images that may wait; beyond it requests get 503 (256)")
     p.add_argument("--max-bytes", type=int, help="largest request body in bytes (20,971,520 = 20 MiB)")
     p.add_argument("--max-files", type=int, help="most images in one request (64)")

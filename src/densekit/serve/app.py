@@ -10,9 +10,10 @@ full-size pixels dropped before the next. Two lanes of threads share the work: a
 most ``SMALL_PIXELS`` in all decodes in one hop on the small lane (as many threads as cores), and
 every larger image on the large lane (``decoders`` threads), so that peak memory is set by
 ``decoders x max_pixels``, not by clients, and a burst of large images cannot hold up small
-requests. Forward passes run in the batcher's threads, which for the PyTorch backend on a CPU hand
-them to a process of their own (``forward.py``: the GIL). Errors are JSON ``{"error": code, "detail": one line}`` with a 4xx status for
-anything the client can fix, 503 when the queue is full or the server is draining.
+requests. Forward passes run in the batcher's threads, which for the PyTorch backend hand them to
+a process of their own (``forward.py``: the GIL). Errors are JSON ``{"error": code, "detail": one
+line}`` with a 4xx status for anything the client can fix, 503 when the queue is full or the
+server is draining.
 """
 from __future__ import annotations
 
@@ -136,8 +137,8 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
     per request, per request, per image, seconds to receive a body. ``reject_below`` / ``reject_ood``:
     abstention, as ``densekit predict``'s (rejections are counted in /metrics by reason).
     ``forward_process``: each worker's forward passes run in a child process (``forward.py``); None:
-    for the PyTorch backend on a CPU, whose passes would contend with the HTTP work for the GIL. The model
-    loads here, so a bad source fails before a server starts."""
+    for the PyTorch backend, whose passes would contend with the HTTP work for the GIL. The model
+    loads here (in the first forward process, if any), so a bad source fails before a server starts."""
     for name, value, minimum in (("max_batch_size", max_batch_size, 1), ("max_delay_ms", max_delay_ms, 0),
                                  ("workers", workers, 1), ("threads", 1 if threads is None else threads, 1),
                                  ("queue_size", queue_size, 1), ("max_bytes", max_bytes, 1),
@@ -166,17 +167,13 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
                "reject_ood": reject_ood, "forward_process": forward_process}
     state = {"batcher": None, "status": "loading"}
 
-    processes = queue.SimpleQueue()   # the forward processes not in a pass now (one per worker)
-
     def logits(arrays: list):
         """One forward pass over the images the batcher gathered: a row of logits each."""
-        if not forward_process:
-            return model.logits(np.stack(arrays))
-        process = processes.get()
+        predictor = state["idle"].get()
         try:
-            return process.logits(np.stack(arrays))
+            return predictor.logits(np.stack(arrays))
         finally:
-            processes.put(process)
+            state["idle"].put(predictor)
 
     def start_processes() -> list:
         """The model's own child (started again if a previous run of the app stopped it) and one more
@@ -194,8 +191,9 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
     @asynccontextmanager
     async def lifespan(app):
         started = await anyio.to_thread.run_sync(start_processes) if forward_process else []
-        for process in started:
-            processes.put(process)
+        state["idle"] = queue.SimpleQueue()   # a predictor per worker not in a pass now: its process, or the model
+        for predictor in started or [model] * workers:
+            state["idle"].put(predictor)
         batcher = Batcher(logits, max_batch_size, max_delay_ms / 1000, queue_size, workers,
                           on_batch=metrics.on_batch, announced=True)
         metrics.queue_depth.set_function(lambda: batcher.depth)
@@ -203,7 +201,8 @@ def create_app(source, backend: str = "auto", device: str = "auto", tta: str | N
         state["batcher"] = batcher
         h, w = model.spec.image_size
         blank = model.decode(Image.new("L", (w, h)))
-        await anyio.to_thread.run_sync(logits, [blank])  # the first pass sets up kernels: not on a client
+        for predictor in started or [model]:   # the first pass sets up kernels: not on a client
+            await anyio.to_thread.run_sync(predictor.logits, blank[None])
         state["status"] = "ready"
         log.info("serving %s (%s backend)", model.card["name"], model.backend)
         try:

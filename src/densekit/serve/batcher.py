@@ -5,8 +5,9 @@ A worker thread takes the oldest waiting image, then keeps taking more until it 
 them in one call of ``fn``. With ``announced``, the caller marks each request on its way (read,
 being decoded) with ``coming()``, and a forming batch waits only while one is: a lone request is not
 held back ``max_delay`` for company that is not coming (at concurrency 1 that wait halved the
-server's requests/s), while requests already being decoded still join the batch. The queue is bounded (``queue_size`` images), and a request's images
-go in together or not at all, so a full queue refuses a request at once instead of growing.
+server's requests/s), while requests already being decoded still join the batch. The queue is
+bounded (``queue_size`` images), and a request's images go in together or not at all, so a full
+queue refuses a request at once instead of growing.
 Forward passes run in these threads, never on the event loop (PyTorch and onnxruntime release
 the GIL while they compute). ``close`` stops taking requests and returns once everything queued
 has been answered: the drain that a graceful shutdown waits for.

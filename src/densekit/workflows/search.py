@@ -29,7 +29,7 @@ from ..config import _FLOAT, TrainConfig
 from ..engine.callbacks import Callback
 from ..engine.run import check_run_name
 from ..errors import DensekitError
-from .sweep import check_keys, FIELDS, best_of, check_rank_by, rank, sweep_table
+from .sweep import FIELDS, best_of, check_keys, check_rank_by, rank, split_choice, sweep_table
 from ..tracking.runs import run_row
 
 PRUNERS = ("median", "halving", "none")
@@ -198,8 +198,7 @@ def run_search(base: TrainConfig, space: dict, trials: int, verbose: bool = True
         chosen = _suggest(trial, space)
         counted = _counted(study)
         left = max(trials - len(counted), 1)
-        fields = {k: v for k, v in chosen.items() if k in FIELDS}
-        model_args = {**base.model_args, **{k: v for k, v in chosen.items() if k not in FIELDS}}
+        fields, model_args = split_choice(base, chosen)
         if budget:
             fields["time_budget"] = max((budget - _spent(study)) / left, 1.0)
         resume = trial.user_attrs.get("resume")

@@ -55,6 +55,12 @@ def check_keys(base: TrainConfig, grid: dict):
             raise DensekitError(f"--grid {key}: a sweep names its run folders itself; give --name for the sweep")
 
 
+def split_choice(base: TrainConfig, chosen: dict) -> tuple[dict, dict]:
+    """(config fields, the model arguments with ``base``'s) of one combination or trial's values."""
+    fields = {k: v for k, v in chosen.items() if k in FIELDS}
+    return fields, {**base.model_args, **{k: v for k, v in chosen.items() if k not in FIELDS}}
+
+
 def _label(value) -> str:
     text = "x".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
     return re.sub(r"[^A-Za-z0-9._x-]", "", text)
@@ -67,8 +73,7 @@ def combinations(base: TrainConfig, grid: dict) -> list[tuple[dict, TrainConfig]
     out = []
     for values in itertools.product(*grid.values()):
         chosen = dict(zip(grid, values))
-        fields = {k: v for k, v in chosen.items() if k in FIELDS}
-        model_args = {**base.model_args, **{k: v for k, v in chosen.items() if k not in FIELDS}}
+        fields, model_args = split_choice(base, chosen)
         name = "-".join(f"{k}{_label(v)}" for k, v in chosen.items())
         cfg = base.replace(**fields, model_args=model_args, out=f"{base.out}/{sweep}", name=name)
         out.append((chosen, cfg.validate()))
